@@ -1,0 +1,50 @@
+//! The command-line interface: flags become a config, then the library does the work.
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+pub mod doctor;
+pub mod models;
+pub mod summary;
+pub mod train;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tchzoo",
+    version,
+    about = "Train neural networks on libtorch from Rust, with a model zoo and Keras-style fit"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (with no flags: LeNet-5 on the embedded digits).
+    Train(Box<train::TrainArgs>),
+    /// List every architecture with its parameter count.
+    Models(models::ModelsArgs),
+    /// A Keras-style summary of a model: layers, output shapes, parameters.
+    Summary(summary::SummaryArgs),
+    /// libtorch version, CUDA and cuDNN availability, GPU and thread counts.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Parses `args` and runs the subcommand.
+pub fn run<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match cli.command {
+        Command::Train(a) => train::run(*a),
+        Command::Models(a) => models::run(a),
+        Command::Summary(a) => summary::run(a),
+        Command::Doctor(a) => doctor::run(a),
+    }
+}

@@ -1,0 +1,168 @@
+//! `tchzoo train`: flags on top of `--config run.json` on top of the defaults.
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::RunConfig;
+use crate::error::Result;
+use crate::optim::OptimizerKind;
+use crate::train::progress::Verbosity;
+
+#[derive(Debug, Args, Default)]
+pub struct TrainArgs {
+    /// A JSON run config; flags given here override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model name with options, e.g. lenet5, mlp:hidden=64x64 (`tchzoo models` lists them).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Data: digits, moons[:n_samples=..,noise=..], circles, blobs, xor, or a file/folder (IDX, CIFAR-10, CSV, NPY/NPZ, images).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Explicit validation data (a data spec as --data).
+    #[arg(long)]
+    pub validation_data: Option<String>,
+    /// Hold out the last fraction (before shuffling) for validation [default: 0.2].
+    #[arg(long)]
+    pub validation_split: Option<f64>,
+    /// Train without validation data.
+    #[arg(long)]
+    pub no_validation: bool,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: the optimizer's].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// sgd, adam, adamw or rmsprop [default: adam].
+    #[arg(long, value_parser = |s: &str| crate::optim::parse_kind(s).map_err(|e| e.to_string()))]
+    pub optimizer: Option<OptimizerKind>,
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    #[arg(long)]
+    pub dampening: Option<f64>,
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub beta1: Option<f64>,
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    #[arg(long)]
+    pub eps: Option<f64>,
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// RMSprop's smoothing constant.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long)]
+    pub centered: bool,
+    /// auto, cross_entropy, binary_crossentropy or mse.
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Comma-separated: accuracy, top5_accuracy, mse, mae.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Do not shuffle the training data between epochs.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// The run folder [default: runs/<model>-<data>-<time>].
+    #[arg(long)]
+    pub out: Option<String>,
+    /// Intra-op CPU threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Initial weights (a state dict file) to load before training.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Learning-rate schedule: cosine, step:step_size=10,gamma=0.1, exponential:gamma=0.95, or none [default: cosine].
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+    /// Image augmentation during training: affine[:rotate=10,scale=0.1,shift=0.1].
+    #[arg(long)]
+    pub augment: Option<String>,
+    /// Print only the final summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The defaults, then the config file, then the flags.
+    pub fn resolve(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(p) => RunConfig::from_json_file(p)?,
+            None => RunConfig::default(),
+        };
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = &self.$field {
+                    c.$field = v.clone();
+                }
+            };
+            ($field:ident, opt) => {
+                if let Some(v) = &self.$field {
+                    c.$field = Some(v.clone());
+                }
+            };
+        }
+        set!(model);
+        set!(data);
+        set!(validation_data, opt);
+        set!(validation_split, opt);
+        set!(epochs);
+        set!(batch_size);
+        set!(lr, opt);
+        set!(optimizer);
+        set!(momentum);
+        set!(dampening);
+        set!(weight_decay, opt);
+        set!(eps, opt);
+        set!(alpha);
+        set!(loss);
+        set!(metrics);
+        set!(device);
+        set!(seed);
+        set!(out, opt);
+        set!(threads, opt);
+        set!(weights, opt);
+        set!(augment, opt);
+        set!(lr_schedule, opt);
+        for field in [&mut c.augment, &mut c.lr_schedule] {
+            if field.as_deref() == Some("none") {
+                *field = None;
+            }
+        }
+        if let Some(b1) = self.beta1 {
+            c.betas.0 = b1;
+        }
+        if let Some(b2) = self.beta2 {
+            c.betas.1 = b2;
+        }
+        c.nesterov |= self.nesterov;
+        c.amsgrad |= self.amsgrad;
+        c.centered |= self.centered;
+        if self.no_shuffle {
+            c.shuffle = false;
+        }
+        if self.no_validation {
+            c.validation_split = None;
+            c.validation_data = None;
+        }
+        Ok(c)
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
+    let outcome = crate::run::train(&config, verbosity, vec![])?;
+    println!("{}", outcome.summary_line(&config));
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The run configuration: JSON (`--config run.json`) with CLI flags on top; the resolved form is written into
+//! each run folder as `config.json`.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optim::{OptimizerConfig, OptimizerKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// A registry name with options: `lenet5`, `mlp:hidden=64x64`.
+    pub model: String,
+    /// A data spec: `digits`, `moons:n_samples=500`, a file or folder.
+    pub data: String,
+    /// Explicit validation data (a data spec); takes precedence over `validation_split`.
+    pub validation_data: Option<String>,
+    /// Keras' `validation_split`: the last fraction, held out before shuffling. `null` = no validation.
+    pub validation_split: Option<f64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub optimizer: OptimizerKind,
+    /// `null` = the optimizer's default (Adam 1e-3, SGD 1e-2 here, RMSprop 1e-2).
+    pub lr: Option<f64>,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    /// `null` = the optimizer's default (AdamW 1e-2, others 0).
+    pub weight_decay: Option<f64>,
+    pub betas: (f64, f64),
+    pub eps: Option<f64>,
+    pub amsgrad: bool,
+    pub alpha: f64,
+    pub centered: bool,
+    /// `auto`, `cross_entropy`, `binary_crossentropy`, `mse`.
+    pub loss: String,
+    /// Empty = the loss's defaults (accuracy, or mae for regression).
+    pub metrics: Vec<String>,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    pub seed: u64,
+    /// The run folder; `null` = `runs/<model>-<data>-<time>`.
+    pub out: Option<String>,
+    /// Intra-op threads; `null` = libtorch's default.
+    pub threads: Option<usize>,
+    /// Initial weights (a state dict) to load before training.
+    pub weights: Option<String>,
+    /// Learning-rate schedule by epoch: `cosine`, `step:step_size=10,gamma=0.1`, `exponential:gamma=0.95`;
+    /// `null` = constant.
+    pub lr_schedule: Option<String>,
+    /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]`; `null` = none.
+    pub augment: Option<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            model: "lenet5".into(),
+            data: "digits".into(),
+            validation_data: None,
+            validation_split: Some(0.2),
+            epochs: 30,
+            batch_size: 32,
+            shuffle: true,
+            optimizer: OptimizerKind::Adam,
+            lr: None,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: None,
+            betas: (0.9, 0.999),
+            eps: None,
+            amsgrad: false,
+            alpha: 0.99,
+            centered: false,
+            loss: "auto".into(),
+            metrics: vec![],
+            device: "auto".into(),
+            seed: 42,
+            out: None,
+            threads: None,
+            weights: None,
+            augment: Some("affine".into()),
+            lr_schedule: Some("cosine".into()),
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn from_json_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
+    }
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The optimizer's hyper-parameters: `torch.optim`'s defaults where the config leaves them unset.
+    pub fn optimizer_config(&self) -> Result<OptimizerConfig> {
+        let mut c = OptimizerConfig::new(self.optimizer);
+        if self.optimizer == OptimizerKind::Sgd {
+            c.lr = 1e-2;
+        }
+        if let Some(lr) = self.lr {
+            c.lr = lr;
+        }
+        if let Some(wd) = self.weight_decay {
+            c.weight_decay = wd;
+        }
+        if let Some(eps) = self.eps {
+            c.eps = eps;
+        }
+        c.momentum = self.momentum;
+        c.dampening = self.dampening;
+        c.nesterov = self.nesterov;
+        c.betas = self.betas;
+        c.amsgrad = self.amsgrad;
+        c.alpha = self.alpha;
+        c.centered = self.centered;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks what can be checked before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch size must be at least 1"));
+        }
+        if let Some(f) = self.validation_split {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(Error::config(format!(
+                    "validation split {f} is outside (0, 1); use e.g. 0.2, or --no-validation"
+                )));
+            }
+        }
+        self.optimizer_config()?;
+        if let Some(s) = &self.lr_schedule {
+            crate::train::callbacks::LearningRateScheduler::parse(s, self.epochs)?;
+        }
+        if let Some(a) = &self.augment {
+            crate::data::augment::Affine::parse(a)?;
+        }
+        crate::device::parse(&self.device)?;
+        crate::models::find(&crate::util::Spec::parse(&self.model, "model")?.source)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! CSV tables: a header row, then one sample per row. Features are the numeric columns; the label column is
+//! option `label=NAME` (or a 0-based index, negative from the end), by default the last column.
+//! String labels become classes in sorted order (like scikit-learn's `LabelEncoder`) with `class_names` set;
+//! `task=regression` reads the label as a real number.
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use tch::Tensor;
+
+use super::{bad_opt, check_options, class_count, is_regression, read_all};
+use crate::data::{Dataset, Task};
+use crate::error::{did_you_mean, Error, Result};
+
+const MAX_FILE: u64 = 2 << 30;
+
+/// One parsed record: the file line it starts on and its fields.
+type Record<'a> = (usize, Vec<Cow<'a, str>>);
+
+/// Loads a CSV (or `.tsv`) table. Options: `label`, `task=classification|regression`, `classes=N`,
+/// `sep=comma|tab|semicolon|pipe`.
+pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> {
+    let name = path.display().to_string();
+    check_options(&name, options, &["label", "task", "classes", "sep"])?;
+    let regression = is_regression(&name, options)?;
+    let is_tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    let sep = match options.get("sep").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None if is_tsv => b'\t',
+        None | Some("comma") => b',',
+        Some("tab") | Some("\\t") => b'\t',
+        Some("semicolon") | Some(";") => b';',
+        Some("pipe") | Some("|") => b'|',
+        Some(v) => return Err(bad_opt(&name, "sep", v, "comma, tab, semicolon or pipe")),
+    };
+    let bytes = read_all(path, MAX_FILE)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        Error::data(&name, format!("not UTF-8 text (bad byte at offset {}); save it as UTF-8 CSV", e.valid_up_to()))
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(Error::data(&name, "the file is empty; expected a header row and one row per sample"));
+    }
+    let mut records = parse(text, sep, &name)?.into_iter();
+    let (_, header) = records.next().ok_or_else(|| Error::data(&name, "the file is empty"))?;
+    let header: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+    let rows: Vec<Record> = records.collect();
+    if rows.is_empty() {
+        return Err(Error::data(&name, "the file has a header row but no data rows"));
+    }
+    let n_cols = header.len();
+    if n_cols < 2 {
+        return Err(Error::data(
+            &name,
+            format!(
+                "the header has one column ('{}'); expected feature columns and a label column, separated by '{}' \
+                 (pass sep= for another separator)",
+                show(&header[0]),
+                sep as char
+            ),
+        ));
+    }
+    for (line, fields) in &rows {
+        if fields.len() != n_cols {
+            return Err(Error::data(
+                &name,
+                format!(
+                    "line {line} has {} fields but the header has {n_cols}; quote fields that contain '{}'",
+                    fields.len(),
+                    sep as char
+                ),
+            ));
+        }
+    }
+    let label_col = label_column(&name, &header, options.get("label"))?;
+    let label_name = &header[label_col];
+    let shown_label = show(label_name);
+
+    // Feature columns: every other column with numbers in it; a column with no number at all is text, skipped.
+    let mut feature_cols = Vec::new();
+    for col in (0..n_cols).filter(|&c| c != label_col) {
+        if rows.iter().any(|(_, f)| number(&f[col]).is_some()) {
+            feature_cols.push(col);
+        }
+    }
+    if feature_cols.is_empty() {
+        return Err(Error::data(
+            &name,
+            format!("no numeric feature columns besides the label '{shown_label}'; features must be numbers"),
+        ));
+    }
+    let n = rows.len();
+    let mut xs: Vec<f32> = Vec::with_capacity(n * feature_cols.len());
+    for (line, fields) in &rows {
+        for &col in &feature_cols {
+            xs.push(cell_number(&name, *line, &header[col], &fields[col])? as f32);
+        }
+    }
+    let xs = Tensor::from_slice(&xs).reshape([n as i64, feature_cols.len() as i64]);
+
+    let labels: Vec<&str> = rows.iter().map(|(_, f)| f[label_col].trim()).collect();
+    if regression {
+        let mut ys = Vec::with_capacity(n);
+        for (line, fields) in &rows {
+            ys.push(cell_number(&name, *line, label_name, &fields[label_col])? as f32);
+        }
+        return Dataset::new(&name, xs, Tensor::from_slice(&ys), Task::Regression { n_outputs: 1 });
+    }
+    if let Some((line, _)) = rows.iter().zip(&labels).find(|(_, l)| l.is_empty()).map(|(r, _)| r) {
+        return Err(Error::data(&name, format!("line {line}: the label '{shown_label}' is empty; fill it in")));
+    }
+    let numeric: Option<Vec<f64>> = labels.iter().map(|l| number(l)).collect();
+    let (ys, class_names) = match numeric {
+        Some(values) => {
+            let mut ys = Vec::with_capacity(n);
+            for ((line, _), v) in rows.iter().zip(&values) {
+                if v.fract() != 0.0 || v.abs() > 1e15 {
+                    return Err(Error::data(
+                        &name,
+                        format!(
+                            "line {line}, column '{shown_label}': {v} is not a class number; pass task=regression \
+                             for real-valued targets"
+                        ),
+                    ));
+                }
+                ys.push(*v as i64);
+            }
+            (ys, None)
+        }
+        None => {
+            let classes: Vec<&str> = labels.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+            let index: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (*c, i as i64)).collect();
+            let ys = labels.iter().map(|l| index[l]).collect();
+            (ys, Some(classes.into_iter().map(String::from).collect::<Vec<_>>()))
+        }
+    };
+    let ys = Tensor::from_slice(&ys);
+    let n_classes = class_count(&name, options, &ys, class_names.as_ref().map(Vec::len))?;
+    let mut data = Dataset::new(&name, xs, ys, Task::Classification { n_classes })?;
+    data.class_names = class_names.filter(|c| c.len() == n_classes);
+    Ok(data)
+}
+
+/// The label column: by header name, else by 0-based index (negative counts from the end), default the last.
+fn label_column(name: &str, header: &[String], label: Option<&String>) -> Result<usize> {
+    let Some(label) = label.map(|l| l.trim()) else { return Ok(header.len() - 1) };
+    if let Some(i) = header.iter().position(|h| h == label) {
+        return Ok(i);
+    }
+    if let Some(i) = header.iter().position(|h| h.eq_ignore_ascii_case(label)) {
+        return Ok(i);
+    }
+    if let Ok(i) = label.parse::<i64>() {
+        let n = header.len() as i64;
+        let i = if i < 0 { n + i } else { i };
+        if (0..n).contains(&i) {
+            return Ok(i as usize);
+        }
+    }
+    Err(Error::data(
+        name,
+        format!(
+            "no column '{label}' for label={label}{}; the columns are: {}{}",
+            did_you_mean(label, header.iter().map(String::as_str)),
+            header.iter().take(20).map(|h| show(h)).collect::<Vec<_>>().join(", "),
+            if header.len() > 20 { format!(", … ({} in all)", header.len()) } else { String::new() }
+        ),
+    ))
+}
+
+/// User text for a one-line message: escaped, and cut at 40 characters.
+fn show(text: &str) -> String {
+    let cut: String = text.chars().take(40).collect();
+    let more = if cut.len() < text.len() { "…" } else { "" };
+    format!("{}{more}", cut.escape_debug())
+}
+
+/// A finite number, or `None`.
+fn number(cell: &str) -> Option<f64> {
+    cell.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn cell_number(name: &str, line: usize, column: &str, cell: &str) -> Result<f64> {
+    let cell = cell.trim();
+    number(cell).ok_or_else(|| {
+        let what = if cell.is_empty() {
+            "is empty; fill in the missing value".to_string()
+        } else {
+            format!("'{}' is not a number; fix the cell", show(cell))
+        };
+        Error::data(name, format!("line {line}, column '{}': {what}", show(column)))
+    })
+}
+
+/// Splits `text` into records (RFC 4180 quoting: `"a,b"`, `""` for a quote, newlines inside quotes);
+/// blank lines are skipped.
+fn parse<'a>(text: &'a str, sep: u8, name: &str) -> Result<Vec<Record<'a>>> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut line = 1;
+    let mut out = Vec::new();
+    while i < b.len() {
+        let start_line = line;
+        let mut fields: Vec<Cow<'a, str>> = Vec::new();
+        loop {
+            // Leading spaces before a quote are allowed.
+            let mut j = i;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'"' {
+                i = j + 1;
+                let mut s = String::new();
+                let mut seg = i;
+                loop {
+                    if i >= b.len() {
+                        return Err(Error::data(
+                            name,
+                            format!("line {start_line}: a quoted field is never closed; add the closing \""),
+                        ));
+                    }
+                    if b[i] == b'"' {
+                        if b.get(i + 1) == Some(&b'"') {
+                            s.push_str(&text[seg..=i]);
+                            i += 2;
+                            seg = i;
+                            continue;
+                        }
+                        s.push_str(&text[seg..i]);
+                        i += 1;
+                        break;
+                    }
+                    if b[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+                while i < b.len() && (b[i] == b' ' || b[i] == b'\r') {
+                    i += 1;
+                }
+                if i < b.len() && b[i] != sep && b[i] != b'\n' {
+                    return Err(Error::data(
+                        name,
+                        format!("line {line}: text after a closing quote; quote the whole field or escape \" as \"\""),
+                    ));
+                }
+                fields.push(Cow::Owned(s));
+            } else {
+                let start = i;
+                while i < b.len() && b[i] != sep && b[i] != b'\n' {
+                    i += 1;
+                }
+                fields.push(Cow::Borrowed(text[start..i].trim_end_matches('\r')));
+            }
+            if i < b.len() && b[i] == sep {
+                i += 1;
+                continue;
+            }
+            if i < b.len() && b[i] == b'\n' {
+                i += 1;
+                line += 1;
+            }
+            break;
+        }
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            continue;
+        }
+        out.push((start_line, fields));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        let recs = parse("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n\n1,2", b',', "t").unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[1].1, vec!["x, y", "say \"hi\""]);
+        assert_eq!(recs[2].0, 4);
+        assert!(parse("a\n\"open", b',', "t").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! A seeded mini-batch loader. The order of epoch `e` depends only on `(seed, e)`, so a run resumed at epoch `e`
+//! sees the same batches as one that never stopped. The permutation is drawn on the host (ChaCha8, stream = epoch)
+//! and moved to the data's device as one int64 index tensor; the last partial batch is kept (Keras semantics).
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+use super::Dataset;
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub struct Loader {
+    xs: Tensor,
+    ys: Tensor,
+    n: usize,
+    batch_size: usize,
+    shuffle: bool,
+    seed: u64,
+}
+
+impl Loader {
+    /// A loader over `xs` and `ys` (same first dimension, on the same device). Infallible for callers whose
+    /// data is already checked (a `Dataset` guarantees matching lengths; the config rejects batch size 0): a batch
+    /// size of 0 counts as 1, and mismatched lengths use the shorter. `try_new` reports both instead.
+    pub fn new(xs: &Tensor, ys: &Tensor, batch_size: usize, shuffle: bool, seed: u64) -> Self {
+        let rows = |t: &Tensor| t.size().first().copied().unwrap_or(0).max(0) as usize;
+        let n = rows(xs).min(rows(ys));
+        Loader { xs: xs.shallow_clone(), ys: ys.shallow_clone(), n, batch_size: batch_size.max(1), shuffle, seed }
+    }
+
+    /// As `new`, but fails on an empty set, mismatched lengths or a batch size of 0.
+    pub fn try_new(xs: &Tensor, ys: &Tensor, batch_size: usize, shuffle: bool, seed: u64) -> Result<Self> {
+        let n = xs.size().first().copied().unwrap_or(0);
+        if n <= 0 {
+            return Err(Error::invalid("the loader got 0 samples; the dataset (or its split) is empty"));
+        }
+        if ys.size().first().copied() != Some(n) {
+            return Err(Error::invalid(format!("the loader got {n} inputs but targets of shape {:?}", ys.size())));
+        }
+        if batch_size == 0 {
+            return Err(Error::config("batch size 0; use a batch size of at least 1, e.g. 32"));
+        }
+        Ok(Loader::new(xs, ys, batch_size, shuffle, seed))
+    }
+
+    /// A loader over a dataset's features and targets.
+    pub fn from_dataset(data: &Dataset, batch_size: usize, shuffle: bool, seed: u64) -> Result<Self> {
+        Loader::try_new(&data.xs, &data.ys, batch_size, shuffle, seed)
+    }
+
+    /// The number of batches per epoch (the last may be partial).
+    pub fn len(&self) -> usize {
+        self.n.div_ceil(self.batch_size)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    pub fn n_samples(&self) -> usize {
+        self.n
+    }
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The sample order of `epoch`: a permutation seeded by (seed, epoch) when shuffling, else 0..n.
+    pub fn order(&self, epoch: usize) -> Vec<i64> {
+        let mut order: Vec<i64> = (0..self.n as i64).collect();
+        if self.shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(epoch as u64);
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+
+    /// The batches of `epoch`, in order, as `(xs, ys)` pairs.
+    pub fn batches(&self, epoch: usize) -> Batches<'_> {
+        let index = self.shuffle.then(|| Tensor::from_slice(&self.order(epoch)).to_device(self.xs.device()));
+        Batches { loader: self, index, next: 0 }
+    }
+}
+
+/// The iterator `Loader::batches` returns.
+pub struct Batches<'a> {
+    loader: &'a Loader,
+    /// The epoch's permutation on the data's device; `None` when not shuffling (batches are then views).
+    index: Option<Tensor>,
+    next: usize,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = (Tensor, Tensor);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let l = self.loader;
+        if self.next >= l.n {
+            return None;
+        }
+        let start = self.next as i64;
+        let len = l.batch_size.min(l.n - self.next) as i64;
+        self.next += len as usize;
+        Some(match &self.index {
+            Some(index) => {
+                let idx = index.narrow(0, start, len);
+                (l.xs.index_select(0, &idx), l.ys.index_select(0, &idx))
+            }
+            None => (l.xs.narrow(0, start, len), l.ys.narrow(0, start, len)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.loader.n - self.next.min(self.loader.n)).div_ceil(self.loader.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}

@@ -1,0 +1,165 @@
+//! Datasets: generators, file formats, the embedded digits, splits and a seeded batch loader.
+//!
+//! A data source is named by a spec string: a generator (`moons`, `moons:n_samples=500,noise=0.1`), `digits`
+//! (embedded), or a path to a file or folder (`data/mnist`, `table.csv:label=species`).
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+pub mod augment;
+pub mod digits;
+pub mod files;
+pub mod generators;
+pub mod loader;
+
+pub use loader::Loader;
+
+/// What the targets mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Task {
+    /// Integer labels in `0..n_classes` (ys: int64 [N]).
+    Classification { n_classes: usize },
+    /// Real targets (ys: float32 [N, k]).
+    Regression { n_outputs: usize },
+}
+
+/// An in-memory dataset: features and targets on one device, first dimension the sample index.
+#[derive(Debug)]
+pub struct Dataset {
+    /// float32 [N, ...] (images are [N, C, H, W]).
+    pub xs: Tensor,
+    /// int64 [N] for classification, float32 [N, k] for regression.
+    pub ys: Tensor,
+    pub task: Task,
+    /// Optional class names, index = label.
+    pub class_names: Option<Vec<String>>,
+    /// Where it came from, for messages.
+    pub name: String,
+}
+
+impl Dataset {
+    /// Builds a dataset and checks that it is usable: non-empty, matching lengths, labels in range.
+    pub fn new(name: impl Into<String>, xs: Tensor, ys: Tensor, task: Task) -> Result<Self> {
+        let name = name.into();
+        let n = xs.size().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Err(Error::data(&name, "the dataset is empty (0 samples)"));
+        }
+        if ys.size().first().copied() != Some(n) {
+            return Err(Error::data(&name, format!("{} feature rows but {:?} targets", n, ys.size())));
+        }
+        let xs = xs.to_kind(Kind::Float);
+        let ys = match task {
+            Task::Classification { n_classes } => {
+                let ys = ys.to_kind(Kind::Int64);
+                let (lo, hi) = (ys.min().int64_value(&[]), ys.max().int64_value(&[]));
+                if lo < 0 || hi >= n_classes as i64 {
+                    return Err(Error::data(
+                        &name,
+                        format!("labels span {lo}..={hi} but the task has {n_classes} classes (0..={})", n_classes - 1),
+                    ));
+                }
+                ys
+            }
+            Task::Regression { n_outputs } => ys.to_kind(Kind::Float).reshape([n, n_outputs as i64]),
+        };
+        Ok(Dataset { xs, ys, task, class_names: None, name })
+    }
+
+    pub fn len(&self) -> usize {
+        self.xs.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The shape of one sample, e.g. [1, 32, 32] or [2].
+    pub fn sample_shape(&self) -> Vec<i64> {
+        self.xs.size()[1..].to_vec()
+    }
+    pub fn n_classes(&self) -> Option<usize> {
+        match self.task {
+            Task::Classification { n_classes } => Some(n_classes),
+            Task::Regression { .. } => None,
+        }
+    }
+    pub fn to_device(&self, device: Device) -> Dataset {
+        Dataset {
+            xs: self.xs.to_device(device),
+            ys: self.ys.to_device(device),
+            task: self.task,
+            class_names: self.class_names.clone(),
+            name: self.name.clone(),
+        }
+    }
+    /// Rows `start..end` (no copy).
+    pub fn slice(&self, start: usize, end: usize) -> Dataset {
+        Dataset {
+            xs: self.xs.narrow(0, start as i64, (end - start) as i64),
+            ys: self.ys.narrow(0, start as i64, (end - start) as i64),
+            task: self.task,
+            class_names: self.class_names.clone(),
+            name: self.name.clone(),
+        }
+    }
+    /// Keras' `validation_split`: the last `fraction` of the samples, taken before any shuffling.
+    pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::config(format!("validation split {fraction} is outside (0, 1); use e.g. 0.2")));
+        }
+        let n = self.len();
+        let n_val = ((n as f64) * fraction).round() as usize;
+        if n_val == 0 || n_val >= n {
+            return Err(Error::config(format!(
+                "validation split {fraction} of {n} samples leaves an empty training or validation set"
+            )));
+        }
+        Ok((self.slice(0, n - n_val), self.slice(n - n_val, n)))
+    }
+}
+
+/// A parsed data spec: a name or path and its `key=value` options.
+pub type DataSpec = crate::util::Spec;
+
+/// Loads a dataset from its spec. `seed` drives generators.
+pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
+    if spec.trim().is_empty() {
+        return Err(Error::config("empty --data; give a generator (moons, circles, blobs, xor), digits, or a path"));
+    }
+    let spec = DataSpec::parse(spec, "data")?;
+    if spec.source == "digits" {
+        return digits::load(&spec.options);
+    }
+    if generators::NAMES.contains(&spec.source.as_str()) {
+        return generators::generate(&spec.source, &spec.options, seed);
+    }
+    let path = std::path::Path::new(&spec.source);
+    if path.exists() {
+        return files::load_path(path, &spec.options);
+    }
+    let mut known: Vec<&str> = generators::NAMES.to_vec();
+    known.push("digits");
+    Err(Error::data(
+        &spec.source,
+        format!(
+            "no such dataset or path{}; known datasets: {}, or give a file or folder",
+            crate::error::did_you_mean(&spec.source, known.iter().copied()),
+            known.join(", ")
+        ),
+    ))
+}
+
+/// Reads an option, parsing it as `T`, or returns `default`.
+pub fn opt<T: std::str::FromStr>(
+    options: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+    source_name: &str,
+) -> Result<T> {
+    match options.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| Error::data(source_name, format!("option {key}={v} does not parse"))),
+    }
+}

@@ -1,0 +1,8 @@
+//! The `tchzoo` binary: errors print as one line and exit with code 2.
+fn main() {
+    tchzoo::util::install_panic_hook();
+    if let Err(e) = tchzoo::cli::run(std::env::args_os()) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,128 @@
+//! Multi-layer perceptron: `features` (Flatten, then Linear [+ BatchNorm1d] + activation [+ Dropout] per hidden
+//! layer) and a `classifier` Linear. Python reference: `scripts/reference_models.py::MLP`.
+use tch::Tensor;
+
+use super::{Model, ModelConfig, ModelEntry};
+use crate::error::{Error, Result};
+use crate::nn::{Act, Activation, BatchNorm, Dropout, Flatten, Linear, Module, Path, Sequential};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpConfig {
+    pub in_features: i64,
+    pub hidden: Vec<i64>,
+    pub num_outputs: i64,
+    pub activation: Activation,
+    pub dropout: f64,
+    pub batch_norm: bool,
+}
+
+impl MlpConfig {
+    pub fn from_model_config(c: &ModelConfig, default_hidden: &[i64]) -> Result<Self> {
+        let hidden = match c.options.get("hidden") {
+            None => default_hidden.to_vec(),
+            Some(h) if h.is_empty() || h == "none" => vec![],
+            Some(h) => h
+                .split(['x', '-', '/'])
+                .map(|s| s.trim().parse::<i64>().ok().filter(|&v| v > 0))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::config(format!("mlp option hidden={h} must be sizes like 64x32")))?,
+        };
+        let dropout: f64 = c.opt("dropout", 0.0)?;
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(Error::config(format!("mlp option dropout={dropout} must be in [0, 1)")));
+        }
+        Ok(MlpConfig {
+            in_features: c.input_shape.iter().product(),
+            hidden,
+            num_outputs: c.num_outputs,
+            activation: c.opt("activation", Activation::Relu)?,
+            dropout,
+            batch_norm: c.opt("batch_norm", false)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Mlp {
+    features: Sequential,
+    classifier: Linear,
+    path: Path,
+    last_width: i64,
+    num_outputs: i64,
+}
+
+impl Mlp {
+    pub fn new(p: &Path, c: &MlpConfig) -> Self {
+        let fp = p.sub("features");
+        let mut features = Sequential::new();
+        features.push(Flatten::new(&fp.sub(0)));
+        let mut width = c.in_features;
+        for &h in &c.hidden {
+            features.push(Linear::new(&fp.sub(features.next_index()), width, h));
+            if c.batch_norm {
+                features.push(BatchNorm::new1d(&fp.sub(features.next_index()), h));
+            }
+            features.push(Act::new(&fp.sub(features.next_index()), c.activation));
+            if c.dropout > 0.0 {
+                features.push(Dropout::new(&fp.sub(features.next_index()), c.dropout));
+            }
+            width = h;
+        }
+        let classifier = Linear::new(&p.sub("classifier"), width, c.num_outputs);
+        Mlp { features, classifier, path: p.clone(), last_width: width, num_outputs: c.num_outputs }
+    }
+}
+
+impl Module for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_head(&self.forward_features(xs, train), train)
+    }
+}
+
+impl Model for Mlp {
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features.forward_t(xs, train)
+    }
+    fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
+        self.classifier.forward_t(features, train)
+    }
+    fn reset_classifier(&mut self, num_outputs: i64) {
+        let store = self.path.store();
+        store.remove_prefix(self.path.sub("classifier").name());
+        self.classifier = Linear::new(&self.path.sub("classifier"), self.last_width, num_outputs);
+        store.reset_cursor();
+        self.num_outputs = num_outputs;
+    }
+    fn num_outputs(&self) -> i64 {
+        self.num_outputs
+    }
+}
+
+const OPTIONS: &[&str] = &["hidden", "activation", "dropout", "batch_norm"];
+
+pub fn entries() -> Vec<ModelEntry> {
+    vec![
+        ModelEntry {
+            name: "mlp",
+            family: "mlp",
+            description: "multi-layer perceptron (options: hidden=64x64, activation, dropout, batch_norm)",
+            default_input: &[2],
+            default_classes: 2,
+            first_layer: "features.1",
+            classifier: "classifier",
+            options: OPTIONS,
+            build: |p, c| Ok(Box::new(Mlp::new(p, &MlpConfig::from_model_config(c, &[64, 64])?))),
+        },
+        ModelEntry {
+            name: "perceptron",
+            family: "mlp",
+            description: "single-layer perceptron: one Linear layer, no hidden layer",
+            default_input: &[2],
+            default_classes: 2,
+            first_layer: "classifier",
+            classifier: "classifier",
+            options: &[],
+            build: |p, c| Ok(Box::new(Mlp::new(p, &MlpConfig::from_model_config(c, &[])?))),
+        },
+    ]
+}

@@ -1,0 +1,16 @@
+//! Our layer kit over tch: an ordered parameter store and layers named and initialised as PyTorch's.
+pub mod activation;
+pub mod layers;
+pub mod store;
+pub mod trace;
+
+pub use activation::Activation;
+pub use layers::{Act, BatchNorm, Conv2d, ConvConfig, Dropout, Flatten, Linear, Pool2d, PoolKind, Sequential};
+pub use store::{Path, VarKind, VarStore};
+
+use tch::Tensor;
+
+/// A layer or model: `train` selects training behaviour (dropout, batch statistics).
+pub trait Module: std::fmt::Debug {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor;
+}

@@ -1,0 +1,151 @@
+//! The library's whole training run, which the CLI calls: config → data → model → trainer → run folder.
+use std::path::{Path, PathBuf};
+
+use crate::config::RunConfig;
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::models;
+use crate::nn::VarStore;
+use crate::optim::Optimizer;
+use crate::train::progress::Verbosity;
+use crate::train::{Callback, FitConfig, History, Loss, Metric, Trainer};
+use crate::util::write_atomic;
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub history: History,
+    pub epochs_run: usize,
+    pub seconds: f64,
+    pub num_parameters: i64,
+    pub device: String,
+}
+
+impl RunOutcome {
+    /// The one-line summary printed at the end of `tchzoo train`.
+    pub fn summary_line(&self, config: &RunConfig) -> String {
+        let mut parts = vec![format!(
+            "{} on {}: {} epochs in {:.1}s on {}",
+            config.model, config.data, self.epochs_run, self.seconds, self.device
+        )];
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy", "mae", "val_mae"] {
+            if let Some(v) = self.history.last(key) {
+                parts.push(format!("{key} {v:.4}"));
+            }
+        }
+        if let Some(best) = self.history.get("val_accuracy").and_then(|v| v.iter().cloned().reduce(f64::max)) {
+            parts.push(format!("best val_accuracy {best:.4}"));
+        }
+        parts.push(format!("→ {}", self.dir.display()));
+        parts.join(", ")
+    }
+}
+
+/// A model, its store and the loss it was set up for, built for a dataset.
+pub struct Prepared {
+    pub trainer: Trainer,
+    pub train: Dataset,
+    pub validation: Option<Dataset>,
+}
+
+/// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
+pub fn prepare(config: &RunConfig) -> Result<Prepared> {
+    config.validate()?;
+    if let Some(t) = config.threads {
+        tch::set_num_threads(t.max(1) as i32);
+    }
+    let device = crate::device::parse(&config.device)?;
+    tch::manual_seed(config.seed as i64);
+    let full = data::load(&config.data, config.seed)?;
+    let (train, validation) = match (&config.validation_data, config.validation_split) {
+        (Some(spec), _) => (full, Some(data::load(spec, config.seed)?)),
+        (None, Some(f)) => {
+            let (t, v) = full.split_validation(f)?;
+            (t, Some(v))
+        }
+        (None, None) => (full, None),
+    };
+    if let Some(v) = &validation {
+        if v.sample_shape() != train.sample_shape() {
+            return Err(Error::data(
+                &v.name,
+                format!(
+                    "validation samples have shape {:?}, training samples {:?}",
+                    v.sample_shape(),
+                    train.sample_shape()
+                ),
+            ));
+        }
+    }
+    let loss = Loss::parse(&config.loss, train.task)?;
+    let metrics = if config.metrics.is_empty() {
+        Metric::defaults(loss)
+    } else {
+        config.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?
+    };
+    for m in &metrics {
+        m.check(loss, train.task)?;
+    }
+    let store = VarStore::new(device);
+    let model = models::build(&config.model, &store, loss.num_outputs(train.task), &train.sample_shape())?;
+    models::trace(model.as_ref(), &store, &train.sample_shape())
+        .map_err(|e| Error::data(&train.name, e.to_string()))?;
+    if let Some(w) = &config.weights {
+        crate::checkpoint::load_weights(&store, Path::new(w), true)?;
+    }
+    let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+    Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation })
+}
+
+/// The run folder: `config.out`, or `runs/<model>-<data>-<time>`.
+pub fn run_dir(config: &RunConfig) -> PathBuf {
+    if let Some(out) = &config.out {
+        return PathBuf::from(out);
+    }
+    let clean = |s: &str| -> String {
+        let s = s.split(':').next().unwrap_or(s);
+        let s = Path::new(s).file_stem().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| s.to_string());
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+    };
+    let time = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    PathBuf::from("runs").join(format!("{}-{}-{}", clean(&config.model), clean(&config.data), time))
+}
+
+/// Trains as `config` says and writes the run folder: `config.json`, `history.json`, `history.csv`,
+/// `model.safetensors` (the final weights) and `curves.png`.
+pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    let started = std::time::Instant::now();
+    let Prepared { mut trainer, train, validation } = prepare(config)?;
+    let dir = run_dir(config);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+    let fit = FitConfig {
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        shuffle: config.shuffle,
+        initial_epoch: 0,
+        seed: config.seed,
+        verbosity,
+        augment: config.augment.as_deref().map(crate::data::augment::Affine::parse).transpose()?,
+    };
+    let mut all: Vec<Box<dyn Callback>> = vec![];
+    if let Some(s) = &config.lr_schedule {
+        let schedule = crate::train::callbacks::LearningRateScheduler::parse(s, config.epochs)?;
+        all.push(Box::new(crate::train::callbacks::LearningRateScheduler::from_schedule(schedule)));
+    }
+    all.extend(callbacks);
+    let history = trainer.fit(&train, validation.as_ref(), &fit, &mut all)?;
+    history.save_json(&dir.join("history.json"))?;
+    history.save_csv(&dir.join("history.csv"))?;
+    crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
+    crate::plot::plot_history(&history, &dir.join("curves.png"))?;
+    Ok(RunOutcome {
+        dir,
+        epochs_run: history.len(),
+        history,
+        seconds: started.elapsed().as_secs_f64(),
+        num_parameters: trainer.store.num_parameters(),
+        device: crate::device::name(trainer.device()),
+    })
+}

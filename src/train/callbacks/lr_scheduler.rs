@@ -1,0 +1,68 @@
+//! Keras' LearningRateScheduler: sets the optimizer's learning rate at the start of each epoch from a schedule.
+use super::{Callback, CallbackContext};
+use crate::error::{Error, Result};
+use crate::optim::schedule::Schedule;
+use crate::util::Spec;
+
+pub struct LearningRateScheduler {
+    schedule: Box<dyn Fn(usize, f64) -> f64>,
+    base_lr: Option<f64>,
+}
+
+impl LearningRateScheduler {
+    /// From a closure of (epoch, initial lr) → lr, as Keras' `schedule(epoch, lr)`.
+    pub fn new(schedule: impl Fn(usize, f64) -> f64 + 'static) -> Self {
+        LearningRateScheduler { schedule: Box::new(schedule), base_lr: None }
+    }
+    pub fn from_schedule(schedule: Schedule) -> Self {
+        Self::new(move |epoch, lr| schedule.lr_at(lr, epoch))
+    }
+    /// `cosine[:t_max=30,eta_min=0]`, `step:step_size=10,gamma=0.1`, `exponential:gamma=0.95`, `constant`.
+    /// `epochs` is the default `t_max`.
+    pub fn parse(spec: &str, epochs: usize) -> Result<Schedule> {
+        let s = Spec::parse(spec, "lr schedule")?;
+        let num = |k: &str, d: f64| -> Result<f64> {
+            s.options.get(k).map_or(Ok(d), |v| {
+                v.parse().map_err(|_| Error::config(format!("lr schedule option {k}={v} is not a number")))
+            })
+        };
+        let known: &[&str] = match s.source.as_str() {
+            "constant" => &[],
+            "cosine" => &["t_max", "eta_min"],
+            "step" => &["step_size", "gamma"],
+            "exponential" => &["gamma"],
+            other => return Err(Error::config(format!(
+                "unknown lr schedule '{other}'; use constant, cosine, step:step_size=N,gamma=G or exponential:gamma=G"
+            ))),
+        };
+        if let Some(k) = s.options.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Error::config(format!(
+                "lr schedule '{}' has no option '{k}'; it takes {}",
+                s.source,
+                known.join(", ")
+            )));
+        }
+        Ok(match s.source.as_str() {
+            "cosine" => {
+                Schedule::Cosine { t_max: num("t_max", epochs as f64)? as usize, eta_min: num("eta_min", 0.0)? }
+            }
+            "step" => Schedule::Step { step_size: num("step_size", 10.0)? as usize, gamma: num("gamma", 0.1)? },
+            "exponential" => Schedule::Exponential { gamma: num("gamma", 0.95)? },
+            _ => Schedule::Constant,
+        })
+    }
+}
+
+impl Callback for LearningRateScheduler {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
+        if self.base_lr.is_none() {
+            self.base_lr = Some(ctx.optimizer.lr());
+        }
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext) -> Result<()> {
+        let base = self.base_lr.unwrap_or_else(|| ctx.optimizer.lr());
+        ctx.optimizer.set_lr((self.schedule)(epoch, base));
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Training: `fit`, `evaluate`, `predict` with Keras' meaning, metrics, history and callbacks.
+pub mod callbacks;
+pub mod history;
+pub mod metrics;
+pub mod progress;
+pub mod trainer;
+
+pub use callbacks::{Callback, CallbackContext, Logs};
+pub use history::History;
+pub use metrics::{Loss, Metric};
+pub use trainer::{FitConfig, Trainer};

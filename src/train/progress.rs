@@ -1,0 +1,67 @@
+//! Per-epoch progress: a bar on a terminal, one Keras-style line per epoch otherwise.
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Logs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Silent,
+    /// A bar on a terminal, lines elsewhere.
+    Auto,
+    /// One line per epoch.
+    Lines,
+}
+
+pub struct Progress {
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(verbosity: Verbosity) -> Self {
+        let verbosity = match verbosity {
+            Verbosity::Auto if !std::io::stderr().is_terminal() => Verbosity::Lines,
+            v => v,
+        };
+        Progress { verbosity, bar: None }
+    }
+    pub fn epoch_begin(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        if self.verbosity == Verbosity::Auto {
+            let bar = ProgressBar::new(batches as u64);
+            let style = ProgressStyle::with_template("Epoch {msg} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(format!("{}/{}", epoch + 1, epochs));
+            self.bar = Some(bar);
+        }
+    }
+    pub fn batch_end(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+    pub fn epoch_end(&mut self, epoch: usize, epochs: usize, logs: &Logs, seconds: f64) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.verbosity != Verbosity::Silent {
+            println!("{}", epoch_line(epoch, epochs, logs, seconds));
+        }
+    }
+}
+
+/// `Epoch 3/30 - loss: 0.4120 - accuracy: 0.8711 - val_loss: 0.3982 - val_accuracy: 0.8833 - 1.2s`
+pub fn epoch_line(epoch: usize, epochs: usize, logs: &Logs, seconds: f64) -> String {
+    let mut line = format!("Epoch {}/{}", epoch + 1, epochs);
+    let mut keys: Vec<&String> = logs.keys().filter(|k| *k != "lr" && *k != "epoch_time").collect();
+    // Training metrics first, then validation, each with loss first (Keras' order).
+    keys.sort_by_key(|k| (k.starts_with("val_"), !k.trim_start_matches("val_").eq("loss"), k.to_string()));
+    for k in keys {
+        line.push_str(&format!(" - {k}: {:.4}", logs[k]));
+    }
+    line.push_str(&format!(" - {seconds:.1}s"));
+    line
+}

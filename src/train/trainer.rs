@@ -1,0 +1,252 @@
+//! The trainer: Keras' `fit`, `evaluate` and `predict` over a model, its store and one of our optimizers.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+
+use super::callbacks::{Callback, CallbackContext, Logs};
+use super::history::History;
+use super::metrics::{Accumulator, Loss, Metric};
+use super::progress::{Progress, Verbosity};
+use crate::data::{Dataset, Loader};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::nn::VarStore;
+use crate::optim::Optimizer;
+
+/// Keras' `fit` arguments.
+#[derive(Debug, Clone)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    /// The epoch to start at (0-based), to continue a run.
+    pub initial_epoch: usize,
+    /// Seeds the per-epoch shuffles.
+    pub seed: u64,
+    pub verbosity: Verbosity,
+    /// Random affine augmentation of training images, drawn per sample each epoch.
+    pub augment: Option<crate::data::augment::Affine>,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            initial_epoch: 0,
+            seed: 0,
+            verbosity: Verbosity::Auto,
+            augment: None,
+        }
+    }
+}
+
+pub struct Trainer {
+    pub model: Box<dyn Model>,
+    pub store: VarStore,
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+}
+
+impl Trainer {
+    pub fn new(model: Box<dyn Model>, store: VarStore, optimizer: Optimizer, loss: Loss, metrics: Vec<Metric>) -> Self {
+        Trainer { model, store, optimizer, loss, metrics }
+    }
+    pub fn device(&self) -> Device {
+        self.store.device()
+    }
+
+    /// The names `fit` will log: `loss`, each metric, their `val_` forms when there is validation data, `lr`,
+    /// `epoch_time`.
+    pub fn log_names(&self, with_validation: bool) -> Vec<String> {
+        let mut names = vec!["loss".to_string()];
+        names.extend(self.metrics.iter().map(|m| m.name().to_string()));
+        if with_validation {
+            let val: Vec<String> = names.iter().map(|n| format!("val_{n}")).collect();
+            names.extend(val);
+        }
+        names.push("lr".into());
+        names.push("epoch_time".into());
+        names
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        if data.is_empty() {
+            return Err(Error::data(&data.name, "the dataset is empty"));
+        }
+        if let (Some(n), Loss::CrossEntropy) = (data.n_classes(), self.loss) {
+            if n as i64 > self.model.num_outputs() {
+                return Err(Error::data(
+                    &data.name,
+                    format!("labels run to class {} but the model has {} outputs", n - 1, self.model.num_outputs()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Trains for `config.epochs − config.initial_epoch` epochs and returns the history of this call.
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        config: &FitConfig,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<History> {
+        self.fit_with_history(train, validation, config, callbacks, History::default())
+    }
+
+    /// As `fit`, continuing `history` (a resumed run).
+    pub fn fit_with_history(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        config: &FitConfig,
+        callbacks: &mut [Box<dyn Callback>],
+        mut history: History,
+    ) -> Result<History> {
+        if config.batch_size == 0 {
+            return Err(Error::config("batch size must be at least 1"));
+        }
+        self.check_data(train)?;
+        if let Some(v) = validation {
+            self.check_data(v)?;
+        }
+        let produced = self.log_names(validation.is_some());
+        for cb in callbacks.iter() {
+            for m in cb.monitors() {
+                if !produced.contains(&m) {
+                    return Err(Error::config(format!(
+                        "a callback monitors '{m}', which this run does not produce (it logs: {}){}",
+                        produced.join(", "),
+                        if m.starts_with("val_") { "; add validation data or --validation-split" } else { "" }
+                    )));
+                }
+            }
+        }
+        let device = self.device();
+        let train = train.to_device(device);
+        let validation = validation.map(|v| v.to_device(device));
+        let loader = Loader::new(&train.xs, &train.ys, config.batch_size, config.shuffle, config.seed);
+        let mut progress = Progress::new(config.verbosity);
+
+        macro_rules! ctx {
+            ($h:expr) => {
+                CallbackContext {
+                    store: &self.store,
+                    optimizer: &mut self.optimizer,
+                    history: $h,
+                    stop_training: false,
+                }
+            };
+        }
+        let mut stop = false;
+        {
+            let mut ctx = ctx!(&history);
+            for cb in callbacks.iter_mut() {
+                cb.on_train_begin(&mut ctx)?;
+            }
+            stop |= ctx.stop_training;
+        }
+        let mut epoch = config.initial_epoch;
+        while epoch < config.epochs && !stop {
+            let started = Instant::now();
+            {
+                let mut ctx = ctx!(&history);
+                for cb in callbacks.iter_mut() {
+                    cb.on_epoch_begin(epoch, &mut ctx)?;
+                }
+            }
+            let lr = self.optimizer.lr();
+            progress.epoch_begin(epoch, config.epochs, loader.len());
+            let mut acc = Accumulator::new(self.loss, &self.metrics);
+            for (batch, (xs, ys)) in loader.batches(epoch).enumerate() {
+                self.optimizer.zero_grad();
+                let xs = match &config.augment {
+                    Some(a) => tch::no_grad(|| a.apply(&xs)),
+                    None => xs,
+                };
+                let logits = self.model.forward_t(&xs, true);
+                let loss = self.loss.compute(&logits, &ys);
+                loss.backward();
+                self.optimizer.step();
+                acc.add(&loss, &logits, &ys);
+                progress.batch_end();
+                if !callbacks.is_empty() {
+                    let mut ctx = ctx!(&history);
+                    for cb in callbacks.iter_mut() {
+                        cb.on_batch_end(batch, &mut ctx)?;
+                    }
+                    stop |= ctx.stop_training;
+                }
+            }
+            let mut logs: Logs = acc.finish("");
+            if let Some(v) = &validation {
+                logs.extend(self.evaluate_prefixed(v, config.batch_size, "val_")?);
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            logs.insert("lr".into(), lr);
+            logs.insert("epoch_time".into(), seconds);
+            history.push(epoch, &logs);
+            progress.epoch_end(epoch, config.epochs, &logs, seconds);
+            let mut ctx = ctx!(&history);
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_end(epoch, &logs, &mut ctx)?;
+            }
+            stop |= ctx.stop_training;
+            epoch += 1;
+        }
+        let mut ctx = ctx!(&history);
+        for cb in callbacks.iter_mut() {
+            cb.on_train_end(&mut ctx)?;
+        }
+        Ok(history)
+    }
+
+    /// Loss and metrics over `data` in eval mode, as Keras' `evaluate`.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<BTreeMap<String, f64>> {
+        self.evaluate_prefixed(data, batch_size, "")
+    }
+
+    fn evaluate_prefixed(&self, data: &Dataset, batch_size: usize, prefix: &str) -> Result<BTreeMap<String, f64>> {
+        self.check_data(data)?;
+        let device = self.device();
+        let mut acc = Accumulator::new(self.loss, &self.metrics);
+        tch::no_grad(|| {
+            let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0);
+            for (xs, ys) in loader.batches(0) {
+                let (xs, ys) = (xs.to_device(device), ys.to_device(device));
+                let logits = self.model.forward_t(&xs, false);
+                let loss = self.loss.compute(&logits, &ys);
+                acc.add(&loss, &logits, &ys);
+            }
+        });
+        Ok(acc.finish(prefix))
+    }
+
+    /// The model's outputs (logits) for `xs`, in eval mode and batches, on the CPU.
+    pub fn predict(&self, xs: &Tensor, batch_size: usize) -> Tensor {
+        let device = self.device();
+        tch::no_grad(|| {
+            let outs: Vec<Tensor> = xs
+                .split(batch_size.max(1) as i64, 0)
+                .iter()
+                .map(|b| self.model.forward_t(&b.to_device(device), false).to_device(Device::Cpu))
+                .collect();
+            Tensor::cat(&outs, 0)
+        })
+    }
+
+    /// Probabilities from the logits: softmax for cross-entropy, sigmoid for binary; raw values for regression.
+    pub fn predict_proba(&self, xs: &Tensor, batch_size: usize) -> Tensor {
+        let logits = self.predict(xs, batch_size);
+        match self.loss {
+            Loss::CrossEntropy => logits.softmax(-1, tch::Kind::Float),
+            Loss::BinaryCrossEntropy => logits.sigmoid(),
+            Loss::Mse => logits,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests: the project's Python oracle and cached fixtures.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the project's `.venv` (made by scripts/setup), with real torch.
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    p
+}
+
+fn hash_files(paths: &[PathBuf]) -> String {
+    // FNV-1a over the scripts' bytes: enough to key a cache.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in paths {
+        for b in std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+static FIXTURE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs `scripts/fixtures/<script>` once into `target/fixtures/<script>-<hash>/` (keyed by the script and the
+/// reference models) and returns that folder; later calls and later runs reuse it.
+pub fn fixtures(script: &str) -> PathBuf {
+    let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let script_path = root().join("scripts/fixtures").join(script);
+    let key = hash_files(&[script_path.clone(), root().join("scripts/reference_models.py")]);
+    let dir = root().join("target/fixtures").join(format!("{}-{key}", script.trim_end_matches(".py")));
+    if dir.join(".complete").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(python()).arg(&script_path).arg(&dir).output().expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join(".complete"), b"").unwrap();
+    dir
+}
+
+/// Runs Python code with the venv's interpreter and returns stdout; panics with stderr on failure.
+pub fn run_python(code: &str, args: &[&str]) -> String {
+    let out = Command::new(python()).arg("-c").arg(code).args(args).output().expect("run python");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// max|a − b| / max(max|b|, 1e-12): the relative difference of two tensors.
+pub fn rel_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    let a = a.to_kind(tch::Kind::Double);
+    let b = b.to_kind(tch::Kind::Double);
+    let num = (&a - &b).abs().max().double_value(&[]);
+    let den = b.abs().max().double_value(&[]).max(1e-12);
+    num / den
+}
+
+/// The tchzoo binary built for these tests.
+pub fn tchzoo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tchzoo"))
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn read_safetensors(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}

@@ -1,0 +1,119 @@
+//! Our optimizers against torch.optim: the same initial weights and data, 100 full-batch steps, then parameters
+//! and optimizer state compared (max relative difference ≤ 1e-5). Fixtures: scripts/fixtures/optim_parity.py.
+mod common;
+
+use std::collections::BTreeMap;
+
+use tchzoo::models;
+use tchzoo::nn::VarStore;
+use tchzoo::optim::{parse_kind, Optimizer, OptimizerConfig};
+use tchzoo::train::Loss;
+
+const TOLERANCE: f64 = 1e-5;
+
+fn run_case(case: &str) {
+    // One thread, as the fixture script: reductions then sum in the same order on both sides.
+    tch::set_num_threads(1);
+    let dir = common::fixtures("optim_parity.py");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let meta = &meta[case];
+    let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+    let store = VarStore::new(tch::Device::Cpu);
+    let model = match meta["model"].as_str().unwrap() {
+        "mlp" => models::build("mlp:hidden=16x12,activation=tanh", &store, 4, &[6]).unwrap(),
+        "lenet5" => models::build("lenet5", &store, 5, &[1, 32, 32]).unwrap(),
+        other => panic!("unknown model {other}"),
+    };
+    let init: Vec<(String, tch::Tensor)> =
+        t.iter().filter_map(|(k, v)| k.strip_prefix("init.").map(|n| (n.to_string(), v.shallow_clone()))).collect();
+    store.load_state_dict(&init, true, "fixture").unwrap();
+
+    let hp = &meta["hp"];
+    let mut c = OptimizerConfig::new(parse_kind(meta["optimizer"].as_str().unwrap()).unwrap());
+    let f = |k: &str| hp.get(k).and_then(|v| v.as_f64());
+    let b = |k: &str| hp.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    c.lr = f("lr").unwrap();
+    if let Some(v) = f("momentum") {
+        c.momentum = v;
+    }
+    if let Some(v) = f("dampening") {
+        c.dampening = v;
+    }
+    if let Some(v) = f("weight_decay") {
+        c.weight_decay = v;
+    }
+    if let Some(v) = f("alpha") {
+        c.alpha = v;
+    }
+    if let Some(betas) = hp.get("betas").and_then(|v| v.as_array()) {
+        c.betas = (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap());
+    }
+    c.nesterov = b("nesterov");
+    c.amsgrad = b("amsgrad");
+    c.centered = b("centered");
+    let mut opt = Optimizer::new(c, store.parameters()).unwrap();
+    let (x, y) = (&t["x"], &t["y"]);
+    for _ in 0..meta["steps"].as_u64().unwrap() {
+        opt.zero_grad();
+        let loss = Loss::CrossEntropy.compute(&model.forward_t(x, true), y);
+        loss.backward();
+        opt.step();
+    }
+
+    let mut worst = BTreeMap::new();
+    for (name, tensor) in store.state_dict() {
+        let expected = &t[&format!("final.{name}")];
+        let d = common::rel_diff(&tensor, expected);
+        assert!(d <= TOLERANCE, "{case}: parameter {name} differs from torch.optim by {d:e}");
+        worst.insert(name, d);
+    }
+    // Optimizer state, keyed as torch.optim's state_dict: parameter index, then name.
+    let mut n_state = 0;
+    for (i, _) in store.parameters().iter().enumerate() {
+        for (key, value) in opt.param_state(i) {
+            let expected =
+                t.get(&format!("state.{i}.{key}")).unwrap_or_else(|| panic!("{case}: torch has no state.{i}.{key}"));
+            let d = common::rel_diff(&value, expected);
+            assert!(d <= TOLERANCE, "{case}: state {i}.{key} differs by {d:e}");
+            n_state += 1;
+        }
+    }
+    let torch_state = t.keys().filter(|k| k.starts_with("state.")).count();
+    assert_eq!(n_state, torch_state, "{case}: we keep {n_state} state tensors, torch.optim {torch_state}");
+    let max = worst.values().cloned().fold(0.0, f64::max);
+    eprintln!("{case}: max relative difference {max:e} over {} tensors", worst.len());
+}
+
+#[test]
+fn sgd_plain() {
+    run_case("sgd_plain");
+}
+#[test]
+fn sgd_momentum_dampening_weight_decay() {
+    run_case("sgd_momentum_wd");
+}
+#[test]
+fn sgd_nesterov_lenet() {
+    run_case("sgd_nesterov");
+}
+#[test]
+fn adam() {
+    run_case("adam");
+}
+#[test]
+fn adam_amsgrad_weight_decay_lenet() {
+    run_case("adam_amsgrad_wd");
+}
+#[test]
+fn adamw() {
+    run_case("adamw");
+}
+#[test]
+fn rmsprop() {
+    run_case("rmsprop");
+}
+#[test]
+fn rmsprop_centered_momentum_lenet() {
+    run_case("rmsprop_centered_momentum");
+}
