@@ -61,11 +61,11 @@ impl Default for RunConfig {
             data: "digits".into(),
             validation_data: None,
             validation_split: Some(0.2),
-            epochs: 30,
+            epochs: 50,
             batch_size: 32,
             shuffle: true,
             optimizer: OptimizerKind::Adam,
-            lr: None,
+            lr: Some(2e-3),
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
@@ -130,6 +130,9 @@ impl RunConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch size must be at least 1"));
+        }
+        if self.threads == Some(0) {
+            return Err(Error::config("threads 0: give at least 1, or leave it unset for libtorch's default"));
         }
         if let Some(f) = self.validation_split {
             if !(f > 0.0 && f < 1.0) {

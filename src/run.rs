@@ -66,6 +66,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         }
         (None, None) => (full, None),
     };
+    let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
     if let Some(v) = &validation {
         if v.sample_shape() != train.sample_shape() {
             return Err(Error::data(
@@ -96,6 +97,63 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     }
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
     Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation })
+}
+
+/// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
+/// training indices, and no label beyond the training classes (the model has outputs for those only).
+fn conform_validation(mut v: Dataset, train: &Dataset) -> Result<Dataset> {
+    use crate::data::Task;
+    match (train.task, v.task) {
+        (Task::Classification { n_classes }, Task::Classification { .. }) => {
+            if let (Some(train_names), Some(val_names)) = (&train.class_names, &v.class_names) {
+                if train_names != val_names {
+                    let mut index = Vec::with_capacity(val_names.len());
+                    for name in val_names {
+                        let i = train_names.iter().position(|t| t == name).ok_or_else(|| {
+                            Error::data(
+                                &v.name,
+                                format!(
+                                    "validation class '{name}' is not among the training classes ({})",
+                                    train_names.join(", ")
+                                ),
+                            )
+                        })?;
+                        index.push(i as i64);
+                    }
+                    v.ys = tch::Tensor::from_slice(&index).index_select(0, &v.ys);
+                    v.class_names = Some(train_names.clone());
+                }
+            }
+            let hi = v.ys.max().int64_value(&[]);
+            if hi >= n_classes as i64 {
+                return Err(Error::data(
+                    &v.name,
+                    format!(
+                        "validation label {hi} is outside the training data's {n_classes} classes (0..={}); \
+                         validate on data with the same classes",
+                        n_classes - 1
+                    ),
+                ));
+            }
+            v.task = train.task;
+            if v.class_names.is_none() {
+                v.class_names = train.class_names.clone();
+            }
+            Ok(v)
+        }
+        (Task::Regression { n_outputs: a }, Task::Regression { n_outputs: b }) if a == b => Ok(v),
+        (t, vt) => Err(Error::data(
+            &v.name,
+            format!("validation targets are {}, training targets {}; they must match", describe(vt), describe(t)),
+        )),
+    }
+}
+
+fn describe(task: crate::data::Task) -> String {
+    match task {
+        crate::data::Task::Classification { n_classes } => format!("class labels ({n_classes} classes)"),
+        crate::data::Task::Regression { n_outputs } => format!("{n_outputs} real value(s) per sample"),
+    }
 }
 
 /// The run folder: `config.out`, or `runs/<model>-<data>-<time>`.

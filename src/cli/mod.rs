@@ -3,7 +3,9 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod convert;
 pub mod doctor;
+pub mod inspect;
 pub mod models;
 pub mod summary;
 pub mod train;
@@ -29,6 +31,10 @@ pub enum Command {
     Summary(summary::SummaryArgs),
     /// libtorch version, CUDA and cuDNN availability, GPU and thread counts.
     Doctor(doctor::DoctorArgs),
+    /// Convert a state dict between .pt/.pth/.bin (torch.save) and .safetensors.
+    Convert(convert::ConvertArgs),
+    /// List the tensors of a state dict or training checkpoint: name, shape, dtype, total parameters.
+    Inspect(inspect::InspectArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -39,12 +45,30 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // clap's own message, first line only, as every other error: `error: unexpected argument '--epochz' …`.
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = line.trim_start_matches("error: ");
+            return Err(crate::error::Error::config(format!("{line} (see tchzoo --help)")));
+        }
     };
     match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Models(a) => models::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Inspect(a) => inspect::run(a),
     }
 }

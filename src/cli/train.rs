@@ -5,7 +5,6 @@ use clap::Args;
 
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::optim::OptimizerKind;
 use crate::train::progress::Verbosity;
 
 #[derive(Debug, Args, Default)]
@@ -23,7 +22,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub validation_data: Option<String>,
     /// Hold out the last fraction (before shuffling) for validation [default: 0.2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
     /// Train without validation data.
     #[arg(long)]
@@ -33,29 +32,30 @@ pub struct TrainArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: the optimizer's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    // A string parsed in `resolve`, so that a bad name fails in one line like every other config error.
     /// sgd, adam, adamw or rmsprop [default: adam].
-    #[arg(long, value_parser = |s: &str| crate::optim::parse_kind(s).map_err(|e| e.to_string()))]
-    pub optimizer: Option<OptimizerKind>,
     #[arg(long)]
+    pub optimizer: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub dampening: Option<f64>,
     #[arg(long)]
     pub nesterov: bool,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta1: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta2: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
     #[arg(long)]
     pub amsgrad: bool,
     /// RMSprop's smoothing constant.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     #[arg(long)]
     pub centered: bool,
@@ -119,7 +119,9 @@ impl TrainArgs {
         set!(epochs);
         set!(batch_size);
         set!(lr, opt);
-        set!(optimizer);
+        if let Some(name) = &self.optimizer {
+            c.optimizer = crate::optim::parse_kind(name)?;
+        }
         set!(momentum);
         set!(dampening);
         set!(weight_decay, opt);

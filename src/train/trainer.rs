@@ -77,6 +77,21 @@ impl Trainer {
         if data.is_empty() {
             return Err(Error::data(&data.name, "the dataset is empty"));
         }
+        match (data.task, self.loss) {
+            (crate::data::Task::Regression { .. }, Loss::CrossEntropy | Loss::BinaryCrossEntropy) => {
+                return Err(Error::data(&data.name, "real-valued targets with a classification loss; use mse"))
+            }
+            (crate::data::Task::Classification { .. }, Loss::Mse) => {
+                return Err(Error::data(&data.name, "class labels with the mse loss; use a classification loss"))
+            }
+            (crate::data::Task::Classification { n_classes }, Loss::BinaryCrossEntropy) if n_classes > 2 => {
+                return Err(Error::data(
+                    &data.name,
+                    format!("{n_classes} classes with binary cross-entropy, which takes labels 0 and 1"),
+                ))
+            }
+            _ => {}
+        }
         if let (Some(n), Loss::CrossEntropy) = (data.n_classes(), self.loss) {
             if n as i64 > self.model.num_outputs() {
                 return Err(Error::data(

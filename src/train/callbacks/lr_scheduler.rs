@@ -31,9 +31,11 @@ impl LearningRateScheduler {
             "cosine" => &["t_max", "eta_min"],
             "step" => &["step_size", "gamma"],
             "exponential" => &["gamma"],
-            other => return Err(Error::config(format!(
+            other => {
+                return Err(Error::config(format!(
                 "unknown lr schedule '{other}'; use constant, cosine, step:step_size=N,gamma=G or exponential:gamma=G"
-            ))),
+            )))
+            }
         };
         if let Some(k) = s.options.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(Error::config(format!(
