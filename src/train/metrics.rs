@@ -175,7 +175,8 @@ impl Accumulator {
             for m in &self.metrics {
                 parts.push(m.batch_sum(self.loss, &logits.detach(), ys));
             }
-            parts.push(Tensor::from(n).to_kind(Kind::Double).to_device(logits.device()));
+            // Made on the device: a host scalar copied over would be a synchronising transfer on CUDA.
+            parts.push(Tensor::full([] as [i64; 0], n, (Kind::Double, logits.device())));
             let row = Tensor::stack(&parts, 0);
             self.sums = Some(match self.sums.take() {
                 None => row,
