@@ -45,11 +45,24 @@ pub struct RunConfig {
     pub out: Option<String>,
     /// Intra-op threads; `null` = libtorch's default.
     pub threads: Option<usize>,
-    /// Initial weights (a state dict) to load before training.
+    /// Initial weights (a state dict, .pt or .safetensors, or a general checkpoint) to load before training.
     pub weights: Option<String>,
+    /// Loading `weights` requires every name and shape to match; `false` loads what matches and reports the
+    /// rest (transfer learning).
+    pub strict: bool,
     /// Learning-rate schedule by epoch: `cosine`, `step:step_size=10,gamma=0.1`, `exponential:gamma=0.95`;
     /// `null` = constant.
     pub lr_schedule: Option<String>,
+    /// EarlyStopping: `monitor=val_loss,patience=200,min_delta=0,mode=min,baseline=0.4,restore_best_weights=true`.
+    pub early_stopping: Option<String>,
+    /// ModelCheckpoint: `path-template[,monitor=…,save_best_only=true,…]`; a relative path is in the run folder.
+    pub checkpoint: Option<String>,
+    /// ReduceLROnPlateau: `monitor=val_loss,factor=0.1,patience=10,…`.
+    pub reduce_lr_on_plateau: Option<String>,
+    /// CSVLogger: a file path (relative = in the run folder).
+    pub csv_logger: Option<String>,
+    /// Stop at the end of an epoch whose loss is NaN or infinite.
+    pub terminate_on_nan: bool,
     /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]`; `null` = none.
     pub augment: Option<String>,
 }
@@ -82,7 +95,13 @@ impl Default for RunConfig {
             out: None,
             threads: None,
             weights: None,
+            strict: true,
             augment: Some("affine".into()),
+            early_stopping: None,
+            checkpoint: None,
+            reduce_lr_on_plateau: None,
+            csv_logger: None,
+            terminate_on_nan: true,
             lr_schedule: Some("cosine".into()),
         }
     }
@@ -144,6 +163,20 @@ impl RunConfig {
         self.optimizer_config()?;
         if let Some(s) = &self.lr_schedule {
             crate::train::callbacks::LearningRateScheduler::parse(s, self.epochs)?;
+        }
+        if let Some(s) = &self.early_stopping {
+            crate::train::callbacks::EarlyStoppingConfig::parse(s)?;
+        }
+        if let Some(s) = &self.checkpoint {
+            crate::train::callbacks::ModelCheckpointConfig::parse(s)?;
+        }
+        if let Some(s) = &self.reduce_lr_on_plateau {
+            crate::train::callbacks::ReduceLrOnPlateauConfig::parse(s)?;
+            if self.lr_schedule.is_some() {
+                return Err(Error::config(
+                    "both an lr schedule and ReduceLROnPlateau set the learning rate; use --lr-schedule none with it",
+                ));
+            }
         }
         if let Some(a) = &self.augment {
             crate::data::augment::Affine::parse(a)?;

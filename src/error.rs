@@ -28,6 +28,9 @@ pub enum Error {
     /// A shape or value problem inside a model or the trainer.
     #[error("{0}")]
     Invalid(String),
+    /// Training was stopped by Ctrl-C or SIGTERM; the message says how to resume.
+    #[error("{0}")]
+    Interrupted(String),
     /// An error raised by libtorch, reduced to its first line.
     #[error("torch: {0}")]
     Torch(String),

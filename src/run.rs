@@ -93,7 +93,13 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     models::trace(model.as_ref(), &store, &train.sample_shape())
         .map_err(|e| Error::data(&train.name, e.to_string()))?;
     if let Some(w) = &config.weights {
-        crate::checkpoint::load_weights(&store, Path::new(w), true)?;
+        let report = crate::checkpoint::load_weights(&store, Path::new(w), config.strict)?;
+        if !report.is_clean() {
+            eprintln!(
+                "warning: {w}: {}",
+                report.describe().trim_end_matches("; use --strict false to load only what matches")
+            );
+        }
     }
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
     Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation })
@@ -170,32 +176,104 @@ pub fn run_dir(config: &RunConfig) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-{}-{}", clean(&config.model), clean(&config.data), time))
 }
 
-/// Trains as `config` says and writes the run folder: `config.json`, `history.json`, `history.csv`,
-/// `model.safetensors` (the final weights) and `curves.png`.
+/// The callbacks a config asks for, in a fixed order (a resume file keys their state by position and name).
+pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Callback>>> {
+    use crate::train::callbacks::*;
+    let mut all: Vec<Box<dyn Callback>> = vec![];
+    if let Some(s) = &config.lr_schedule {
+        all.push(Box::new(LearningRateScheduler::from_schedule(LearningRateScheduler::parse(s, config.epochs)?)));
+    }
+    if config.terminate_on_nan {
+        all.push(Box::new(TerminateOnNaN::default()));
+    }
+    if let Some(s) = &config.reduce_lr_on_plateau {
+        all.push(Box::new(ReduceLrOnPlateau::new(ReduceLrOnPlateauConfig::parse(s)?)?));
+    }
+    if let Some(s) = &config.early_stopping {
+        all.push(Box::new(EarlyStopping::new(EarlyStoppingConfig::parse(s)?)?));
+    }
+    if let Some(s) = &config.checkpoint {
+        let mut mc = ModelCheckpoint::new(ModelCheckpointConfig::parse(s)?)?;
+        mc.base_dir = Some(dir.to_path_buf());
+        all.push(Box::new(mc));
+    }
+    if let Some(p) = &config.csv_logger {
+        let path = Path::new(p);
+        all.push(Box::new(CsvLogger::new(if path.is_relative() { dir.join(path) } else { path.to_path_buf() }, false)));
+    }
+    Ok(all)
+}
+
+/// Trains as `config` says and writes the run folder: `config.json`, `history.json`, `history.csv`, the final
+/// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
+/// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
 pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    let dir = run_dir(config);
+    if dir.join(crate::train::resume::RESUME_FILE).exists() {
+        return Err(Error::config(format!(
+            "{} already holds a run; continue it with --resume {0}, or choose another --out",
+            dir.display()
+        )));
+    }
+    let config = RunConfig { out: Some(dir.display().to_string()), ..config.clone() };
+    execute(&config, verbosity, callbacks, None)
+}
+
+/// Continues the run in `dir` from its last completed epoch: weights, optimizer state, learning rate, callbacks'
+/// state and history come back; the shuffles and libtorch's generator depend on (seed, epoch) only, so the
+/// continued run gives the same history as one that never stopped.
+pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
+    }
+    let config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
+    let state = crate::train::resume::read(dir)?;
+    if state.finished {
+        return Err(Error::config(format!(
+            "the run in {} already finished ({} epochs); nothing to resume",
+            dir.display(),
+            state.epoch
+        )));
+    }
+    execute(&config, verbosity, callbacks, Some(state))
+}
+
+fn execute(
+    config: &RunConfig,
+    verbosity: Verbosity,
+    callbacks: Vec<Box<dyn Callback>>,
+    resumed: Option<crate::train::resume::ResumeState>,
+) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
     let Prepared { mut trainer, train, validation } = prepare(config)?;
     let dir = run_dir(config);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+    let mut all = config_callbacks(config, &dir)?;
+    all.extend(callbacks);
+    let (initial_epoch, history) = match &resumed {
+        Some(state) => {
+            crate::train::resume::restore(&dir, state, &trainer.store, &mut trainer.optimizer, &mut all)?;
+            (state.epoch, state.history.clone())
+        }
+        None => (0, History::default()),
+    };
     let fit = FitConfig {
         epochs: config.epochs,
         batch_size: config.batch_size,
         shuffle: config.shuffle,
-        initial_epoch: 0,
+        initial_epoch,
         seed: config.seed,
         verbosity,
         augment: config.augment.as_deref().map(crate::data::augment::Affine::parse).transpose()?,
+        run_dir: Some(dir.clone()),
     };
-    let mut all: Vec<Box<dyn Callback>> = vec![];
-    if let Some(s) = &config.lr_schedule {
-        let schedule = crate::train::callbacks::LearningRateScheduler::parse(s, config.epochs)?;
-        all.push(Box::new(crate::train::callbacks::LearningRateScheduler::from_schedule(schedule)));
-    }
-    all.extend(callbacks);
-    let history = trainer.fit(&train, validation.as_ref(), &fit, &mut all)?;
+    crate::train::resume::install_signal_handler();
+    let history = trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?;
     history.save_json(&dir.join("history.json"))?;
     history.save_csv(&dir.join("history.csv"))?;
+    crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
     crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
     crate::plot::plot_history(&history, &dir.join("curves.png"))?;
     Ok(RunOutcome {

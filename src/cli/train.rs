@@ -85,9 +85,32 @@ pub struct TrainArgs {
     /// Learning-rate schedule: cosine, step:step_size=10,gamma=0.1, exponential:gamma=0.95, or none [default: cosine].
     #[arg(long)]
     pub lr_schedule: Option<String>,
+    /// EarlyStopping, e.g. monitor=val_loss,patience=200,min_delta=0,mode=min,baseline=0.4,restore_best_weights=true.
+    #[arg(long)]
+    pub early_stopping: Option<String>,
+    /// ModelCheckpoint: path-template[,monitor=…,mode=…,save_best_only=true,save_weights_only=true,save_freq=N]
+    /// (e.g. "ckpt-{epoch:03d}-{val_loss:.4f}.pt"; a relative path is inside the run folder).
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// ReduceLROnPlateau, e.g. monitor=val_loss,factor=0.5,patience=5,cooldown=0,min_lr=1e-5.
+    #[arg(long)]
+    pub reduce_lr_on_plateau: Option<String>,
+    /// CSVLogger: write one row per epoch to this file (relative = inside the run folder).
+    #[arg(long)]
+    pub csv_logger: Option<String>,
+    /// Keep training when the loss becomes NaN (TerminateOnNaN is on by default).
+    #[arg(long)]
+    pub no_terminate_on_nan: bool,
+    /// Continue the run in this folder from its last completed epoch (other flags are ignored: the run's
+    /// config.json is used).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// Image augmentation during training: affine[:rotate=10,scale=0.1,shift=0.1].
     #[arg(long)]
     pub augment: Option<String>,
+    /// With --weights: `false` loads only the tensors whose names and shapes match (transfer learning).
+    #[arg(long)]
+    pub strict: Option<bool>,
     /// Print only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -135,6 +158,18 @@ impl TrainArgs {
         set!(threads, opt);
         set!(weights, opt);
         set!(augment, opt);
+        set!(early_stopping, opt);
+        set!(strict);
+        set!(checkpoint, opt);
+        set!(reduce_lr_on_plateau, opt);
+        set!(csv_logger, opt);
+        // ReduceLROnPlateau owns the learning rate: the default schedule gives way unless one is asked for.
+        if self.reduce_lr_on_plateau.is_some() && self.lr_schedule.is_none() {
+            c.lr_schedule = None;
+        }
+        if self.no_terminate_on_nan {
+            c.terminate_on_nan = false;
+        }
         set!(lr_schedule, opt);
         for field in [&mut c.augment, &mut c.lr_schedule] {
             if field.as_deref() == Some("none") {
@@ -162,8 +197,14 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = args.resolve()?;
     let verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
+    if let Some(dir) = &args.resume {
+        let outcome = crate::run::resume(dir, verbosity, vec![])?;
+        let config = crate::config::RunConfig::from_json_file(&dir.join("config.json"))?;
+        println!("{}", outcome.summary_line(&config));
+        return Ok(());
+    }
+    let config = args.resolve()?;
     let outcome = crate::run::train(&config, verbosity, vec![])?;
     println!("{}", outcome.summary_line(&config));
     Ok(())

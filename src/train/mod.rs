@@ -3,6 +3,7 @@ pub mod callbacks;
 pub mod history;
 pub mod metrics;
 pub mod progress;
+pub mod resume;
 pub mod trainer;
 
 pub use callbacks::{Callback, CallbackContext, Logs};

@@ -43,6 +43,12 @@ impl Progress {
             bar.inc(1);
         }
     }
+    /// Clears the bar of an epoch that will not finish.
+    pub fn abandon(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
     pub fn epoch_end(&mut self, epoch: usize, epochs: usize, logs: &Logs, seconds: f64) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

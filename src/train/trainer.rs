@@ -8,6 +8,7 @@ use super::callbacks::{Callback, CallbackContext, Logs};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
 use super::progress::{Progress, Verbosity};
+use super::resume;
 use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -27,6 +28,8 @@ pub struct FitConfig {
     pub verbosity: Verbosity,
     /// Random affine augmentation of training images, drawn per sample each epoch.
     pub augment: Option<crate::data::augment::Affine>,
+    /// Where to write the resume state after every epoch (the run folder); `None` = nowhere.
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for FitConfig {
@@ -39,6 +42,7 @@ impl Default for FitConfig {
             seed: 0,
             verbosity: Verbosity::Auto,
             augment: None,
+            run_dir: None,
         }
     }
 }
@@ -166,9 +170,13 @@ impl Trainer {
             }
             stop |= ctx.stop_training;
         }
+        resume::clear_stop();
         let mut epoch = config.initial_epoch;
         while epoch < config.epochs && !stop {
             let started = Instant::now();
+            // Dropout and augmentation draw from libtorch's generator: seeding it per epoch makes epoch `e` the same
+            // whether the run started at 0 or resumed at `e`.
+            tch::manual_seed(resume::epoch_seed(config.seed, epoch));
             {
                 let mut ctx = ctx!(&history);
                 for cb in callbacks.iter_mut() {
@@ -190,6 +198,18 @@ impl Trainer {
                 self.optimizer.step();
                 acc.add(&loss, &logits, &ys);
                 progress.batch_end();
+                if resume::stop_requested() {
+                    progress.abandon();
+                    return Err(Error::Interrupted(match &config.run_dir {
+                        Some(dir) if epoch > config.initial_epoch || dir.join(resume::RESUME_FILE).exists() => format!(
+                            "stopped during epoch {}; {} epoch(s) are saved: continue with `tchzoo train --resume {}`",
+                            epoch + 1,
+                            epoch,
+                            dir.display()
+                        ),
+                        _ => format!("stopped during epoch {} before any epoch was saved", epoch + 1),
+                    }));
+                }
                 if !callbacks.is_empty() {
                     let mut ctx = ctx!(&history);
                     for cb in callbacks.iter_mut() {
@@ -212,6 +232,10 @@ impl Trainer {
                 cb.on_epoch_end(epoch, &logs, &mut ctx)?;
             }
             stop |= ctx.stop_training;
+            if let Some(dir) = &config.run_dir {
+                let finished = stop || epoch + 1 == config.epochs;
+                resume::save(dir, epoch, finished, &self.store, &self.optimizer, &history, callbacks)?;
+            }
             epoch += 1;
         }
         let mut ctx = ctx!(&history);

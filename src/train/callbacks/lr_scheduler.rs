@@ -62,6 +62,16 @@ impl Callback for LearningRateScheduler {
         }
         Ok(())
     }
+    fn name(&self) -> &'static str {
+        "lr_scheduler"
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "base_lr": self.base_lr })
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.base_lr = state.get("base_lr").and_then(|v| v.as_f64());
+        Ok(())
+    }
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext) -> Result<()> {
         let base = self.base_lr.unwrap_or_else(|| ctx.optimizer.lr());
         ctx.optimizer.set_lr((self.schedule)(epoch, base));

@@ -3,8 +3,21 @@
 //! …) build on this.
 use std::collections::BTreeMap;
 
+pub mod csv_logger;
+pub mod early_stopping;
 pub mod lr_scheduler;
+pub mod model_checkpoint;
+pub mod monitor;
+pub mod reduce_lr;
+pub mod terminate_on_nan;
+
+pub use csv_logger::CsvLogger;
+pub use early_stopping::{EarlyStopping, EarlyStoppingConfig};
 pub use lr_scheduler::LearningRateScheduler;
+pub use model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
+pub use monitor::{Mode, Monitor};
+pub use reduce_lr::{ReduceLrOnPlateau, ReduceLrOnPlateauConfig};
+pub use terminate_on_nan::TerminateOnNaN;
 
 use crate::error::Result;
 use crate::nn::VarStore;
@@ -43,5 +56,24 @@ pub trait Callback {
     /// The metric names this callback reads (checked against what the run produces before training starts).
     fn monitors(&self) -> Vec<String> {
         vec![]
+    }
+    /// A stable name, the key of this callback's state in a resume file.
+    fn name(&self) -> &'static str {
+        "callback"
+    }
+    /// What must survive a stop and resume (counters, best values), as JSON.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores `state()`; a restored callback does not reset itself at train begin.
+    fn load_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+    /// Tensors that must survive a resume (EarlyStopping's best weights).
+    fn state_tensors(&self) -> Vec<(String, tch::Tensor)> {
+        vec![]
+    }
+    fn load_state_tensors(&mut self, _tensors: Vec<(String, tch::Tensor)>) -> Result<()> {
+        Ok(())
     }
 }

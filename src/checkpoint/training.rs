@@ -1,0 +1,323 @@
+//! The general training checkpoint of the PyTorch tutorials, both ways:
+//! `{"epoch", "model_state_dict", "optimizer_state_dict": {"state", "param_groups"}, "loss"}`, with
+//! `param_groups` keyed exactly as torch.optim 2.13 writes them for SGD, Adam, AdamW and RMSprop, so that
+//! `torch.optim.Adam(model.parameters()).load_state_dict(ckpt["optimizer_state_dict"])` works.
+use std::path::Path;
+
+use tch::Tensor;
+
+use super::{read_pt, write_pt, Object};
+use crate::error::{Error, Result};
+use crate::nn::VarStore;
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+
+/// What a checkpoint says besides the weights and optimizer state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    pub epoch: Option<i64>,
+    pub loss: Option<f64>,
+}
+
+/// Saves `{"epoch", "model_state_dict", "optimizer_state_dict", "loss"}` as a `.pt` file, atomically.
+pub fn save_checkpoint(path: &Path, epoch: i64, store: &VarStore, opt: &Optimizer, loss: f64) -> Result<()> {
+    let obj = Object::dict(vec![
+        ("epoch", Object::Int(epoch)),
+        ("model_state_dict", Object::from_state_dict(&store.state_dict())),
+        ("optimizer_state_dict", optimizer_state_dict(opt)),
+        ("loss", Object::Float(loss)),
+    ]);
+    write_pt(path, &obj)
+}
+
+/// Loads a general checkpoint written by [`save_checkpoint`] or by Python: the model weights (strict), the
+/// optimizer's state and hyper-parameters, and the epoch and loss. Everything is checked before anything changes.
+pub fn load_checkpoint(path: &Path, store: &VarStore, opt: &mut Optimizer) -> Result<CheckpointInfo> {
+    let origin = path.display().to_string();
+    let err = |msg: String| Error::Checkpoint { path: origin.clone(), msg };
+    let obj = read_pt(path)?;
+    let model = obj
+        .get("model_state_dict")
+        .ok_or_else(|| err(format!("no 'model_state_dict' in this {} (keys: {})", obj.type_name(), obj.keys())))?;
+    let tensors = model.state_dict().ok_or_else(|| err("'model_state_dict' is not a dict of tensors".into()))?;
+    let opt_state = obj
+        .get("optimizer_state_dict")
+        .ok_or_else(|| err(format!("no 'optimizer_state_dict' (keys: {})", obj.keys())))?;
+    let plan = plan_optimizer_load(opt, opt_state).map_err(|m| err(format!("optimizer_state_dict: {m}")))?;
+    let epoch = match obj.get("epoch") {
+        None | Some(Object::None) => None,
+        Some(e) => Some(e.as_i64().ok_or_else(|| err(format!("'epoch' is a {}, not an int", e.type_name())))?),
+    };
+    let loss = match obj.get("loss") {
+        None | Some(Object::None) => None,
+        Some(l) => Some(l.as_f64().ok_or_else(|| err(format!("'loss' is a {}, not a number", l.type_name())))?),
+    };
+    store.load_state_dict(&tensors, true, &origin)?;
+    apply_plan(opt, plan).map_err(|e| err(e.to_string()))?;
+    Ok(CheckpointInfo { epoch, loss })
+}
+
+/// The optimizer's `state_dict()` as torch.optim 2.13 writes it.
+pub fn optimizer_state_dict(opt: &Optimizer) -> Object {
+    let n = opt.params().len();
+    let state: Vec<(Object, Object)> = (0..n)
+        .filter_map(|i| {
+            let entries = opt.param_state(i);
+            if entries.is_empty() {
+                return None;
+            }
+            let d = entries.into_iter().map(|(k, t)| (Object::Str(k), Object::Tensor(t))).collect();
+            Some((Object::Int(i as i64), Object::Dict(d)))
+        })
+        .collect();
+    let c = &opt.config;
+    let f = Object::Float;
+    let b = Object::Bool;
+    let mut group: Vec<(&str, Object)> = match c.kind {
+        OptimizerKind::Sgd => vec![
+            ("lr", f(c.lr)),
+            ("momentum", f(c.momentum)),
+            ("dampening", f(c.dampening)),
+            ("weight_decay", f(c.weight_decay)),
+            ("nesterov", b(c.nesterov)),
+            ("maximize", b(false)),
+            ("foreach", Object::None),
+            ("differentiable", b(false)),
+            ("fused", Object::None),
+        ],
+        OptimizerKind::Adam | OptimizerKind::Adamw => vec![
+            ("lr", f(c.lr)),
+            ("betas", Object::Tuple(vec![f(c.betas.0), f(c.betas.1)])),
+            ("eps", f(c.eps)),
+            ("weight_decay", f(c.weight_decay)),
+            ("amsgrad", b(c.amsgrad)),
+            ("maximize", b(false)),
+            ("foreach", Object::None),
+            ("capturable", b(false)),
+            ("differentiable", b(false)),
+            ("fused", Object::None),
+            ("decoupled_weight_decay", b(c.kind == OptimizerKind::Adamw)),
+        ],
+        OptimizerKind::Rmsprop => vec![
+            ("lr", f(c.lr)),
+            ("momentum", f(c.momentum)),
+            ("alpha", f(c.alpha)),
+            ("eps", f(c.eps)),
+            ("centered", b(c.centered)),
+            ("weight_decay", f(c.weight_decay)),
+            ("capturable", b(false)),
+            ("foreach", Object::None),
+            ("maximize", b(false)),
+            ("differentiable", b(false)),
+        ],
+    };
+    group.push(("params", Object::List((0..n as i64).map(Object::Int).collect())));
+    Object::dict(vec![("state", Object::Dict(state)), ("param_groups", Object::List(vec![Object::dict(group)]))])
+}
+
+/// Loads a torch.optim `state_dict()` (as read from a `.pt` file) into `opt`: hyper-parameters and per-parameter
+/// state. The optimizer family must match (Adam state does not load into SGD).
+pub fn load_optimizer_state_dict(opt: &mut Optimizer, state_dict: &Object) -> Result<()> {
+    let plan = plan_optimizer_load(opt, state_dict).map_err(|m| Error::invalid(format!("optimizer state: {m}")))?;
+    apply_plan(opt, plan)
+}
+
+struct Plan {
+    config: OptimizerConfig,
+    states: Vec<(usize, Vec<(String, Tensor)>)>,
+}
+
+fn kind_name(k: OptimizerKind) -> &'static str {
+    match k {
+        OptimizerKind::Sgd => "SGD",
+        OptimizerKind::Adam => "Adam",
+        OptimizerKind::Adamw => "AdamW",
+        OptimizerKind::Rmsprop => "RMSprop",
+    }
+}
+
+fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan, String> {
+    let groups = match sd.get("param_groups") {
+        Some(Object::List(g)) => g,
+        _ => return Err("no 'param_groups' list".into()),
+    };
+    let group = match groups.as_slice() {
+        [g] => g,
+        _ => return Err(format!("{} parameter groups; tchzoo optimizers have one", groups.len())),
+    };
+    let num = |key: &str| -> std::result::Result<Option<f64>, String> {
+        match group.get(key) {
+            None | Some(Object::None) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("param_groups[0].{key} is a {}", v.type_name())),
+        }
+    };
+    let flag = |key: &str| -> std::result::Result<Option<bool>, String> {
+        match group.get(key) {
+            None | Some(Object::None) => Ok(None),
+            Some(Object::Bool(b)) => Ok(Some(*b)),
+            Some(v) => {
+                v.as_i64().map(|i| Some(i != 0)).ok_or_else(|| format!("param_groups[0].{key} is a {}", v.type_name()))
+            }
+        }
+    };
+    let has = |key: &str| group.get(key).is_some();
+    let file_kind = if has("nesterov") || has("dampening") {
+        OptimizerKind::Sgd
+    } else if has("alpha") || has("centered") {
+        OptimizerKind::Rmsprop
+    } else if has("betas") {
+        match flag("decoupled_weight_decay")? {
+            Some(true) => OptimizerKind::Adamw,
+            Some(false) => OptimizerKind::Adam,
+            // Before torch 2.6 AdamW's groups looked like Adam's.
+            None if opt.config.kind == OptimizerKind::Adamw => OptimizerKind::Adamw,
+            None => OptimizerKind::Adam,
+        }
+    } else {
+        return Err(format!("param_groups[0] has keys {} of no optimizer tchzoo knows", group.keys()));
+    };
+    if file_kind != opt.config.kind {
+        return Err(format!(
+            "it holds {} state, this optimizer is {}; choose the same optimizer to resume",
+            kind_name(file_kind),
+            kind_name(opt.config.kind)
+        ));
+    }
+    if flag("maximize")? == Some(true) {
+        return Err("maximize=True is not supported".into());
+    }
+    let mut c = opt.config.clone();
+    if let Some(v) = num("lr")? {
+        c.lr = v;
+    }
+    if let Some(v) = num("weight_decay")? {
+        c.weight_decay = v;
+    }
+    if let Some(v) = num("eps")? {
+        c.eps = v;
+    }
+    if let Some(v) = num("momentum")? {
+        c.momentum = v;
+    }
+    if let Some(v) = num("dampening")? {
+        c.dampening = v;
+    }
+    if let Some(v) = num("alpha")? {
+        c.alpha = v;
+    }
+    if let Some(v) = flag("nesterov")? {
+        c.nesterov = v;
+    }
+    if let Some(v) = flag("amsgrad")? {
+        c.amsgrad = v;
+    }
+    if let Some(v) = flag("centered")? {
+        c.centered = v;
+    }
+    if let Some(betas) = group.get("betas") {
+        match betas {
+            Object::Tuple(v) | Object::List(v) if v.len() == 2 => match (v[0].as_f64(), v[1].as_f64()) {
+                (Some(b1), Some(b2)) => c.betas = (b1, b2),
+                _ => return Err("param_groups[0].betas are not two numbers".into()),
+            },
+            _ => return Err("param_groups[0].betas are not two numbers".into()),
+        }
+    }
+    c.validate().map_err(|e| e.to_string())?;
+
+    let ids: Vec<i64> = match group.get("params") {
+        Some(Object::List(v)) => v
+            .iter()
+            .map(|x| x.as_i64().ok_or("param_groups[0].params holds a non-integer"))
+            .collect::<std::result::Result<_, _>>()?,
+        _ => return Err("param_groups[0] has no 'params' list".into()),
+    };
+    let params = opt.params();
+    if ids.len() != params.len() {
+        return Err(format!("it covers {} parameters, this model has {}", ids.len(), params.len()));
+    }
+    let state = match sd.get("state") {
+        Some(Object::Dict(s) | Object::OrderedDict(s)) => s,
+        _ => return Err("no 'state' dict".into()),
+    };
+    let required: Vec<&str> = match c.kind {
+        OptimizerKind::Sgd => vec![],
+        OptimizerKind::Adam | OptimizerKind::Adamw => {
+            let mut r = vec!["step", "exp_avg", "exp_avg_sq"];
+            if c.amsgrad {
+                r.push("max_exp_avg_sq");
+            }
+            r
+        }
+        OptimizerKind::Rmsprop => {
+            let mut r = vec!["step", "square_avg"];
+            if c.momentum > 0.0 {
+                r.push("momentum_buffer");
+            }
+            if c.centered {
+                r.push("grad_avg");
+            }
+            r
+        }
+    };
+    let mut states = Vec::new();
+    for (id, entries) in state {
+        let id = id.as_i64().ok_or_else(|| format!("state key is a {}, not a parameter index", id.type_name()))?;
+        let i = ids.iter().position(|&x| x == id).ok_or_else(|| format!("state for parameter {id}, not in params"))?;
+        let entries = match entries {
+            Object::Dict(e) | Object::OrderedDict(e) => e,
+            other => return Err(format!("state[{id}] is a {}", other.type_name())),
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let k = k.as_str().ok_or_else(|| format!("state[{id}] has a non-string key"))?;
+            let t = match v {
+                Object::None => continue, // SGD's momentum_buffer before momentum starts
+                Object::Tensor(t) => t.shallow_clone(),
+                other if k == "step" => Tensor::from(
+                    other.as_f64().ok_or_else(|| format!("state[{id}].step is a {}", other.type_name()))? as f32,
+                ),
+                other => return Err(format!("state[{id}].{k} is a {}, not a tensor", other.type_name())),
+            };
+            if k == "step" {
+                if t.numel() != 1 {
+                    return Err(format!("state[{id}].step has {} elements", t.numel()));
+                }
+            } else if t.size() != params[i].size() {
+                return Err(format!(
+                    "state[{id}].{k} has shape {:?}, parameter {i} has {:?}",
+                    t.size(),
+                    params[i].size()
+                ));
+            } else if !t.is_floating_point() {
+                return Err(format!("state[{id}].{k} is not a floating-point tensor"));
+            }
+            out.push((k.to_string(), t));
+        }
+        if !out.is_empty() {
+            if let Some(miss) = required.iter().find(|r| !out.iter().any(|(k, _)| k == *r)) {
+                return Err(format!("state[{id}] lacks '{miss}' for {}", kind_name(c.kind)));
+            }
+            if c.kind == OptimizerKind::Sgd && c.momentum != 0.0 && !out.iter().any(|(k, _)| k == "momentum_buffer") {
+                return Err(format!("state[{id}] lacks 'momentum_buffer'"));
+            }
+        }
+        states.push((i, out));
+    }
+    Ok(Plan { config: c, states })
+}
+
+fn apply_plan(opt: &mut Optimizer, plan: Plan) -> Result<()> {
+    opt.config = plan.config;
+    let n = opt.params().len();
+    let mut seen = vec![false; n];
+    for (i, entries) in plan.states {
+        seen[i] = true;
+        opt.set_param_state(i, entries)?;
+    }
+    for (i, s) in seen.iter().enumerate() {
+        if !s {
+            opt.set_param_state(i, vec![("step".to_string(), Tensor::from(0f32))])?;
+        }
+    }
+    Ok(())
+}

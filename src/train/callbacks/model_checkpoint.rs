@@ -1,0 +1,258 @@
+//! Keras' ModelCheckpoint: save the model (weights, or weights with optimizer state) every `save_freq` epochs,
+//! or only when the monitored value improves, to a path template such as `ckpt-{epoch:03d}-{val_loss:.4f}.pt`.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::monitor::{check_keys, get, parse_options, Mode, Monitor};
+use super::terminate_on_nan::logs_are_finite;
+use super::{Callback, CallbackContext, Logs};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheckpointConfig {
+    pub filepath: String,
+    pub monitor: String,
+    pub verbose: bool,
+    pub save_best_only: bool,
+    pub save_weights_only: bool,
+    pub mode: Mode,
+    /// Save every N epochs.
+    pub save_freq: usize,
+    pub initial_value_threshold: Option<f64>,
+}
+
+impl ModelCheckpointConfig {
+    pub fn new(filepath: &str) -> Self {
+        ModelCheckpointConfig {
+            filepath: filepath.to_string(),
+            monitor: "val_loss".into(),
+            verbose: false,
+            save_best_only: false,
+            save_weights_only: false,
+            mode: Mode::Auto,
+            save_freq: 1,
+            initial_value_threshold: None,
+        }
+    }
+    /// `best_model.pt,monitor=val_accuracy,mode=max,save_best_only=true`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        const WHAT: &str = "--checkpoint";
+        let (path, rest) = match spec.split_once(',') {
+            Some((p, r)) if !p.contains('=') => (p, r),
+            _ if !spec.contains('=') => (spec, ""),
+            _ => {
+                return Err(Error::config(format!(
+                    "{WHAT} '{spec}': start with the file path, e.g. best.pt,monitor=val_loss"
+                )))
+            }
+        };
+        let o = parse_options(rest, WHAT)?;
+        check_keys(
+            &o,
+            &[
+                "monitor",
+                "verbose",
+                "save_best_only",
+                "save_weights_only",
+                "mode",
+                "save_freq",
+                "initial_value_threshold",
+            ],
+            WHAT,
+        )?;
+        let d = Self::new(path);
+        let c = ModelCheckpointConfig {
+            monitor: get(&o, "monitor", d.monitor.clone(), WHAT)?,
+            verbose: get(&o, "verbose", true, WHAT)?,
+            save_best_only: get(&o, "save_best_only", false, WHAT)?,
+            save_weights_only: get(&o, "save_weights_only", false, WHAT)?,
+            mode: get(&o, "mode", d.mode, WHAT)?,
+            save_freq: get(&o, "save_freq", 1, WHAT)?,
+            initial_value_threshold: o
+                .get("initial_value_threshold")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|_| Error::config(format!("{WHAT}: initial_value_threshold does not parse")))?,
+            ..d
+        };
+        c.check_template()?;
+        Ok(c)
+    }
+    /// Fails now, not at epoch 200, on a template that cannot be filled.
+    pub fn check_template(&self) -> Result<()> {
+        if self.save_freq == 0 {
+            return Err(Error::config("--checkpoint: save_freq must be at least 1"));
+        }
+        let mut logs = Logs::new();
+        for key in template_keys(&self.filepath)? {
+            logs.insert(key, 0.0);
+        }
+        fill_template(&self.filepath, 0, &logs).map(|_| ())
+    }
+}
+
+/// The names a template uses (besides `epoch`).
+pub fn template_keys(template: &str) -> Result<Vec<String>> {
+    let mut keys = vec![];
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| Error::config(format!("checkpoint path '{template}': a '{{' has no closing '}}'")))?;
+        let field = &rest[start + 1..start + end];
+        let name = field.split(':').next().unwrap_or("");
+        if name != "epoch" {
+            keys.push(name.to_string());
+        }
+        rest = &rest[start + end + 1..];
+    }
+    Ok(keys)
+}
+
+/// Fills `{epoch:03d}`, `{val_loss:.4f}`, `{name}` (Python's format mini-language for d and f). `epoch` is 1-based.
+pub fn fill_template(template: &str, epoch: usize, logs: &Logs) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| Error::config(format!("checkpoint path '{template}': a '{{' has no closing '}}'")))?;
+        let field = &rest[start + 1..start + end];
+        let (name, spec) = field.split_once(':').unwrap_or((field, ""));
+        let value = if name == "epoch" {
+            (epoch + 1) as f64
+        } else {
+            *logs.get(name).ok_or_else(|| {
+                Error::config(format!(
+                    "checkpoint path '{template}' uses '{{{name}}}', which the run does not log (it logs: {})",
+                    logs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?
+        };
+        out.push_str(&format_value(value, spec, template)?);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn format_value(v: f64, spec: &str, template: &str) -> Result<String> {
+    let bad =
+        || Error::config(format!("checkpoint path '{template}': format '{spec}' not understood (use e.g. 03d or .4f)"));
+    if spec.is_empty() {
+        return Ok(if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") });
+    }
+    if let Some(d) = spec.strip_suffix('d') {
+        let zero = d.starts_with('0');
+        let width: usize = if d.is_empty() { 0 } else { d.parse().map_err(|_| bad())? };
+        let n = v.round() as i64;
+        return Ok(if zero { format!("{n:0width$}") } else { format!("{n:width$}") });
+    }
+    if let Some(f) = spec.strip_suffix('f') {
+        let (width, prec) = f.split_once('.').ok_or_else(bad)?;
+        let prec: usize = prec.parse().map_err(|_| bad())?;
+        let width: usize = if width.is_empty() { 0 } else { width.parse().map_err(|_| bad())? };
+        return Ok(format!("{v:width$.prec$}"));
+    }
+    Err(bad())
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheckpointState {
+    pub best: Option<f64>,
+    pub last_saved: Option<String>,
+}
+
+pub struct ModelCheckpoint {
+    pub config: ModelCheckpointConfig,
+    monitor: Monitor,
+    pub state: ModelCheckpointState,
+    restored: bool,
+    /// Folder that relative paths are resolved in (the run folder from the CLI).
+    pub base_dir: Option<PathBuf>,
+}
+
+impl ModelCheckpoint {
+    pub fn new(config: ModelCheckpointConfig) -> Result<Self> {
+        config.check_template()?;
+        let monitor = Monitor::new(&config.monitor, config.mode, 0.0)?;
+        Ok(ModelCheckpoint { config, monitor, state: ModelCheckpointState::default(), restored: false, base_dir: None })
+    }
+    fn path_for(&self, epoch: usize, logs: &Logs) -> Result<PathBuf> {
+        let p = PathBuf::from(fill_template(&self.config.filepath, epoch, logs)?);
+        Ok(match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        })
+    }
+    fn save(&self, path: &Path, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
+        if self.config.save_weights_only {
+            crate::checkpoint::save_weights(ctx.store, path)
+        } else {
+            let loss = logs.get("loss").copied().unwrap_or(f64::NAN);
+            crate::checkpoint::save_checkpoint(path, (epoch + 1) as i64, ctx.store, ctx.optimizer, loss)
+        }
+    }
+}
+
+impl Callback for ModelCheckpoint {
+    fn name(&self) -> &'static str {
+        "model_checkpoint"
+    }
+    fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
+        if !self.restored {
+            self.state = ModelCheckpointState { best: self.config.initial_value_threshold, last_saved: None };
+        }
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
+        if !(epoch + 1).is_multiple_of(self.config.save_freq) || !logs_are_finite(logs) {
+            return Ok(());
+        }
+        let path = self.path_for(epoch, logs)?;
+        if self.config.save_best_only {
+            let Some(&current) = logs.get(&self.config.monitor) else { return Ok(()) };
+            let best = self.state.best.unwrap_or(self.monitor.worst());
+            if self.monitor.is_improvement(current, best) {
+                if self.config.verbose {
+                    println!(
+                        "Epoch {:05}: {} improved from {best:.5} to {current:.5}, saving model to {}",
+                        epoch + 1,
+                        self.config.monitor,
+                        path.display()
+                    );
+                }
+                self.state.best = Some(current);
+                self.save(&path, epoch, logs, ctx)?;
+                self.state.last_saved = Some(path.display().to_string());
+            } else if self.config.verbose {
+                println!("Epoch {:05}: {} did not improve from {best:.5}", epoch + 1, self.config.monitor);
+            }
+        } else {
+            if self.config.verbose {
+                println!("Epoch {:05}: saving model to {}", epoch + 1, path.display());
+            }
+            self.save(&path, epoch, logs, ctx)?;
+            self.state.last_saved = Some(path.display().to_string());
+        }
+        Ok(())
+    }
+    fn monitors(&self) -> Vec<String> {
+        let mut m = template_keys(&self.config.filepath).unwrap_or_default();
+        if self.config.save_best_only {
+            m.push(self.config.monitor.clone());
+        }
+        m
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).unwrap_or_default()
+    }
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.state =
+            serde_json::from_value(state.clone()).map_err(|e| Error::config(format!("checkpoint state: {e}")))?;
+        self.restored = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! Callbacks driven by scripted metric sequences, as Keras' own tests do: no training needed.
+mod common;
+
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+use tchzoo::nn::VarStore;
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use tchzoo::train::callbacks::model_checkpoint::fill_template;
+use tchzoo::train::callbacks::*;
+use tchzoo::train::History;
+
+/// A one-parameter "model" and its optimizer, enough for callbacks to read and write.
+struct Rig {
+    store: VarStore,
+    opt: Optimizer,
+    history: History,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let store = VarStore::new(Device::Cpu);
+        store.root().sub("layer").param("weight", Tensor::zeros([3], (Kind::Float, Device::Cpu)));
+        let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
+        c.lr = 1.0;
+        let opt = Optimizer::new(c, store.parameters()).unwrap();
+        Rig { store, opt, history: History::default() }
+    }
+    fn weight(&self) -> f64 {
+        self.store.get("layer.weight").unwrap().double_value(&[0])
+    }
+    /// "Trains": sets the weight to `epoch`, then calls on_epoch_end with `logs`. Returns stop_training.
+    fn epoch(&mut self, cb: &mut dyn Callback, epoch: usize, logs: &[(&str, f64)]) -> bool {
+        tch::no_grad(|| self.store.get("layer.weight").unwrap().fill_(epoch as f64));
+        let logs: BTreeMap<String, f64> = logs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.history.push(epoch, &logs);
+        let mut ctx = CallbackContext {
+            store: &self.store,
+            optimizer: &mut self.opt,
+            history: &self.history,
+            stop_training: false,
+        };
+        cb.on_epoch_end(epoch, &logs, &mut ctx).unwrap();
+        ctx.stop_training
+    }
+    fn begin(&mut self, cb: &mut dyn Callback) {
+        let mut ctx = CallbackContext {
+            store: &self.store,
+            optimizer: &mut self.opt,
+            history: &self.history,
+            stop_training: false,
+        };
+        cb.on_train_begin(&mut ctx).unwrap();
+    }
+    fn end(&mut self, cb: &mut dyn Callback) {
+        let mut ctx = CallbackContext {
+            store: &self.store,
+            optimizer: &mut self.opt,
+            history: &self.history,
+            stop_training: false,
+        };
+        cb.on_train_end(&mut ctx).unwrap();
+    }
+    /// Runs `values` of `monitor` through `cb`; returns the epoch at which it asked to stop.
+    fn run(&mut self, cb: &mut dyn Callback, monitor: &str, values: &[f64]) -> Option<usize> {
+        self.begin(cb);
+        for (e, v) in values.iter().enumerate() {
+            if self.epoch(cb, e, &[(monitor, *v), ("loss", 0.1)]) {
+                self.end(cb);
+                return Some(e);
+            }
+        }
+        self.end(cb);
+        None
+    }
+}
+
+fn es(spec: &str) -> EarlyStopping {
+    EarlyStopping::new(EarlyStoppingConfig::parse(spec).unwrap()).unwrap()
+}
+
+#[test]
+fn early_stopping_counts_patience() {
+    let mut rig = Rig::new();
+    let losses = [0.5, 0.4, 0.45, 0.46, 0.47, 0.3];
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=2,verbose=false"), "val_loss", &losses), Some(3));
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=3,verbose=false"), "val_loss", &losses), Some(4));
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=4,verbose=false"), "val_loss", &losses), None);
+    // patience 0: the first epoch without improvement stops (but never epoch 0).
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=0,verbose=false"), "val_loss", &[0.5, 0.6]), Some(1));
+}
+
+#[test]
+fn early_stopping_min_delta_and_mode_auto() {
+    let mut rig = Rig::new();
+    // Improvements smaller than min_delta do not count.
+    let slow = [1.0, 0.99, 0.98, 0.97];
+    assert_eq!(
+        rig.run(&mut es("monitor=val_loss,patience=1,min_delta=0.05,verbose=false"), "val_loss", &slow),
+        Some(1)
+    );
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=1,min_delta=0,verbose=false"), "val_loss", &slow), None);
+    // auto: accuracy-like names are maximised.
+    let acc = [0.5, 0.6, 0.55, 0.58, 0.7];
+    assert_eq!(rig.run(&mut es("monitor=val_accuracy,patience=2,verbose=false"), "val_accuracy", &acc), Some(3));
+    // the same numbers as a loss (minimised): epoch 0 is best, so it stops at 2.
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=2,verbose=false"), "val_loss", &acc), Some(2));
+    assert_eq!(
+        rig.run(&mut es("monitor=val_accuracy,mode=min,patience=2,verbose=false"), "val_accuracy", &acc),
+        Some(2)
+    );
+}
+
+#[test]
+fn early_stopping_baseline_keeps_waiting_until_beaten() {
+    let mut rig = Rig::new();
+    let losses = [0.5, 0.45, 0.46, 0.47];
+    // Improving but never below the baseline: the wait is never reset.
+    assert_eq!(
+        rig.run(&mut es("monitor=val_loss,patience=3,baseline=0.4,verbose=false"), "val_loss", &losses),
+        Some(2)
+    );
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=3,verbose=false"), "val_loss", &losses), None);
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let mut rig = Rig::new();
+    let mut cb = es("monitor=val_loss,patience=2,restore_best_weights=true,verbose=false");
+    assert_eq!(rig.run(&mut cb, "val_loss", &[0.5, 0.3, 0.4, 0.45]), Some(3));
+    assert_eq!(rig.weight(), 1.0, "weights of epoch 1 (the best) are back");
+    assert_eq!(cb.best_epoch(), Some(1));
+    let mut cb = es("monitor=val_loss,patience=2,restore_best_weights=false,verbose=false");
+    rig.run(&mut cb, "val_loss", &[0.5, 0.3, 0.4, 0.45]);
+    assert_eq!(rig.weight(), 3.0, "without restore the last weights stay");
+}
+
+#[test]
+fn early_stopping_start_from_epoch_ignores_the_warm_up() {
+    let mut rig = Rig::new();
+    let losses = [0.1, 0.5, 0.6, 0.7, 0.4, 0.5, 0.6];
+    // Without a warm-up, epoch 0's 0.1 is never beaten.
+    assert_eq!(rig.run(&mut es("monitor=val_loss,patience=2,verbose=false"), "val_loss", &losses), Some(2));
+    assert_eq!(
+        rig.run(&mut es("monitor=val_loss,patience=2,start_from_epoch=3,verbose=false"), "val_loss", &losses),
+        Some(6)
+    );
+}
+
+#[test]
+fn early_stopping_state_survives_a_resume() {
+    let mut rig = Rig::new();
+    let mut a = es("monitor=val_loss,patience=2,verbose=false");
+    rig.begin(&mut a);
+    rig.epoch(&mut a, 0, &[("val_loss", 0.5)]);
+    rig.epoch(&mut a, 1, &[("val_loss", 0.6)]);
+    let mut b = es("monitor=val_loss,patience=2,verbose=false");
+    b.load_state(&a.state()).unwrap();
+    rig.begin(&mut b);
+    assert!(rig.epoch(&mut b, 2, &[("val_loss", 0.7)]), "the wait counter came back: stop at epoch 2");
+}
+
+#[test]
+fn callback_options_are_checked_when_parsed() {
+    let e = EarlyStoppingConfig::parse("monitor=val_loss,patiense=3").unwrap_err().to_string();
+    assert!(e.contains("patiense") && e.contains("patience"), "{e}");
+    assert!(EarlyStoppingConfig::parse("mode=maximum").is_err());
+    assert!(EarlyStoppingConfig::parse("patience=-1").is_err());
+    let e = ModelCheckpointConfig::parse("ckpt-{epoch:03d}-{val_loss:.4q}.pt").unwrap_err().to_string();
+    assert!(e.contains(".4q"), "{e}");
+    assert!(ModelCheckpointConfig::parse("ckpt-{epoch.pt").is_err());
+    assert!(ReduceLrOnPlateauConfig::parse("factor=1.5").is_err());
+}
+
+#[test]
+fn checkpoint_templates_follow_python_format() {
+    let logs: BTreeMap<String, f64> = [("val_loss".to_string(), 0.123456), ("val_accuracy".to_string(), 0.9)].into();
+    assert_eq!(fill_template("ckpt-{epoch:03d}-{val_loss:.4f}.pt", 6, &logs).unwrap(), "ckpt-007-0.1235.pt");
+    assert_eq!(fill_template("m{epoch}_{val_accuracy:.2f}.pt", 0, &logs).unwrap(), "m1_0.90.pt");
+    let e = fill_template("m-{loss:.2f}.pt", 0, &logs).unwrap_err().to_string();
+    assert!(e.contains("loss") && e.contains("val_loss"), "{e}");
+}
+
+fn saved(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn mc(dir: &std::path::Path, spec: &str) -> ModelCheckpoint {
+    let mut cb = ModelCheckpoint::new(ModelCheckpointConfig::parse(spec).unwrap()).unwrap();
+    cb.base_dir = Some(dir.to_path_buf());
+    cb
+}
+
+#[test]
+fn model_checkpoint_best_only_threshold_and_frequency() {
+    let acc = [0.5, 0.7, 0.6, 0.8];
+    let run = |spec: &str| {
+        let dir = common::tempdir();
+        let mut rig = Rig::new();
+        let mut cb = mc(dir.path(), spec);
+        rig.run(&mut cb, "val_accuracy", &acc);
+        saved(dir.path())
+    };
+    let t = "m-{epoch:02d}-{val_accuracy:.2f}.pt";
+    assert_eq!(
+        run(&format!("{t},monitor=val_accuracy,save_best_only=true,verbose=false")),
+        ["m-01-0.50.pt", "m-02-0.70.pt", "m-04-0.80.pt"]
+    );
+    assert_eq!(
+        run(&format!("{t},monitor=val_accuracy,save_best_only=true,initial_value_threshold=0.75,verbose=false")),
+        ["m-04-0.80.pt"]
+    );
+    assert_eq!(run(&format!("{t},save_freq=2,verbose=false")), ["m-02-0.70.pt", "m-04-0.80.pt"]);
+    // mode=min on an accuracy: nothing after the first epoch is lower.
+    assert_eq!(run(&format!("{t},monitor=val_accuracy,mode=min,save_best_only=true,verbose=false")), ["m-01-0.50.pt"]);
+}
+
+#[test]
+fn model_checkpoint_files_load_and_skip_nan_epochs() {
+    let dir = common::tempdir();
+    let mut rig = Rig::new();
+    let mut full = mc(dir.path(), "full.pt,monitor=val_loss,verbose=false");
+    let mut weights = mc(dir.path(), "w.safetensors,save_weights_only=true,verbose=false");
+    rig.begin(&mut full);
+    rig.epoch(&mut full, 0, &[("val_loss", 0.5), ("loss", 0.4)]);
+    rig.epoch(&mut weights, 0, &[("val_loss", 0.5), ("loss", 0.4)]);
+    // A NaN epoch writes nothing: the good file from epoch 0 survives.
+    rig.epoch(&mut full, 1, &[("val_loss", f64::NAN), ("loss", f64::NAN)]);
+    let store = VarStore::new(Device::Cpu);
+    store.root().sub("layer").param("weight", Tensor::ones([3], (Kind::Float, Device::Cpu)));
+    let mut opt = Optimizer::new(OptimizerConfig::new(OptimizerKind::Sgd), store.parameters()).unwrap();
+    let info = tchzoo::checkpoint::load_checkpoint(&dir.path().join("full.pt"), &store, &mut opt).unwrap();
+    assert_eq!(info.epoch, Some(1));
+    assert_eq!(store.get("layer.weight").unwrap().double_value(&[0]), 0.0, "epoch 0's weights, not epoch 1's");
+    tchzoo::checkpoint::load_weights(&store, &dir.path().join("w.safetensors"), true).unwrap();
+}
+
+#[test]
+fn reduce_lr_on_plateau_with_cooldown() {
+    let mut rig = Rig::new();
+    let cfg =
+        ReduceLrOnPlateauConfig::parse("monitor=val_loss,patience=2,factor=0.5,cooldown=1,verbose=false").unwrap();
+    let mut cb = ReduceLrOnPlateau::new(cfg).unwrap();
+    rig.begin(&mut cb);
+    let mut lrs = vec![];
+    for (e, v) in [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5].iter().enumerate() {
+        rig.epoch(&mut cb, e, &[("val_loss", *v)]);
+        lrs.push(rig.opt.lr());
+    }
+    assert_eq!(lrs, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]);
+    let cfg = ReduceLrOnPlateauConfig::parse("patience=1,factor=0.1,min_lr=0.05,verbose=false").unwrap();
+    let mut cb = ReduceLrOnPlateau::new(cfg).unwrap();
+    rig.begin(&mut cb);
+    for e in 0..5 {
+        rig.epoch(&mut cb, e, &[("val_loss", 1.0)]);
+    }
+    assert_eq!(rig.opt.lr(), 0.05, "never below min_lr");
+}
+
+#[test]
+fn terminate_on_nan_and_csv_logger() {
+    let mut rig = Rig::new();
+    let mut t = TerminateOnNaN::default();
+    assert!(!rig.epoch(&mut t, 0, &[("loss", 0.3)]));
+    assert!(rig.epoch(&mut t, 1, &[("loss", f64::NAN)]));
+    assert!(rig.epoch(&mut t, 2, &[("loss", f64::INFINITY)]));
+    let dir = common::tempdir();
+    let path = dir.path().join("log.csv");
+    let mut csv = CsvLogger::new(&path, false);
+    rig.begin(&mut csv);
+    rig.epoch(&mut csv, 0, &[("loss", 0.5), ("accuracy", 0.25)]);
+    rig.epoch(&mut csv, 1, &[("loss", 0.25), ("accuracy", 0.5)]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "epoch,accuracy,loss\n0,0.25,0.5\n1,0.5,0.25\n");
+}
+
+#[test]
+fn learning_rate_scheduler_closure_and_schedules() {
+    let mut rig = Rig::new();
+    let mut cb = LearningRateScheduler::new(|epoch, lr| lr / (1 + epoch) as f64);
+    rig.begin(&mut cb);
+    let mut ctx =
+        CallbackContext { store: &rig.store, optimizer: &mut rig.opt, history: &rig.history, stop_training: false };
+    cb.on_epoch_begin(3, &mut ctx).unwrap();
+    assert_eq!(rig.opt.lr(), 0.25);
+    let s = LearningRateScheduler::parse("step:step_size=2,gamma=0.5", 10).unwrap();
+    assert_eq!((0..5).map(|e| s.lr_at(1.0, e)).collect::<Vec<_>>(), [1.0, 1.0, 0.5, 0.5, 0.25]);
+    let s = LearningRateScheduler::parse("cosine", 10).unwrap();
+    assert!((s.lr_at(1.0, 5) - 0.5).abs() < 1e-12 && s.lr_at(1.0, 10).abs() < 1e-12);
+    let s = LearningRateScheduler::parse("exponential:gamma=0.9", 10).unwrap();
+    assert!((s.lr_at(1.0, 2) - 0.81).abs() < 1e-12);
+    assert!(LearningRateScheduler::parse("cosine:tmax=3", 10).is_err());
+}
