@@ -51,3 +51,69 @@ class LeNet5(nn.Module):
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class _PadShortcut(nn.Module):
+    """Option A shortcut (He et al. 2016 §4.2): subsample by the stride, zero-pad the new channels evenly."""
+
+    def __init__(self, stride, extra_channels):
+        super().__init__()
+        self.stride = stride
+        self.front = extra_channels // 2
+        self.back = extra_channels - self.front
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, self.front, self.back))
+
+
+class _CifarBasicBlock(nn.Module):
+    def __init__(self, inplanes, planes, stride, shortcut):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            if shortcut == "A":
+                self.downsample = _PadShortcut(stride, planes - inplanes)
+            else:
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return torch.relu(out + identity)
+
+
+class CifarResNet(nn.Module):
+    """tchzoo `resnet20/32/44/56/110` (He et al. 2016 §4.2), depth 6n+2: 3×3 conv stem (16), three stages of n
+    basic blocks (16/32/64 planes, strides 1/2/2), global average pool, `fc`. Shortcuts across a change of shape:
+    option "A" (parameter-free subsample + zero-pad, the default) or "B" (1×1 conv + BatchNorm `downsample`).
+    Names follow torchvision's ResNet."""
+
+    def __init__(self, depth=20, num_classes=10, in_channels=3, shortcut="A"):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        inplanes = 16
+        for i, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                blocks.append(_CifarBasicBlock(inplanes, planes, 2 if i > 0 and j == 0 else 1, shortcut))
+                inplanes = planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))

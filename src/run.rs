@@ -285,3 +285,88 @@ fn execute(
         device: crate::device::name(trainer.device()),
     })
 }
+
+/// A trained model loaded back for `evaluate` and `predict` (the seed's `load_model`).
+pub struct LoadedModel {
+    pub trainer: Trainer,
+    /// The shape of one input sample.
+    pub input_shape: Vec<i64>,
+    /// The run's config when loaded from a run folder.
+    pub config: Option<RunConfig>,
+}
+
+/// Where a model comes from: a run folder (its config and `model.pt`, or other `weights`), or a registry spec with
+/// weights, output count and input shape.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSource {
+    pub run: Option<PathBuf>,
+    pub model: Option<String>,
+    pub weights: Option<PathBuf>,
+    pub num_classes: Option<i64>,
+    pub input_shape: Option<Vec<i64>>,
+    pub loss: Option<String>,
+    pub device: Option<String>,
+}
+
+pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
+    let device = crate::device::parse(src.device.as_deref().unwrap_or("auto"))?;
+    let store = VarStore::new(device);
+    if let Some(run) = &src.run {
+        let config_path = run.join("config.json");
+        if !config_path.exists() {
+            return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", run.display())));
+        }
+        let config = RunConfig::from_json_file(&config_path)?;
+        let data = data::load(&config.data, config.seed)?;
+        let loss = Loss::parse(&config.loss, data.task)?;
+        let input_shape = data.sample_shape();
+        let model = models::build(&config.model, &store, loss.num_outputs(data.task), &input_shape)?;
+        let weights = src.weights.clone().unwrap_or_else(|| run.join("model.pt"));
+        if !weights.exists() {
+            return Err(Error::config(format!(
+                "{} does not exist (the run has not finished?); give --weights, e.g. a checkpoint of the run",
+                weights.display()
+            )));
+        }
+        crate::checkpoint::load_weights(&store, &weights, true)?;
+        let metrics = if config.metrics.is_empty() {
+            Metric::defaults(loss)
+        } else {
+            config.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?
+        };
+        let opt = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+        return Ok(LoadedModel {
+            trainer: Trainer::new(model, store, opt, loss, metrics),
+            input_shape,
+            config: Some(config),
+        });
+    }
+    let spec =
+        src.model.as_deref().ok_or_else(|| Error::config("give --run DIR, or --model NAME with --weights FILE"))?;
+    let entry = models::find(&crate::util::Spec::parse(spec, "model")?.source)?;
+    let weights = src.weights.as_ref().ok_or_else(|| Error::config("--model needs --weights FILE (a state dict)"))?;
+    let input_shape = src.input_shape.clone().unwrap_or_else(|| entry.default_input.to_vec());
+    let num_outputs = src.num_classes.unwrap_or(entry.default_classes);
+    let loss = match src.loss.as_deref() {
+        None | Some("auto") => {
+            if num_outputs == 1 {
+                Loss::BinaryCrossEntropy
+            } else {
+                Loss::CrossEntropy
+            }
+        }
+        Some(name) => {
+            Loss::parse(name, crate::data::Task::Regression { n_outputs: num_outputs as usize }).or_else(|_| {
+                Loss::parse(name, crate::data::Task::Classification { n_classes: num_outputs.max(2) as usize })
+            })?
+        }
+    };
+    let model = models::build(spec, &store, num_outputs, &input_shape)?;
+    crate::checkpoint::load_weights(&store, weights, true)?;
+    let opt = Optimizer::new(crate::optim::OptimizerConfig::new(crate::optim::OptimizerKind::Sgd), store.parameters())?;
+    Ok(LoadedModel {
+        trainer: Trainer::new(model, store, opt, loss, Metric::defaults(loss)),
+        input_shape,
+        config: None,
+    })
+}

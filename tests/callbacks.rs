@@ -20,7 +20,7 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let store = VarStore::new(Device::Cpu);
-        store.root().sub("layer").param("weight", Tensor::zeros([3], (Kind::Float, Device::Cpu)));
+        let _ = store.root().sub("layer").param("weight", Tensor::zeros([3], (Kind::Float, Device::Cpu)));
         let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
         c.lr = 1.0;
         let opt = Optimizer::new(c, store.parameters()).unwrap();
@@ -31,7 +31,7 @@ impl Rig {
     }
     /// "Trains": sets the weight to `epoch`, then calls on_epoch_end with `logs`. Returns stop_training.
     fn epoch(&mut self, cb: &mut dyn Callback, epoch: usize, logs: &[(&str, f64)]) -> bool {
-        tch::no_grad(|| self.store.get("layer.weight").unwrap().fill_(epoch as f64));
+        let _ = tch::no_grad(|| self.store.get("layer.weight").unwrap().fill_(epoch as f64));
         let logs: BTreeMap<String, f64> = logs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         self.history.push(epoch, &logs);
         let mut ctx = CallbackContext {
@@ -230,7 +230,7 @@ fn model_checkpoint_files_load_and_skip_nan_epochs() {
     // A NaN epoch writes nothing: the good file from epoch 0 survives.
     rig.epoch(&mut full, 1, &[("val_loss", f64::NAN), ("loss", f64::NAN)]);
     let store = VarStore::new(Device::Cpu);
-    store.root().sub("layer").param("weight", Tensor::ones([3], (Kind::Float, Device::Cpu)));
+    let _ = store.root().sub("layer").param("weight", Tensor::ones([3], (Kind::Float, Device::Cpu)));
     let mut opt = Optimizer::new(OptimizerConfig::new(OptimizerKind::Sgd), store.parameters()).unwrap();
     let info = tchzoo::checkpoint::load_checkpoint(&dir.path().join("full.pt"), &store, &mut opt).unwrap();
     assert_eq!(info.epoch, Some(1));

@@ -5,8 +5,11 @@ use crate::error::Result;
 
 pub mod convert;
 pub mod doctor;
+pub mod evaluate;
 pub mod inspect;
 pub mod models;
+pub mod plot;
+pub mod predict;
 pub mod summary;
 pub mod train;
 
@@ -25,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Train a model (with no flags: LeNet-5 on the embedded digits).
     Train(Box<train::TrainArgs>),
+    /// Loss and metrics of a saved model (a run folder or --model with --weights) on data.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Outputs of a saved model for an input tensor or image.
+    Predict(predict::PredictArgs),
     /// List every architecture with its parameter count.
     Models(models::ModelsArgs),
     /// A Keras-style summary of a model: layers, output shapes, parameters.
@@ -35,6 +42,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// List the tensors of a state dict or training checkpoint: name, shape, dtype, total parameters.
     Inspect(inspect::InspectArgs),
+    /// Draw the activation functions beside their derivatives, or redraw a run's training curves.
+    Plot(plot::PlotArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -68,7 +77,10 @@ where
         Command::Models(a) => models::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Plot(a) => plot::run(a),
     }
 }

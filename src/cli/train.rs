@@ -15,6 +15,10 @@ pub struct TrainArgs {
     /// Model name with options, e.g. lenet5, mlp:hidden=64x64 (`tchzoo models` lists them).
     #[arg(long)]
     pub model: Option<String>,
+    /// The activation of models that have an activation knob (relu, prelu, tanh, gelu, silu, …); same as the
+    /// model option `activation=NAME`.
+    #[arg(long)]
+    pub activation: Option<String>,
     /// Data: digits, moons[:n_samples=..,noise=..], circles, blobs, xor, or a file/folder (IDX, CIFAR-10, CSV, NPY/NPZ, images).
     #[arg(long)]
     pub data: Option<String>,
@@ -136,6 +140,9 @@ impl TrainArgs {
             };
         }
         set!(model);
+        if let Some(act) = &self.activation {
+            c.model = crate::models::diagram::with_activation(&c.model, act)?;
+        }
         set!(data);
         set!(validation_data, opt);
         set!(validation_split, opt);

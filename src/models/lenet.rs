@@ -5,7 +5,7 @@ use tch::Tensor;
 
 use super::{Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{Act, Activation, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind, Sequential};
+use crate::nn::{Activation, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind, Sequential};
 
 #[derive(Debug)]
 pub struct LeNet5 {
@@ -32,18 +32,18 @@ impl LeNet5 {
         let fp = p.sub("features");
         let mut features = Sequential::new();
         features.push(Conv2d::new(&fp.sub(0), shape[0], 6, 5, ConvConfig::default()));
-        features.push(Act::new(&fp.sub(1), activation));
+        features.push_boxed(activation.layer(&fp.sub(1)));
         features.push(Pool2d::new(&fp.sub(2), pool, 2, 2, 0));
         features.push(Conv2d::new(&fp.sub(3), 6, 16, 5, ConvConfig::default()));
-        features.push(Act::new(&fp.sub(4), activation));
+        features.push_boxed(activation.layer(&fp.sub(4)));
         features.push(Pool2d::new(&fp.sub(5), pool, 2, 2, 0));
         let (h, w) = (((shape[1] - 4) / 2 - 4) / 2, ((shape[2] - 4) / 2 - 4) / 2);
         let cp = p.sub("classifier");
         let mut classifier = Sequential::new();
         classifier.push(Linear::new(&cp.sub(0), 16 * h * w, 120));
-        classifier.push(Act::new(&cp.sub(1), activation));
+        classifier.push_boxed(activation.layer(&cp.sub(1)));
         classifier.push(Linear::new(&cp.sub(2), 120, 84));
-        classifier.push(Act::new(&cp.sub(3), activation));
+        classifier.push_boxed(activation.layer(&cp.sub(3)));
         classifier.push(Linear::new(&cp.sub(4), 84, c.num_outputs));
         Ok(LeNet5 { features, classifier, path: p.clone(), num_outputs: c.num_outputs })
     }

@@ -4,7 +4,7 @@ use tch::Tensor;
 
 use super::{Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{Act, Activation, BatchNorm, Dropout, Flatten, Linear, Module, Path, Sequential};
+use crate::nn::{Activation, BatchNorm, Dropout, Flatten, Linear, Module, Path, Sequential};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpConfig {
@@ -62,7 +62,8 @@ impl Mlp {
             if c.batch_norm {
                 features.push(BatchNorm::new1d(&fp.sub(features.next_index()), h));
             }
-            features.push(Act::new(&fp.sub(features.next_index()), c.activation));
+            // A learnable PReLU has its own `weight`, as nn.PReLU(); the others are parameterless.
+            features.push_boxed(c.activation.layer(&fp.sub(features.next_index())));
             if c.dropout > 0.0 {
                 features.push(Dropout::new(&fp.sub(features.next_index()), c.dropout));
             }

@@ -7,8 +7,12 @@ use tch::Tensor;
 use crate::error::{did_you_mean, Error, Result};
 use crate::nn::{Module, Path, VarStore};
 
+pub mod alexnet;
+pub mod diagram;
 pub mod lenet;
 pub mod mlp;
+pub mod resnet;
+pub mod vgg;
 
 /// Every classifier has this surface (timm's): features, head, and a replaceable classifier.
 pub trait Model: Module {
@@ -83,6 +87,9 @@ fn all_entries() -> Vec<ModelEntry> {
     let mut v = vec![];
     v.extend(mlp::entries());
     v.extend(lenet::entries());
+    v.extend(alexnet::entries());
+    v.extend(vgg::entries());
+    v.extend(resnet::entries());
     v
 }
 
@@ -103,6 +110,9 @@ pub fn registry() -> Result<&'static [ModelEntry]> {
 }
 
 pub fn find(name: &str) -> Result<&'static ModelEntry> {
+    if diagram::is_diagram(name) {
+        return diagram::entry(name);
+    }
     let reg = registry()?;
     reg.iter().find(|e| e.name == name).ok_or_else(|| Error::UnknownModel {
         name: name.to_string(),
@@ -111,7 +121,11 @@ pub fn find(name: &str) -> Result<&'static ModelEntry> {
 }
 
 /// Builds a model from a spec (`lenet5`, `mlp:hidden=64x64`) into `store`.
+/// A spec containing `=>` is a text diagram (`CONV(8,3) => RELU => FC(10)`, see [`diagram`]).
 pub fn build(spec: &str, store: &VarStore, num_outputs: i64, input_shape: &[i64]) -> Result<Box<dyn Model>> {
+    if diagram::is_diagram(spec) {
+        return diagram::build(spec, store, num_outputs, input_shape);
+    }
     let spec = crate::util::Spec::parse(spec, "model")?;
     let entry = find(&spec.source)?;
     let config = ModelConfig { num_outputs, input_shape: input_shape.to_vec(), options: spec.options };

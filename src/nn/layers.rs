@@ -247,6 +247,10 @@ impl Sequential {
     pub fn next_index(&self) -> usize {
         self.layers.len()
     }
+    /// Appends a layer that is already boxed (e.g. from `Activation::layer`).
+    pub fn push_boxed(&mut self, layer: Box<dyn Module>) {
+        self.layers.push(layer);
+    }
     pub fn push(&mut self, layer: impl Module + 'static) {
         self.layers.push(Box::new(layer));
     }
@@ -269,6 +273,28 @@ impl Module for Sequential {
         for layer in &self.layers {
             ys = layer.forward_t(&ys, train);
         }
+        ys
+    }
+}
+
+/// `nn.AdaptiveAvgPool2d((h, w))`: averages each map down to a fixed size (torchvision's ResNet `(1, 1)`, VGG
+/// `(7, 7)`, AlexNet `(6, 6)`), so the classifier's width does not depend on the input size.
+#[derive(Debug)]
+pub struct AdaptiveAvgPool2d {
+    name: String,
+    pub output_size: [i64; 2],
+}
+
+impl AdaptiveAvgPool2d {
+    pub fn new(p: &Path, output_size: [i64; 2]) -> Self {
+        AdaptiveAvgPool2d { name: p.name().to_string(), output_size }
+    }
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let ys = xs.adaptive_avg_pool2d(self.output_size);
+        trace::record(&self.name, "AdaptiveAvgPool2d", &ys, 0);
         ys
     }
 }

@@ -1,11 +1,15 @@
 //! Our layer kit over tch: an ordered parameter store and layers named and initialised as PyTorch's.
 pub mod activation;
 pub mod layers;
+pub mod prelu;
 pub mod store;
 pub mod trace;
 
 pub use activation::Activation;
-pub use layers::{Act, BatchNorm, Conv2d, ConvConfig, Dropout, Flatten, Linear, Pool2d, PoolKind, Sequential};
+pub use layers::{
+    Act, AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Dropout, Flatten, Linear, Pool2d, PoolKind, Sequential,
+};
+pub use prelu::PReLU;
 pub use store::{Path, VarKind, VarStore};
 
 use tch::Tensor;

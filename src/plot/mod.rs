@@ -13,6 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 
+pub mod activations;
 mod curves;
 
 pub use curves::plot_history;

@@ -1,0 +1,53 @@
+//! `tchzoo evaluate`: loss and metrics of a saved model on data (Keras' `evaluate` after `load_model`).
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::run::{load_model, ModelSource};
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A run folder: its config.json and model.pt (or --weights).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A model spec, when not evaluating a run folder.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Weights: a state dict (.pt, .safetensors) or a checkpoint of the run (e.g. best.pt).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// The data [default: the run's validation data].
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    let loaded = load_model(&ModelSource {
+        run: args.run.clone(),
+        model: args.model.clone(),
+        weights: args.weights.clone(),
+        device: args.device.clone(),
+        ..ModelSource::default()
+    })?;
+    let data = match (&args.data, &loaded.config) {
+        (Some(spec), c) => crate::data::load(spec, c.as_ref().map_or(0, |c| c.seed))?,
+        (None, Some(c)) => {
+            let full = crate::data::load(&c.data, c.seed)?;
+            match (&c.validation_data, c.validation_split) {
+                (Some(v), _) => crate::data::load(v, c.seed)?,
+                (None, Some(f)) => full.split_validation(f)?.1,
+                (None, None) => full,
+            }
+        }
+        (None, None) => return Err(Error::config("give --data to evaluate on")),
+    };
+    let logs = loaded.trainer.evaluate(&data, args.batch_size)?;
+    let line: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+    println!("{} samples - {}", data.len(), line.join(" - "));
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `tchzoo predict`: the eval-mode forward of a saved model on an input tensor or image.
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::Object;
+use crate::error::{Error, Result};
+use crate::run::{load_model, ModelSource};
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A run folder: its config.json and model.pt (or --weights).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A model spec (e.g. lenet5), when not using a run folder.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Output units of the model [default: the registry's].
+    #[arg(long)]
+    pub num_classes: Option<i64>,
+    /// Input: a tensor (.pt, .safetensors, .npy) of shape [N, …] or one sample, or an image (.png, .jpg).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write the outputs (logits) here: .pt (a tensor for torch.load) or .npy.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print probabilities (softmax / sigmoid) instead of logits.
+    #[arg(long)]
+    pub proba: bool,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+fn read_input(path: &Path, sample_shape: &[i64]) -> Result<Tensor> {
+    let bad = |msg: String| Error::data(path.display(), msg);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let xs = match ext.as_str() {
+        "npy" => crate::data::files::npy::read_npy(path)?,
+        "pt" | "pth" | "bin" => match crate::checkpoint::read_pt(path)? {
+            Object::Tensor(t) => t,
+            other => {
+                let tensors = other.find_state_dict().unwrap_or_default();
+                match tensors.len() {
+                    1 => tensors.into_iter().next().map(|(_, t)| t).unwrap_or_default(),
+                    n => return Err(bad(format!("holds {n} tensors; save one tensor (torch.save(x, path))"))),
+                }
+            }
+        },
+        "safetensors" => {
+            let tensors = crate::checkpoint::read_state_dict(path)?;
+            match tensors.len() {
+                1 => tensors.into_iter().next().map(|(_, t)| t).unwrap_or_default(),
+                n => return Err(bad(format!("holds {n} tensors; give a file with one"))),
+            }
+        }
+        "png" | "jpg" | "jpeg" => {
+            let img = image::open(path).map_err(|e| bad(format!("not a readable image: {e}")))?;
+            let (c, h, w) = match sample_shape {
+                [c, h, w] => (*c, *h as u32, *w as u32),
+                _ => return Err(bad(format!("the model takes inputs of shape {sample_shape:?}, not images"))),
+            };
+            let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
+            let (data, channels): (Vec<u8>, i64) =
+                if c == 1 { (img.to_luma8().into_raw(), 1) } else { (img.to_rgb8().into_raw(), 3) };
+            Tensor::from_slice(&data).reshape([h as i64, w as i64, channels]).permute([2, 0, 1]).to_kind(Kind::Float)
+                / 255.0
+        }
+        other => {
+            return Err(bad(format!("unsupported input type '.{other}': use .pt, .safetensors, .npy, .png or .jpg")))
+        }
+    };
+    let xs = xs.to_kind(Kind::Float);
+    let size = xs.size();
+    if size == sample_shape {
+        Ok(xs.unsqueeze(0))
+    } else if size.len() == sample_shape.len() + 1 && size[1..] == *sample_shape {
+        Ok(xs)
+    } else {
+        Err(bad(format!(
+            "input of shape {size:?}; the model takes [N, {sample_shape:?}] or one sample {sample_shape:?}"
+        )))
+    }
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let loaded = load_model(&ModelSource {
+        run: args.run.clone(),
+        model: args.model.clone(),
+        weights: args.weights.clone(),
+        num_classes: args.num_classes,
+        device: args.device.clone(),
+        ..ModelSource::default()
+    })?;
+    let xs = read_input(&args.input, &loaded.input_shape)?;
+    let ys = crate::util::catch_torch(|| {
+        if args.proba {
+            loaded.trainer.predict_proba(&xs, args.batch_size)
+        } else {
+            loaded.trainer.predict(&xs, args.batch_size)
+        }
+    })
+    .map_err(|e| Error::data(args.input.display(), format!("the model cannot take it: {e}")))?;
+    match &args.output {
+        Some(out) => {
+            match out.extension().and_then(|e| e.to_str()) {
+                Some("npy") => ys.write_npy(out).map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))?,
+                Some("pt") | Some("pth") => crate::checkpoint::write_pt(out, &Object::Tensor(ys.shallow_clone()))?,
+                _ => return Err(Error::config(format!("--output {}: use a .pt or .npy file", out.display()))),
+            }
+            println!("wrote outputs of shape {:?} to {}", ys.size(), out.display());
+        }
+        None => {
+            let n = ys.size()[0];
+            for i in 0..n.min(50) {
+                let row = Vec::<f32>::try_from(ys.get(i).reshape([-1])).unwrap_or_default();
+                let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(j, _)| j);
+                let shown: Vec<String> = row.iter().take(10).map(|v| format!("{v:.4}")).collect();
+                let more = if row.len() > 10 { " …" } else { "" };
+                println!("{i}: class {best}  [{}{more}]", shown.join(", "));
+            }
+            if n > 50 {
+                println!("… {} more rows (use --output to save them all)", n - 50);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! torchvision's ResNet/ResNeXt/Wide ResNet, VGG and AlexNet, and our CIFAR ResNets, against PyTorch: the same
+//! state-dict names in the same order and the same parameter count for every variant; for the cases with weights,
+//! a strict load and the same eval-mode logits (max|Δ| ≤ 1e-4 · max(1, max|y|)); and one SGD step of resnet18 in
+//! train mode giving torch.optim's loss and parameters (relative Δ ≤ 1e-4). Fixtures:
+//! scripts/fixtures/zoo_classic.py (large tensors are stored as a tile, repeated here as there).
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tchzoo::models;
+use tchzoo::nn::VarStore;
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use tchzoo::train::Loss;
+
+const LOGITS_TOLERANCE: f64 = 1e-4;
+const TRAIN_TOLERANCE: f64 = 1e-4;
+
+fn fixtures() -> (PathBuf, Value) {
+    // One thread, as the fixture script: the same reduction order in every kernel.
+    tch::set_num_threads(1);
+    let dir = common::fixtures("zoo_classic.py");
+    let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    (dir, meta)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
+    let input: Vec<i64> = m["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    models::build(m["spec"].as_str().unwrap(), store, m["outputs"].as_i64().unwrap(), &input).unwrap()
+}
+
+/// The case's state dict in torch's key order: stored tensors, and the large ones tiled as the fixture made them.
+fn state_dict(case: &str, m: &Value, t: &HashMap<String, Tensor>) -> Vec<(String, Tensor)> {
+    let tiled = m["tiled"].as_object().unwrap();
+    strings(&m["keys"])
+        .into_iter()
+        .map(|k| {
+            let tensor = match tiled.get(&k) {
+                None => t[&format!("sd.{k}")].shallow_clone(),
+                Some(g) => {
+                    let shape: Vec<i64> = g["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+                    let tensor = tile(&t[&format!("tile.{k}")], &shape);
+                    let (ours, theirs) = (tensor.sum(Kind::Double).double_value(&[]), g["sum"].as_f64().unwrap());
+                    let abs = tensor.abs().sum(Kind::Double).double_value(&[]);
+                    assert!(
+                        (ours - theirs).abs() <= 1e-9 * abs,
+                        "{case}: {k} rebuilt sums to {ours}, torch's to {theirs}"
+                    );
+                    tensor
+                }
+            };
+            (k, tensor)
+        })
+        .collect()
+}
+
+/// scripts/fixtures/zoo_classic.py `tiled`: the tile repeated over the flat tensor, cut to its size.
+fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let len = tile.size()[0];
+    tile.repeat([(n + len - 1) / len]).narrow(0, 0, n).reshape(shape)
+}
+
+#[test]
+fn torchvision_logits_parity() {
+    let (dir, meta) = fixtures();
+    let mut report = vec![];
+    for (case, m) in meta["cases"].as_object().unwrap() {
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
+        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
+        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
+        let expected = &t["logits"];
+        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
+        let delta = (&logits - expected).abs().max().double_value(&[]);
+        let scale = expected.abs().max().double_value(&[]);
+        assert!(
+            delta <= LOGITS_TOLERANCE * scale.max(1.0),
+            "{case}: logits differ from PyTorch's by {delta:e} (max|y| = {scale})"
+        );
+        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn every_variant_has_torchvisions_names_order_and_parameter_count() {
+    let (_, meta) = fixtures();
+    // torchvision's documented counts (num_params in its weight metadata), as a check on the fixture itself.
+    let documented = [
+        ("resnet50", 25_557_032),
+        ("vgg16", 138_357_544),
+        ("vgg16_bn", 138_365_992),
+        ("wide_resnet50_2", 68_883_240),
+        ("wide_resnet101_2", 126_886_696),
+        ("resnext50_32x4d", 25_028_904),
+        ("alexnet", 61_100_840),
+    ];
+    let variants = meta["variants"].as_object().unwrap();
+    for (name, count) in documented {
+        assert_eq!(variants[name]["parameters"].as_i64().unwrap(), count, "{name}: fixture count");
+    }
+    for (name, m) in variants {
+        let store = VarStore::new(Device::Cpu);
+        build(m, &store);
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
+    }
+}
+
+#[test]
+fn resnet18_sgd_step_matches_torch_optim() {
+    let (dir, meta) = fixtures();
+    let m = &meta["cases"]["resnet18"];
+    let t = common::read_safetensors(&dir.join("resnet18.safetensors"));
+    let store = VarStore::new(Device::Cpu);
+    let model = build(m, &store);
+    store.load_state_dict(&state_dict("resnet18", m, &t), true, "resnet18").unwrap();
+    let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
+    config.lr = 0.1;
+    config.momentum = 0.9;
+    let mut opt = Optimizer::new(config, store.parameters()).unwrap();
+    opt.zero_grad();
+    let loss = Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"]);
+    loss.backward();
+    opt.step();
+    let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
+    assert!(d <= TRAIN_TOLERANCE, "resnet18: train loss differs from PyTorch's by {d:e}");
+    let mut worst = (String::new(), 0.0);
+    for (k, v) in store.state_dict() {
+        let expected = &t[&format!("train.sd.{k}")];
+        assert_eq!(v.kind(), expected.kind(), "resnet18: dtype of {k}");
+        let d = common::rel_diff(&v, expected);
+        assert!(d <= TRAIN_TOLERANCE, "resnet18: {k} after one SGD step differs from torch.optim's by {d:e}");
+        if d > worst.1 {
+            worst = (k, d);
+        }
+    }
+    eprintln!("resnet18 SGD step: loss relative Δ {d:.2e}; worst tensor {} at {:.2e}", worst.0, worst.1);
+}
+
+#[test]
+fn reset_classifier_keeps_names_and_order() {
+    for (spec, input, head) in [
+        ("resnet18", [3, 32, 32], "fc"),
+        ("resnet20", [3, 32, 32], "fc"),
+        ("vgg11", [3, 32, 32], "classifier.6"),
+        ("alexnet", [3, 63, 63], "classifier.6"),
+    ] {
+        let store = VarStore::new(Device::Cpu);
+        let mut model = models::build(spec, &store, 10, &input).unwrap();
+        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        model.reset_classifier(3);
+        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(before, after, "{spec}");
+        assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
+        let ys = tch::no_grad(|| {
+            model.forward_t(&Tensor::zeros([2, input[0], input[1], input[2]], (Kind::Float, Device::Cpu)), false)
+        });
+        assert_eq!(ys.size(), vec![2, 3], "{spec}");
+        assert_eq!(model.num_outputs(), 3);
+    }
+}
+
+#[test]
+fn bad_inputs_and_options_are_clear_errors() {
+    let store = VarStore::new(Device::Cpu);
+    let e = models::build("resnet20:shortcut=C", &store, 10, &[3, 32, 32]).err().unwrap().to_string();
+    assert!(e.contains("shortcut=C") && e.contains("B"), "{e}");
+    let e = models::build("vgg11", &store, 10, &[3, 16, 16]).err().unwrap().to_string();
+    assert!(e.contains("vgg11") && e.contains("32"), "{e}");
+    let e = models::build("alexnet", &store, 10, &[3, 32, 32]).err().unwrap().to_string();
+    assert!(e.contains("alexnet") && e.contains("63"), "{e}");
+    let e = models::build("resnet18", &store, 10, &[784]).err().unwrap().to_string();
+    assert!(e.contains("resnet18"), "{e}");
+    let e = models::build("resnet18:shortcut=A", &store, 10, &[3, 32, 32]).err().unwrap().to_string();
+    assert!(e.contains("shortcut"), "{e}");
+}
