@@ -275,7 +275,10 @@ fn execute(
     history.save_csv(&dir.join("history.csv"))?;
     crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
     crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
-    crate::plot::plot_history(&history, &dir.join("curves.png"))?;
+    let states: std::collections::BTreeMap<String, serde_json::Value> =
+        all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
+    let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };
+    crate::plot::plot_runs(&[("", &history)], &dir.join("curves.png"), &options)?;
     Ok(RunOutcome {
         dir,
         epochs_run: history.len(),
@@ -369,4 +372,31 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         input_shape,
         config: None,
     })
+}
+
+/// What the curves of a run mark: the best epoch of the value early stopping (or else the best-only checkpoint,
+/// or else `val_loss`) monitors, and the epoch early stopping fired (from the callbacks' saved state).
+pub fn curve_marks(
+    config: &RunConfig,
+    callback_states: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> crate::plot::CurveMarks {
+    use crate::train::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, Monitor};
+    let from_es = config.early_stopping.as_deref().and_then(|s| EarlyStoppingConfig::parse(s).ok());
+    let from_mc =
+        config.checkpoint.as_deref().and_then(|s| ModelCheckpointConfig::parse(s).ok()).filter(|c| c.save_best_only);
+    let (monitor, mode) = match (from_es, from_mc) {
+        (Some(es), _) => (es.monitor, es.mode),
+        (None, Some(mc)) => (mc.monitor, mc.mode),
+        (None, None) => {
+            let m =
+                if config.validation_split.is_some() || config.validation_data.is_some() { "val_loss" } else { "loss" };
+            (m.to_string(), Mode::Auto)
+        }
+    };
+    let maximize = Monitor::new(&monitor, mode, 0.0).map(|m| m.maximize).unwrap_or(false);
+    let stopped_epoch = callback_states
+        .iter()
+        .filter(|(k, _)| k.ends_with(".early_stopping"))
+        .find_map(|(_, v)| v.get("stopped_epoch").and_then(|e| e.as_u64()).map(|e| e as usize));
+    crate::plot::CurveMarks { monitor: Some((monitor, maximize)), stopped_epoch }
 }

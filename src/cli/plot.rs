@@ -9,18 +9,23 @@ use crate::nn::Activation;
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
-    /// `activations`, or a run folder (or its history.json) whose training curves to redraw.
-    pub what: String,
+    /// `activations`, or one or more run folders (or history.json files): one run is redrawn with its marks,
+    /// several are overlaid for comparison.
+    #[arg(required = true)]
+    pub what: Vec<String>,
     /// The image to write, .png or .svg [default: activations.png; for a run: curves.png beside its history].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// The activations to draw, comma-separated [default: the notes' fifteen].
     #[arg(long, value_delimiter = ',')]
     pub names: Option<Vec<String>>,
+    /// The panels of a run's curves, comma-separated (e.g. loss,accuracy) [default: every metric].
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
-    let written = if args.what == "activations" {
+    let written = if args.what.len() == 1 && args.what[0] == "activations" {
         let acts = match &args.names {
             None => crate::plot::activations::DEFAULT.to_vec(),
             Some(names) => names.iter().map(|n| n.parse::<Activation>()).collect::<Result<Vec<_>>>()?,
@@ -32,14 +37,14 @@ pub fn run(args: PlotArgs) -> Result<()> {
         if args.names.is_some() {
             return Err(Error::config("--names belongs to `tchzoo plot activations`"));
         }
-        plot_run(Path::new(&args.what), args.output)?
+        let targets: Vec<&Path> = args.what.iter().map(Path::new).collect();
+        plot_runs(&targets, args.output, args.metrics)?
     };
     println!("wrote {}", written.display());
     Ok(())
 }
 
-/// Redraws the curves of a run folder or a history.json; returns the image written.
-pub fn plot_run(target: &Path, output: Option<PathBuf>) -> Result<PathBuf> {
+fn history_path(target: &Path) -> Result<PathBuf> {
     let history_path = if target.is_dir() { target.join("history.json") } else { target.to_path_buf() };
     if !history_path.is_file() {
         return Err(Error::config(format!(
@@ -48,8 +53,40 @@ pub fn plot_run(target: &Path, output: Option<PathBuf>) -> Result<PathBuf> {
             target.display()
         )));
     }
-    let history = crate::train::History::load_json(&history_path)?;
-    let out = output.unwrap_or_else(|| history_path.with_file_name("curves.png"));
-    crate::plot::plot_history(&history, &out)?;
+    Ok(history_path)
+}
+
+/// Redraws the curves of a run folder or a history.json; returns the image written.
+pub fn plot_run(target: &Path, output: Option<PathBuf>) -> Result<PathBuf> {
+    plot_runs(&[target], output, None)
+}
+
+/// One run: its curves with the best epoch and early stopping marked (read from its config.json and
+/// resume.json). Several: overlaid, labelled by folder name. Returns the image written.
+pub fn plot_runs(targets: &[&Path], output: Option<PathBuf>, metrics: Option<Vec<String>>) -> Result<PathBuf> {
+    let paths = targets.iter().map(|t| history_path(t)).collect::<Result<Vec<_>>>()?;
+    let histories = paths.iter().map(|p| crate::train::History::load_json(p)).collect::<Result<Vec<_>>>()?;
+    let labels: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string())
+        })
+        .collect();
+    let mut marks = crate::plot::CurveMarks::default();
+    if paths.len() == 1 {
+        let dir = paths[0].parent().unwrap_or(Path::new("."));
+        if let Ok(config) = crate::config::RunConfig::from_json_file(&dir.join("config.json")) {
+            let states = crate::train::resume::read(dir).map(|s| s.callbacks).unwrap_or_default();
+            marks = crate::run::curve_marks(&config, &states);
+        }
+    }
+    let out = match output {
+        Some(o) => o,
+        None if paths.len() == 1 => paths[0].with_file_name("curves.png"),
+        None => PathBuf::from("comparison.png"),
+    };
+    let runs: Vec<(&str, &crate::train::History)> = labels.iter().map(String::as_str).zip(histories.iter()).collect();
+    crate::plot::plot_runs(&runs, &out, &crate::plot::CurveOptions { metrics, marks })?;
     Ok(out)
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub mod activations;
 mod curves;
 
-pub use curves::plot_history;
+pub use curves::{plot_history, plot_runs, CurveMarks, CurveOptions};
 
 /// Size in pixels of one panel; a figure of `rows x cols` panels is `cols * w` by `rows * h`.
 pub const PANEL_SIZE: (u32, u32) = (560, 400);
@@ -161,6 +161,14 @@ impl Curve {
     }
 }
 
+/// A vertical line across a panel at `x`, with a legend entry (the best epoch, the epoch early stopping fired).
+#[derive(Debug, Clone)]
+pub struct Marker {
+    pub x: f64,
+    pub label: String,
+    pub color: RGBColor,
+}
+
 /// Curves with this many points or fewer also get a dot per point.
 const MAX_POINTS_WITH_MARKERS: usize = 40;
 
@@ -171,6 +179,17 @@ pub fn line_panel<DB: DrawingBackend>(
     title: &str,
     x_desc: &str,
     curves: &[Curve],
+) -> Result<()> {
+    line_panel_marked(area, title, x_desc, curves, &[])
+}
+
+/// [`line_panel`] with vertical markers.
+pub fn line_panel_marked<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    curves: &[Curve],
+    markers: &[Marker],
 ) -> Result<()> {
     let finite = || curves.iter().flat_map(|c| c.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
     let (x_range, y_range) = match (span(finite().map(|p| p.0)), span(finite().map(|p| p.1))) {
@@ -240,6 +259,14 @@ pub fn line_panel<DB: DrawingBackend>(
         }
         let dots = runs.iter().filter(|run| n_points <= MAX_POINTS_WITH_MARKERS || run.len() == 1).flatten();
         chart.draw_series(dots.map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+
+    for m in markers.iter().filter(|m| m.x.is_finite() && m.x >= x_lo && m.x <= x_hi) {
+        let color = m.color;
+        chart
+            .draw_series(DashedLineSeries::new(vec![(m.x, y_lo), (m.x, y_hi)], 6, 4, color.stroke_width(2)))?
+            .label(m.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2)));
     }
 
     // Keep the legend clear of where the curves end: rising curves (accuracy) end high, falling ones (loss) low.
