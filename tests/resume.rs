@@ -168,3 +168,40 @@ fn kill_9_at_random_moments_leaves_a_resumable_run() {
         assert!(l.file_name().to_string_lossy().starts_with('.'), "{:?}", l.file_name());
     }
 }
+
+/// SIGTERM (as Ctrl-C) abandons the batch, exits with 130 and a message saying how to resume; the resume works.
+#[test]
+fn sigterm_stops_cleanly_and_says_how_to_resume() {
+    let dir = common::tempdir();
+    let run = dir.path().join("termed");
+    let mut child = common::tchzoo()
+        .args(["train", "--model", "mlp:hidden=64x64", "--data", "moons:n_samples=4000,noise=0.2", "--epochs", "200"])
+        .args(["--batch-size", "8", "--threads", "1", "-q", "--out", run.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !run.join("resume.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "no epoch finished within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume") && stderr.contains(run.to_str().unwrap()), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let state = resume::read(&run).unwrap();
+    assert!(!state.finished && state.epoch >= 1);
+    // Continue, but only to a nearby end: shorten the run through its config.
+    let cfg_path = run.join("config.json");
+    let mut cfg = RunConfig::from_json_file(&cfg_path).unwrap();
+    cfg.epochs = state.epoch + 1;
+    std::fs::write(&cfg_path, cfg.to_json()).unwrap();
+    let out = common::tchzoo().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(History::load_json(&run.join("history.json")).unwrap().len(), state.epoch + 1);
+}
