@@ -117,3 +117,72 @@ class CifarResNet(nn.Module):
         x = torch.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def make_divisible(v, divisor=8, round_limit=0.9):
+    """Channels rounded to a multiple of `divisor`, never more than 10% below `v` (timm's/torchvision's rule)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < round_limit * v else new_v
+
+
+class _DepthwiseSeparable(nn.Module):
+    """timm's `DepthwiseSeparableConv` as MobileNet v1 uses it (block type "dsa"): 3×3 depthwise `conv_dw` + `bn1`
+    + ReLU6, 1×1 pointwise `conv_pw` + `bn2` + ReLU6, no skip connection."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv_pw = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.bn1(self.conv_dw(x)))
+        return nn.functional.relu6(self.bn2(self.conv_pw(x)))
+
+
+class MobileNetV1(nn.Module):
+    """tchzoo `mobilenetv1_100` (Howard et al. 2017, table 1), laid out and named as timm's `mobilenetv1_100` (an
+    `EfficientNet` built from the block string "dsa"), so timm's state dicts load strictly:
+
+    `conv_stem` 3×3/2 (32 channels) + `bn1` + ReLU6; `blocks.<stage>.<block>` = 13 depthwise-separable blocks in
+    five stages of 64 (1 block), 128 (2), 256 (2), 512 (6) and 1024 (2) channels, the first block of stages 1–4
+    with stride 2; global average pool; `classifier` (no dropout). The width multiplier scales every width
+    (stem included) and rounds it with `make_divisible`. Initialisation as timm's `_init_weight_goog`: convs
+    N(0, sqrt(2 / fan_out)) with fan_out = k·k·c_out / groups, BatchNorm 1/0, the classifier U(±1/sqrt(classes))
+    with zero bias. 4,231,976 parameters at width 1.0 and 1,000 classes."""
+
+    STAGES = ((64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 6, 2), (1024, 2, 2))  # (channels, blocks, first stride)
+
+    def __init__(self, num_classes=1000, width=1.0, in_channels=3):
+        super().__init__()
+        c = make_divisible(32 * width)
+        self.conv_stem = nn.Conv2d(in_channels, c, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        stages = []
+        for channels, n, stride in self.STAGES:
+            c_out = make_divisible(channels * width)
+            blocks = []
+            for i in range(n):
+                blocks.append(_DepthwiseSeparable(c, c_out, stride if i == 0 else 1))
+                c = c_out
+            stages.append(nn.Sequential(*blocks))
+        self.blocks = nn.Sequential(*stages)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / m.weight.size(0) ** 0.5
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.bn1(self.conv_stem(x)))
+        x = self.blocks(x)
+        return self.classifier(torch.flatten(self.global_pool(x), 1))

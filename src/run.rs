@@ -268,6 +268,7 @@ fn execute(
         verbosity,
         augment: config.augment.as_deref().map(crate::data::augment::Affine::parse).transpose()?,
         run_dir: Some(dir.clone()),
+        ..FitConfig::default()
     };
     crate::train::resume::install_signal_handler();
     let history = trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?;

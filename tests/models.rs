@@ -22,19 +22,37 @@ fn registry_names_are_unique_and_findable() {
     assert!(err.contains("did you mean") && err.contains("lenet5"), "{err}");
 }
 
+// The registry in halves, so that the two test threads share the work (the largest models take seconds each).
 #[test]
-fn every_model_trains_one_step_at_42_classes() {
+fn every_model_trains_one_step_at_42_classes_first_half() {
+    smoke_test_registry(0);
+}
+
+#[test]
+fn every_model_trains_one_step_at_42_classes_second_half() {
+    smoke_test_registry(1);
+}
+
+fn smoke_test_registry(half: usize) {
     tch::manual_seed(0);
-    for e in registry().unwrap() {
+    for e in registry().unwrap().iter().skip(half).step_by(2) {
         let store = VarStore::new(Device::Cpu);
         let model = models::build(e.name, &store, 42, e.default_input).unwrap();
         let mut shape = vec![3];
         shape.extend_from_slice(e.default_input);
-        let xs = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
-        let ys = model.forward_t(&xs, true);
+        // Embedding models take integer indices; the others real values.
+        let xs = match model.index_inputs() {
+            Some(n) => Tensor::randint(n, shape.as_slice(), (Kind::Int64, Device::Cpu)),
+            None => Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)),
+        };
+        // Auxiliary classifiers (GoogLeNet, Inception v3) train through `aux_outputs_t`; their logits join the loss.
+        let (ys, aux) = model.aux_outputs_t(&xs).unwrap_or_else(|| (model.forward_t(&xs, true), vec![]));
         assert_eq!(ys.size(), vec![3, 42], "{}: output shape", e.name);
         assert!(!bool::try_from(ys.isnan().any()).unwrap(), "{}: NaN in the output", e.name);
-        ys.square().mean(Kind::Float).backward();
+        for a in &aux {
+            assert_eq!(a.size(), vec![3, 42], "{}: aux output shape", e.name);
+        }
+        aux.iter().fold(ys.square().mean(Kind::Float), |loss, a| loss + a.square().mean(Kind::Float)).backward();
         for (name, p) in store.named_parameters() {
             let g = p.grad();
             assert!(g.defined(), "{}: no gradient for {name}", e.name);

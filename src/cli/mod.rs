@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod models;
 pub mod plot;
 pub mod predict;
+pub mod similar;
 pub mod summary;
 pub mod train;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Draw the activation functions beside their derivatives, or redraw a run's training curves.
     Plot(plot::PlotArgs),
+    /// The nearest entities of an entity-embedding run by cosine similarity (`--least`: the farthest).
+    Similar(similar::SimilarArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -82,5 +85,6 @@ where
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Similar(a) => similar::run(a),
     }
 }

@@ -22,10 +22,21 @@ pub struct PlotArgs {
     /// The panels of a run's curves, comma-separated (e.g. loss,accuracy) [default: every metric].
     #[arg(long, value_delimiter = ',')]
     pub metrics: Option<Vec<String>>,
+    /// Draw a run's embeddings in 2-D (PCA) instead of its curves [default output: embeddings.png in the run].
+    #[arg(long)]
+    pub embeddings: bool,
+    /// With --embeddings: the entity whose nearest neighbours are highlighted.
+    #[arg(long, requires = "embeddings")]
+    pub query: Option<String>,
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
-    let written = if args.what.len() == 1 && args.what[0] == "activations" {
+    let written = if args.embeddings {
+        let [run] = args.what.as_slice() else {
+            return Err(Error::config("--embeddings draws one run folder: tchzoo plot RUN_DIR --embeddings"));
+        };
+        crate::cli::similar::plot_run(Path::new(run), args.query.as_deref(), args.output)?
+    } else if args.what.len() == 1 && args.what[0] == "activations" {
         let acts = match &args.names {
             None => crate::plot::activations::DEFAULT.to_vec(),
             Some(names) => names.iter().map(|n| n.parse::<Activation>()).collect::<Result<Vec<_>>>()?,

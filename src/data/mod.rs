@@ -13,6 +13,8 @@ pub mod digits;
 pub mod files;
 pub mod generators;
 pub mod loader;
+pub mod pairs;
+pub mod sequences;
 
 pub use loader::Loader;
 
@@ -132,6 +134,13 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
     if spec.source == "digits" {
         return digits::load(&spec.options);
     }
+    match spec.source.as_str() {
+        "pairs" => return pairs::load(&spec.options, seed),
+        "series" => return sequences::load_series(&spec.options),
+        "digit_rows" => return sequences::load_digit_rows(&spec.options),
+        "text" => return sequences::load_text(&spec.options),
+        _ => {}
+    }
     if generators::NAMES.contains(&spec.source.as_str()) {
         return generators::generate(&spec.source, &spec.options, seed);
     }
@@ -140,7 +149,7 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
         return files::load_path(path, &spec.options);
     }
     let mut known: Vec<&str> = generators::NAMES.to_vec();
-    known.push("digits");
+    known.extend(["digits", "digit_rows", "pairs", "series", "text"]);
     Err(Error::data(
         &spec.source,
         format!(

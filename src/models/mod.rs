@@ -8,10 +8,19 @@ use crate::error::{did_you_mean, Error, Result};
 use crate::nn::{Module, Path, VarStore};
 
 pub mod alexnet;
+pub mod attention;
+pub mod cbam;
+pub mod densenet;
 pub mod diagram;
+pub mod embedding;
+pub mod googlenet;
+pub mod inception;
 pub mod lenet;
+pub mod lstm;
 pub mod mlp;
+pub mod mobilenet;
 pub mod resnet;
+pub mod senet;
 pub mod vgg;
 
 /// Every classifier has this surface (timm's): features, head, and a replaceable classifier.
@@ -21,6 +30,25 @@ pub trait Model: Module {
     /// Replaces the classifier with a freshly initialised one of `num_outputs` outputs, keeping its name.
     fn reset_classifier(&mut self, num_outputs: i64);
     fn num_outputs(&self) -> i64;
+    /// The training-mode forward pass of a model with auxiliary classifiers (GoogLeNet's `aux1`/`aux2`, Inception
+    /// v3's `AuxLogits`): the main logits and each auxiliary head's logits. `None` (the default) for models
+    /// without them. The trainer uses it when it returns `Some`, adding `FitConfig::aux_loss_weight` (0.3, the
+    /// GoogLeNet paper's discount) × each auxiliary loss to the main loss; `forward_t` gives the main logits only.
+    fn aux_outputs_t(&self, _xs: &Tensor) -> Option<(Tensor, Vec<Tensor>)> {
+        None
+    }
+    /// `Some(n)` for models of integer inputs (embeddings): indices in `0..n` are valid at every input position
+    /// (what a test or a summary feeds them); `None` (the default) for real-valued inputs.
+    fn index_inputs(&self) -> Option<i64> {
+        None
+    }
+    /// Checks a whole input tensor before a pass over it (the trainer calls it on each dataset it fits or
+    /// evaluates), so that a bad value, such as an index past an embedding table, is one clear error up front.
+    fn check_input(&self, _xs: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    /// Keras' `reset_states`: a stateful recurrent model forgets the state it carries between batches.
+    fn reset_states(&self) {}
 }
 
 /// What a model is built for: output units, the shape of one input sample, and model options
@@ -90,6 +118,15 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(alexnet::entries());
     v.extend(vgg::entries());
     v.extend(resnet::entries());
+    v.extend(senet::entries());
+    v.extend(cbam::entries());
+    v.extend(attention::entries());
+    v.extend(googlenet::entries());
+    v.extend(inception::entries());
+    v.extend(densenet::entries());
+    v.extend(mobilenet::entries());
+    v.extend(lstm::entries());
+    v.extend(embedding::entries());
     v
 }
 

@@ -156,7 +156,7 @@ pub(crate) fn kaiming_normal_fan_out(conv: &Conv2d) {
     });
 }
 
-fn conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Conv2d {
+pub(crate) fn conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Conv2d {
     let config = ConvConfig { stride, padding: kernel / 2, groups, bias: false, ..Default::default() };
     let conv = Conv2d::new(p, c_in, c_out, kernel, config);
     kaiming_normal_fan_out(&conv);

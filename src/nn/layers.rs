@@ -173,11 +173,17 @@ pub struct Pool2d {
     pub kernel: i64,
     pub stride: i64,
     pub padding: i64,
+    /// PyTorch's `ceil_mode`: the output size is rounded up, so a last, partial window at the edge is kept.
+    pub ceil_mode: bool,
 }
 
 impl Pool2d {
     pub fn new(p: &Path, kind: PoolKind, kernel: i64, stride: i64, padding: i64) -> Self {
-        Pool2d { name: p.name().to_string(), kind, kernel, stride, padding }
+        Pool2d { name: p.name().to_string(), kind, kernel, stride, padding, ceil_mode: false }
+    }
+    /// The same pool with `ceil_mode=True` (GoogLeNet's max pools).
+    pub fn with_ceil_mode(self) -> Self {
+        Pool2d { ceil_mode: true, ..self }
     }
 }
 
@@ -185,8 +191,8 @@ impl Module for Pool2d {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
         let (k, s, pad) = ([self.kernel, self.kernel], [self.stride, self.stride], [self.padding, self.padding]);
         let (ys, kind) = match self.kind {
-            PoolKind::Max => (xs.max_pool2d(k, s, pad, [1, 1], false), "MaxPool2d"),
-            PoolKind::Avg => (xs.avg_pool2d(k, s, pad, false, true, None), "AvgPool2d"),
+            PoolKind::Max => (xs.max_pool2d(k, s, pad, [1, 1], self.ceil_mode), "MaxPool2d"),
+            PoolKind::Avg => (xs.avg_pool2d(k, s, pad, self.ceil_mode, true, None), "AvgPool2d"),
         };
         trace::record(&self.name, kind, &ys, 0);
         ys

@@ -1,9 +1,12 @@
 //! Our layer kit over tch: an ordered parameter store and layers named and initialised as PyTorch's.
 pub mod activation;
+pub mod embedding;
 pub mod layers;
+pub mod lstm;
 pub mod prelu;
 pub mod store;
 pub mod trace;
+pub mod weights;
 
 pub use activation::Activation;
 pub use layers::{

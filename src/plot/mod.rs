@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 pub mod activations;
 mod curves;
+pub mod embeddings;
 
 pub use curves::{plot_history, plot_runs, CurveMarks, CurveOptions};
 

@@ -30,6 +30,9 @@ pub struct FitConfig {
     pub augment: Option<crate::data::augment::Affine>,
     /// Where to write the resume state after every epoch (the run folder); `None` = nowhere.
     pub run_dir: Option<std::path::PathBuf>,
+    /// The weight of each auxiliary classifier's loss for models that have them (GoogLeNet, Inception v3; see
+    /// [`Model::aux_outputs_t`]): 0.3, as the GoogLeNet paper.
+    pub aux_loss_weight: f64,
 }
 
 impl Default for FitConfig {
@@ -43,6 +46,23 @@ impl Default for FitConfig {
             verbosity: Verbosity::Auto,
             augment: None,
             run_dir: None,
+            aux_loss_weight: 0.3,
+        }
+    }
+}
+
+/// The loss `fit` minimises on one batch, and the main logits (for the metrics): the loss of the model's training
+/// output, plus `aux_weight` × the loss of each auxiliary classifier for models that have them
+/// ([`Model::aux_outputs_t`]).
+pub fn training_loss(model: &dyn Model, loss: Loss, xs: &Tensor, ys: &Tensor, aux_weight: f64) -> (Tensor, Tensor) {
+    match model.aux_outputs_t(xs) {
+        None => {
+            let logits = model.forward_t(xs, true);
+            (loss.compute(&logits, ys), logits)
+        }
+        Some((logits, aux)) => {
+            let main = loss.compute(&logits, ys);
+            (aux.iter().fold(main, |total, a| total + loss.compute(a, ys) * aux_weight), logits)
         }
     }
 }
@@ -104,7 +124,7 @@ impl Trainer {
                 ));
             }
         }
-        Ok(())
+        self.model.check_input(&data.xs).map_err(|e| Error::data(&data.name, e.to_string()))
     }
 
     /// Trains for `config.epochs − config.initial_epoch` epochs and returns the history of this call.
@@ -192,8 +212,7 @@ impl Trainer {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
                     None => xs,
                 };
-                let logits = self.model.forward_t(&xs, true);
-                let loss = self.loss.compute(&logits, &ys);
+                let (loss, logits) = training_loss(self.model.as_ref(), self.loss, &xs, &ys, config.aux_loss_weight);
                 loss.backward();
                 self.optimizer.step();
                 acc.add(&loss, &logits, &ys);
@@ -287,5 +306,32 @@ impl Trainer {
             Loss::BinaryCrossEntropy => logits.sigmoid(),
             Loss::Mse => logits,
         }
+    }
+
+    /// Keras' `predict_on_batch`: the model's outputs for one batch in eval mode, on the CPU; the inputs are
+    /// checked first (`Model::check_input`), so a bad index is an error, not a panic.
+    pub fn predict_on_batch(&self, xs: &Tensor) -> Result<Tensor> {
+        self.model.check_input(xs)?;
+        let xs = xs.to_device(self.device());
+        Ok(tch::no_grad(|| self.model.forward_t(&xs, false)).to_device(Device::Cpu))
+    }
+
+    /// Keras' `train_on_batch`: one optimizer step on one batch (training mode), for online updates in a loop.
+    /// Returns the batch's loss and metrics, computed on the outputs before the step.
+    pub fn train_on_batch(&mut self, xs: &Tensor, ys: &Tensor) -> Result<BTreeMap<String, f64>> {
+        self.model.check_input(xs)?;
+        if xs.size().first() != ys.size().first() {
+            return Err(Error::invalid(format!("train_on_batch: inputs {:?} but targets {:?}", xs.size(), ys.size())));
+        }
+        let device = self.device();
+        let (xs, ys) = (xs.to_device(device), ys.to_device(device));
+        self.optimizer.zero_grad();
+        let aux_weight = FitConfig::default().aux_loss_weight;
+        let (loss, logits) = training_loss(self.model.as_ref(), self.loss, &xs, &ys, aux_weight);
+        loss.f_backward()?;
+        self.optimizer.step();
+        let mut acc = Accumulator::new(self.loss, &self.metrics);
+        acc.add(&loss, &logits, &ys);
+        Ok(acc.finish(""))
     }
 }

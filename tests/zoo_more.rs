@@ -1,0 +1,347 @@
+//! torchvision's GoogLeNet, Inception v3, DenseNet and MobileNet v2, and MobileNet v1 in timm's layout (Python
+//! reference: scripts/reference_models.py), against PyTorch: the same state-dict names in the same order and the
+//! same parameter count for every variant at 1,000 classes, with and without aux heads; a strict load and the same
+//! eval-mode logits from the same weights (max|Δ| ≤ 1e-4 · max(1, max|y|)); one SGD step in train mode of
+//! GoogLeNet and Inception v3 with their aux losses (weight 0.3) giving torch.optim's loss and parameters (relative
+//! Δ ≤ 1e-4); and `torch.save` files both ways for resnet18 and googlenet. Fixtures: scripts/fixtures/zoo_more.py
+//! (large tensors are stored as a scaled tile, rebuilt here as there).
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tchzoo::models::{self, googlenet::GoogLeNet};
+use tchzoo::nn::{Module, VarStore};
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use tchzoo::train::trainer::training_loss;
+use tchzoo::train::{FitConfig, Loss};
+
+const LOGITS_TOLERANCE: f64 = 1e-4;
+const TRAIN_TOLERANCE: f64 = 1e-4;
+/// scripts/fixtures/zoo_more.py: SAMPLE, TRAIN_SEED.
+const SAMPLE: i64 = 4096;
+const TRAIN_SEED: i64 = 1234;
+
+/// Building a model draws from libtorch's global generator, and so do the dropout masks of the SGD step, which
+/// must be the fixture's: whatever draws holds this lock.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fixtures() -> (PathBuf, Value) {
+    // One thread, as the fixture script: the same reduction order in every kernel.
+    tch::set_num_threads(1);
+    let dir = common::fixtures("zoo_more.py");
+    let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    (dir, meta)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
+    let input: Vec<i64> = m["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let _rng = rng_lock();
+    models::build(m["spec"].as_str().unwrap(), store, m["outputs"].as_i64().unwrap(), &input).unwrap()
+}
+
+fn keys(store: &VarStore) -> Vec<String> {
+    store.state_dict().into_iter().map(|(k, _)| k).collect()
+}
+
+/// scripts/fixtures/zoo_more.py `tiled`: the tile repeated over the flat tensor, cut to its size.
+fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let len = tile.size()[0];
+    tile.repeat([(n + len - 1) / len]).narrow(0, 0, n).reshape(shape)
+}
+
+/// Loads the case's weights into `store`, strictly: from `<case>.pt` with our .pt reader, or from the stored
+/// tensors and the scaled tiles.
+fn load(case: &str, m: &Value, dir: &Path, t: &HashMap<String, Tensor>, store: &VarStore) {
+    if m["weights"] == "pt" {
+        let report = tchzoo::checkpoint::load_weights(store, &dir.join(format!("{case}.pt")), true).unwrap();
+        assert_eq!(report.loaded, store.len(), "{case}: tensors loaded from {case}.pt");
+        return;
+    }
+    let tiled = m["tiled"].as_object().unwrap();
+    let sd: Vec<(String, Tensor)> = strings(&m["keys"])
+        .into_iter()
+        .map(|k| {
+            let tensor = match tiled.get(&k) {
+                None => t[&format!("sd.{k}")].shallow_clone(),
+                Some(g) => {
+                    let shape: Vec<i64> = g["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+                    let tensor = tile(&t["tile"], &shape) * g["scale"].as_f64().unwrap();
+                    let (ours, theirs) = (tensor.sum(Kind::Double).double_value(&[]), g["sum"].as_f64().unwrap());
+                    let abs = tensor.abs().sum(Kind::Double).double_value(&[]);
+                    assert!(
+                        (ours - theirs).abs() <= 1e-9 * abs,
+                        "{case}: {k} rebuilt sums to {ours}, torch's to {theirs}"
+                    );
+                    tensor
+                }
+            };
+            (k, tensor)
+        })
+        .collect();
+    store.load_state_dict(&sd, true, case).unwrap();
+}
+
+/// max|Δ| / max(1, max|y|).
+fn logits_delta(ours: &Tensor, theirs: &Tensor) -> f64 {
+    let delta = (ours - theirs).abs().max().double_value(&[]);
+    delta / theirs.abs().max().double_value(&[]).max(1.0)
+}
+
+#[test]
+fn torchvision_logits_parity() {
+    let (dir, meta) = fixtures();
+    let mut report = vec![];
+    for (case, m) in meta["cases"].as_object().unwrap() {
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        assert_eq!(keys(&store), strings(&m["keys"]), "{case}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
+        load(case, m, &dir, &t, &store);
+        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
+        assert_eq!(logits.size(), t["logits"].size(), "{case}: logits shape");
+        let d = logits_delta(&logits, &t["logits"]);
+        assert!(d <= LOGITS_TOLERANCE, "{case}: logits differ from PyTorch's by {d:e} (relative to max(1, max|y|))");
+        report.push(format!("{case}: max|Δ|/max(1, max|y|) {d:.2e}"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn every_variant_has_torchvisions_names_order_and_parameter_count() {
+    let (_, meta) = fixtures();
+    // torchvision's documented counts (num_params in its weight metadata; googlenet's and inception_v3's
+    // with aux heads are the models' own), and MobileNet v1's from the paper's table (4.2M).
+    let documented = [
+        ("googlenet", 13_004_888),
+        ("googlenet_no_aux", 6_624_904),
+        ("inception_v3", 27_161_264),
+        ("inception_v3_no_aux", 23_834_568),
+        ("densenet121", 7_978_856),
+        ("densenet161", 28_681_000),
+        ("densenet169", 14_149_480),
+        ("densenet201", 20_013_928),
+        ("mobilenet_v2", 3_504_872),
+        ("mobilenetv1_100", 4_231_976),
+    ];
+    let variants = meta["variants"].as_object().unwrap();
+    for (name, count) in documented {
+        assert_eq!(variants[name]["parameters"].as_i64().unwrap(), count, "{name}: fixture count");
+    }
+    for (name, m) in variants {
+        let store = VarStore::new(Device::Cpu);
+        build(m, &store);
+        assert_eq!(keys(&store), strings(&m["keys"]), "{name}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
+    }
+}
+
+/// The flat indices scripts/fixtures/zoo_more.py samples a large tensor at.
+fn sampled(v: &Tensor) -> Tensor {
+    let n = v.numel() as i64;
+    if n <= SAMPLE {
+        return v.shallow_clone();
+    }
+    let idx: Vec<i64> = (0..SAMPLE).map(|i| i * (n - 1) / (SAMPLE - 1)).collect();
+    v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
+}
+
+#[test]
+fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
+    let (dir, meta) = fixtures();
+    for case in ["googlenet", "inception_v3"] {
+        let m = &meta["cases"][case];
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        load(case, m, &dir, &t, &store);
+        let before: HashMap<String, Tensor> =
+            store.state_dict().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
+        let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
+        config.lr = 0.01;
+        let mut opt = Optimizer::new(config, store.parameters()).unwrap();
+        opt.zero_grad();
+        let loss = {
+            let _rng = rng_lock();
+            tch::manual_seed(TRAIN_SEED);
+            let aux_weight = FitConfig::default().aux_loss_weight;
+            training_loss(model.as_ref(), Loss::CrossEntropy, &t["x"], &t["train.y"], aux_weight).0
+        };
+        loss.backward();
+        opt.step();
+        let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
+        assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
+        let norms = m["update_norms"].as_object().unwrap();
+        let (mut worst, mut worst_update) = ((String::new(), 0.0), (String::new(), 0.0));
+        for (k, v) in store.state_dict() {
+            let expected = &t[&format!("train.sd.{k}")];
+            assert_eq!(v.kind(), expected.kind(), "{case}: dtype of {k}");
+            let d = common::rel_diff(&sampled(&v), expected);
+            assert!(d <= TRAIN_TOLERANCE, "{case}: {k} after one SGD step differs from torch.optim's by {d:e}");
+            if d > worst.1 {
+                worst = (k.clone(), d);
+            }
+            if let Some(theirs) = norms.get(&k).and_then(|n| n.as_f64()) {
+                let ours = (v.to_kind(Kind::Double) - before[&k].to_kind(Kind::Double)).norm().double_value(&[]);
+                let d = (ours - theirs).abs() / theirs.max(1e-30);
+                assert!(
+                    ours == theirs || d <= 1e-3,
+                    "{case}: {k} moved by ‖Δ‖ = {ours:e} in one SGD step, in torch.optim by {theirs:e}"
+                );
+                if d > worst_update.1 {
+                    worst_update = (k, d);
+                }
+            }
+        }
+        let describe =
+            |(k, d): &(String, f64)| if *d == 0.0 { "0 (bit-identical)".to_string() } else { format!("{d:.2e} ({k})") };
+        eprintln!(
+            "{case} SGD step: loss relative Δ {d:.2e}; worst tensor {}; worst update norm {}",
+            describe(&worst),
+            describe(&worst_update)
+        );
+    }
+}
+
+/// Loads each `torch.save` file our .pt writer made into torchvision's model strictly and returns, per model,
+/// max|Δ|/max(1, max|y|) between its eval logits and ours.
+const VERIFY: &str = r#"
+import json, sys
+import torch
+import torchvision.models as tv
+from safetensors.torch import load_file
+
+torch.set_num_threads(1)
+makers = {"resnet18": lambda: tv.resnet18(num_classes=10),
+          "googlenet": lambda: tv.googlenet(num_classes=10, aux_logits=True, init_weights=False)}
+out = {}
+for name, make in makers.items():
+    model = make()
+    model.load_state_dict(torch.load(f"{sys.argv[1]}/{name}.pt"), strict=True)
+    model.eval()
+    t = load_file(f"{sys.argv[1]}/{name}.safetensors")
+    with torch.no_grad():
+        y = model(t["x"])
+    out[name] = float((y - t["logits"]).abs().max()) / max(1.0, float(t["logits"].abs().max()))
+print(json.dumps(out))
+"#;
+
+#[test]
+fn torch_save_files_load_both_ways() {
+    let (dir, meta) = fixtures();
+    let tmp = common::tempdir();
+    for case in ["resnet18", "googlenet"] {
+        let m = &meta["cases"][case];
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        // torch.save(model.state_dict(), path), read by our .pt reader.
+        tchzoo::checkpoint::load_weights(&store, &dir.join(format!("{case}.pt")), true).unwrap();
+        let d = logits_delta(&tch::no_grad(|| model.forward_t(&t["x"], false)), &t["logits"]);
+        assert!(d <= LOGITS_TOLERANCE, "{case}: logits after loading {case}.pt differ by {d:e}");
+        // Moved away from the fixture, so that what Python reads back can only be what we wrote.
+        {
+            let _rng = rng_lock();
+            tch::no_grad(|| {
+                for (_, p) in store.named_parameters() {
+                    let _ = p.shallow_clone().g_add_(&(p.randn_like() * 0.01));
+                }
+            });
+        }
+        let ours = tch::no_grad(|| model.forward_t(&t["x"], false));
+        tchzoo::checkpoint::save_weights(&store, &tmp.path().join(format!("{case}.pt"))).unwrap();
+        Tensor::write_safetensors(&[("x", &t["x"]), ("logits", &ours)], tmp.path().join(format!("{case}.safetensors")))
+            .unwrap();
+    }
+    let out = common::run_python(VERIFY, &[tmp.path().to_str().unwrap()]);
+    let deltas: HashMap<String, f64> = serde_json::from_str(out.trim()).unwrap();
+    for case in ["resnet18", "googlenet"] {
+        let d = deltas[case];
+        assert!(d <= LOGITS_TOLERANCE, "{case}: torchvision's logits from our .pt differ from ours by {d:e}");
+    }
+    eprintln!("our .pt files in torchvision (strict load): {deltas:?}");
+}
+
+#[test]
+fn googlenet_aux_heads_run_only_in_training() {
+    // Dropout in training draws from the generator too.
+    let _rng = rng_lock();
+    let store = VarStore::new(Device::Cpu);
+    let model = GoogLeNet::new(&store.root(), 3, 10, true, false);
+    let xs = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (main, aux1, aux2) = tch::no_grad(|| model.forward_train_with_aux(&xs)).unwrap();
+    for ys in [&main, &aux1, &aux2, &tch::no_grad(|| model.forward_t(&xs, true))] {
+        assert_eq!(ys.size(), vec![2, 10]);
+    }
+    let store = VarStore::new(Device::Cpu);
+    let model = models::build("googlenet:aux_logits=false", &store, 10, &[3, 32, 32]).unwrap();
+    assert!(model.aux_outputs_t(&xs).is_none());
+    assert!(!keys(&store).iter().any(|k| k.starts_with("aux")));
+}
+
+#[test]
+fn reset_classifier_keeps_names_and_order() {
+    for (spec, input, heads, run) in [
+        ("googlenet", [3, 32, 32], &["fc", "aux1.fc2", "aux2.fc2"][..], true),
+        ("inception_v3", [3, 299, 299], &["fc", "AuxLogits.fc"][..], false),
+        ("inception_v3:aux_logits=false", [3, 75, 75], &["fc"][..], true),
+        ("densenet121", [3, 32, 32], &["classifier"][..], true),
+        ("mobilenet_v2", [3, 32, 32], &["classifier.1"][..], true),
+        ("mobilenetv1_100:width=0.5", [3, 32, 32], &["classifier"][..], true),
+    ] {
+        let store = VarStore::new(Device::Cpu);
+        let _rng = rng_lock();
+        let mut model = models::build(spec, &store, 10, &input).unwrap();
+        let before = keys(&store);
+        model.reset_classifier(3);
+        assert_eq!(before, keys(&store), "{spec}");
+        for head in heads {
+            assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}: {head}");
+        }
+        assert_eq!(model.num_outputs(), 3);
+        if run {
+            let xs = Tensor::zeros([2, input[0], input[1], input[2]], (Kind::Float, Device::Cpu));
+            assert_eq!(tch::no_grad(|| model.forward_t(&xs, false)).size(), vec![2, 3], "{spec}");
+            if let Some((_, aux)) = tch::no_grad(|| model.aux_outputs_t(&xs)) {
+                assert!(aux.iter().all(|a| a.size() == vec![2, 3]), "{spec}: aux outputs");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_and_options_are_clear_errors() {
+    let store = VarStore::new(Device::Cpu);
+    let err = |spec: &str, input: &[i64]| models::build(spec, &store, 10, input).err().unwrap().to_string();
+    let e = err("inception_v3", &[3, 75, 75]);
+    assert!(e.contains("299") && e.contains("aux_logits=false"), "{e}");
+    let e = err("inception_v3:aux_logits=false", &[3, 74, 74]);
+    assert!(e.contains("75"), "{e}");
+    let e = err("googlenet", &[3, 14, 14]);
+    assert!(e.contains("googlenet") && e.contains("15"), "{e}");
+    let e = err("densenet121", &[3, 28, 28]);
+    assert!(e.contains("densenet121") && e.contains("29"), "{e}");
+    let e = err("googlenet:transform_input=true", &[1, 32, 32]);
+    assert!(e.contains("transform_input"), "{e}");
+    let e = err("googlenet:aux_logits=maybe", &[3, 32, 32]);
+    assert!(e.contains("aux_logits=maybe"), "{e}");
+    let e = err("mobilenet_v2:width=0", &[3, 32, 32]);
+    assert!(e.contains("width"), "{e}");
+    let e = err("mobilenetv1_100:depth=2", &[3, 32, 32]);
+    assert!(e.contains("depth") && e.contains("width"), "{e}");
+    let e = err("densenet121", &[784]);
+    assert!(e.contains("densenet121"), "{e}");
+}
