@@ -5,7 +5,8 @@
 //! scripts/fixtures/zoo_classic.py (large tensors are stored as a tile, repeated here as there).
 mod common;
 
-use std::collections::HashMap;
+use common::zoo::{build, state_dict, strings};
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -19,52 +20,7 @@ const LOGITS_TOLERANCE: f64 = 1e-4;
 const TRAIN_TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> (PathBuf, Value) {
-    // One thread, as the fixture script: the same reduction order in every kernel.
-    tch::set_num_threads(1);
-    let dir = common::fixtures("zoo_classic.py");
-    let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
-    (dir, meta)
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
-}
-
-fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
-    let input: Vec<i64> = m["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-    models::build(m["spec"].as_str().unwrap(), store, m["outputs"].as_i64().unwrap(), &input).unwrap()
-}
-
-/// The case's state dict in torch's key order: stored tensors, and the large ones tiled as the fixture made them.
-fn state_dict(case: &str, m: &Value, t: &HashMap<String, Tensor>) -> Vec<(String, Tensor)> {
-    let tiled = m["tiled"].as_object().unwrap();
-    strings(&m["keys"])
-        .into_iter()
-        .map(|k| {
-            let tensor = match tiled.get(&k) {
-                None => t[&format!("sd.{k}")].shallow_clone(),
-                Some(g) => {
-                    let shape: Vec<i64> = g["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-                    let tensor = tile(&t[&format!("tile.{k}")], &shape);
-                    let (ours, theirs) = (tensor.sum(Kind::Double).double_value(&[]), g["sum"].as_f64().unwrap());
-                    let abs = tensor.abs().sum(Kind::Double).double_value(&[]);
-                    assert!(
-                        (ours - theirs).abs() <= 1e-9 * abs,
-                        "{case}: {k} rebuilt sums to {ours}, torch's to {theirs}"
-                    );
-                    tensor
-                }
-            };
-            (k, tensor)
-        })
-        .collect()
-}
-
-/// scripts/fixtures/zoo_classic.py `tiled`: the tile repeated over the flat tensor, cut to its size.
-fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let len = tile.size()[0];
-    tile.repeat([(n + len - 1) / len]).narrow(0, 0, n).reshape(shape)
+    common::zoo::fixtures("zoo_classic.py")
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! (large tensors are stored as a scaled tile, rebuilt here as there).
 mod common;
 
+use common::zoo::{strings, tile};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -34,15 +36,7 @@ fn rng_lock() -> MutexGuard<'static, ()> {
 }
 
 fn fixtures() -> (PathBuf, Value) {
-    // One thread, as the fixture script: the same reduction order in every kernel.
-    tch::set_num_threads(1);
-    let dir = common::fixtures("zoo_more.py");
-    let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
-    (dir, meta)
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    common::zoo::fixtures("zoo_more.py")
 }
 
 fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
@@ -53,13 +47,6 @@ fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
 
 fn keys(store: &VarStore) -> Vec<String> {
     store.state_dict().into_iter().map(|(k, _)| k).collect()
-}
-
-/// scripts/fixtures/zoo_more.py `tiled`: the tile repeated over the flat tensor, cut to its size.
-fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let len = tile.size()[0];
-    tile.repeat([(n + len - 1) / len]).narrow(0, 0, n).reshape(shape)
 }
 
 /// Loads the case's weights into `store`, strictly: from `<case>.pt` with our .pt reader, or from the stored
