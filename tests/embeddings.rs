@@ -65,9 +65,10 @@ fn bad_indices_are_one_clear_error_naming_index_and_position() {
     assert!(e.contains("2.5 at position [1]") && e.contains("not an integer"), "{e}");
     // Integral floats are accepted, as Keras casts them.
     assert_eq!(emb.f_forward(&Tensor::from_slice(&[1.0f32, 9.0])).unwrap().size(), vec![2, 4]);
-    // The infallible forward panics with the same one line instead of reading out of bounds.
+    // The infallible forward skips the check (it would read a flag back from the device every batch; the trainer
+    // checks whole datasets once): libtorch's own bounds check still refuses, never an out-of-bounds read.
     let msg = tchzoo::util::catch_torch(|| emb.forward_t(&xs, false)).unwrap_err();
-    assert!(msg.contains("index 10 at position [1, 2]"), "{msg}");
+    assert!(msg.contains("index out of range"), "{msg}");
     // mask_zero: index 0 is padding.
     let mask = emb.compute_mask(&Tensor::from_slice(&[0i64, 3, 0]).reshape([1, 3])).unwrap();
     assert_eq!(Vec::<bool>::try_from(mask.reshape([-1])).unwrap(), vec![false, true, false]);

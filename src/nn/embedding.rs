@@ -102,10 +102,12 @@ impl Embedding {
 }
 
 impl Module for Embedding {
-    /// Panics with the message of [`Embedding::indices`] on a bad index; callers that take user data check first
-    /// (the trainer calls `Model::check_input`) or use [`Embedding::f_forward`].
+    /// The lookup without the index check, which reads a flag back from the device: the trainer checks each whole
+    /// dataset once (`Model::check_input`) instead of every batch. Use [`Embedding::f_forward`] on unchecked input.
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        self.f_forward(xs).unwrap_or_else(|e| panic!("{e}"))
+        let ys = Tensor::embedding(&self.weight, &xs.to_kind(Kind::Int64), -1, false, false);
+        trace::record(&self.name, "Embedding", &ys, self.weight.numel() as i64);
+        ys
     }
 }
 
