@@ -134,6 +134,15 @@ def export_docstrings(path: str) -> None:
     write_if_changed(path, csv_bytes(["text", "subpackage"], rows), gz=False)
 
 
+def export_sunspots(path: str) -> None:
+    """The yearly sunspot numbers (1700-2008) that statsmodels ships: (year, sunactivity) rows in time order."""
+    from statsmodels.datasets import sunspots
+
+    data = sunspots.load_pandas().data
+    rows = [(str(int(y)), repr(float(v))) for y, v in zip(data["YEAR"], data["SUNACTIVITY"])]
+    write_if_changed(path, csv_bytes(["year", "sunactivity"], rows), gz=False)
+
+
 def main(argv) -> int:
     if len(argv) != 2:
         sys.stderr.write(__doc__)
@@ -148,6 +157,7 @@ def main(argv) -> int:
     export_les_miserables(os.path.join(out, "les_miserables.csv"))
     export_davis(os.path.join(out, "davis_southern_women.csv"))
     export_docstrings(os.path.join(out, "scipy_docstrings.csv"))
+    export_sunspots(os.path.join(out, "sunspots.csv"))
     return 0
 
 

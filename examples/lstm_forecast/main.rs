@@ -1,15 +1,14 @@
 //! The seed's forecaster, `LSTM(n_neurons)` over (n_seq, n_features) windows → Dense(n_pred_seq · n_features) →
-//! Reshape((n_pred_seq, n_features)), MSE, on real sequences available offline: scikit-learn's handwritten digits
-//! (embedded in tchzoo) read top to bottom, 5 rows of 8 pixels given, the next 3 rows forecast. The split is the
-//! last 20 % of the samples (before shuffling), the scaling the fixed /16 of the pixels (nothing fitted).
+//! Reshape((n_pred_seq, n_features)), MSE. Default data: the yearly sunspot numbers 1700–2008 that statsmodels
+//! ships (exported by `scripts/setup` to `data/sunspots.csv`), 12 years in, the next year out, the last 20 % of
+//! the windows (by time) for validation, min-max scaling fitted on the training years only.
 //!
-//! Prints the validation RMSE of the LSTM against the persistence baseline (the last given row repeated), in
-//! pixel units (0..16), and draws forecasts against truth for four validation digits (`forecast.png` in the run).
-//! Measured (CPU, seed 42): RMSE 3.11 for the LSTM against 5.79 for persistence (−46 %) after 30 epochs.
+//! Prints the validation RMSE of the LSTM against the persistence baseline (the last given value repeated) and draws
+//! forecasts against truth (`forecast.png` in the run). Measured (CPU, seed 42, 100 epochs): RMSE 0.105 for the
+//! LSTM against 0.215 for persistence (−51 %), in scaled units.
 //!
-//! Any series works the same way: `--data "series:path=data/sunspots.csv,column=SUNACTIVITY,n_seq=12"` for
-//! statsmodels' yearly sunspots where statsmodels is installed (see src/data/sequences.rs); a one-feature series
-//! is drawn as truth and one-step forecasts over the validation years, in the scaled units.
+//! `--config examples/lstm_forecast/digit_rows.json` forecasts the next 3 rows of scikit-learn's handwritten digits
+//! from the first 5 (RMSE 3.11 against 5.79 for persistence, pixel units 0..16, after 30 epochs).
 //!
 //! Run: `cargo run --release --example lstm_forecast`
 use std::path::PathBuf;
@@ -26,7 +25,7 @@ use tchzoo::train::progress::Verbosity;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "examples/lstm_forecast/digit_rows.json")]
+    #[arg(long, default_value = "examples/lstm_forecast/sunspots.json")]
     config: PathBuf,
     /// Another data spec (e.g. a `series:`), replacing the config's.
     #[arg(long)]
@@ -104,7 +103,7 @@ fn main() -> Result<()> {
         let c = |label: &str, color, t: &Tensor| Curve::new(label, color, points(t));
         ForecastFigure {
             panels: vec![(
-                format!("One-step forecasts over the validation windows (RMSE {model_rmse:.3} vs {base_rmse:.3})"),
+                format!("validation RMSE: LSTM {model_rmse:.3}, persistence {base_rmse:.3}"),
                 vec![
                     c("truth", TRAIN_COLOR, &truth),
                     c("LSTM", VAL_COLOR, &forecast),
