@@ -63,7 +63,8 @@ pub struct RunConfig {
     pub csv_logger: Option<String>,
     /// Stop at the end of an epoch whose loss is NaN or infinite.
     pub terminate_on_nan: bool,
-    /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]`; `null` = none.
+    /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]` or `crop_flip[:pad=4,flip=true]`
+    /// (CIFAR's); `null` = none.
     pub augment: Option<String>,
 }
 
@@ -179,7 +180,7 @@ impl RunConfig {
             }
         }
         if let Some(a) = &self.augment {
-            crate::data::augment::Affine::parse(a)?;
+            crate::data::augment::Augment::parse(a)?;
         }
         crate::device::parse(&self.device)?;
         crate::models::find(&crate::util::Spec::parse(&self.model, "model")?.source)?;

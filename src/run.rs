@@ -266,7 +266,7 @@ fn execute(
         initial_epoch,
         seed: config.seed,
         verbosity,
-        augment: config.augment.as_deref().map(crate::data::augment::Affine::parse).transpose()?,
+        augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
         run_dir: Some(dir.clone()),
         ..FitConfig::default()
     };

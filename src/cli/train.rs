@@ -109,7 +109,8 @@ pub struct TrainArgs {
     /// config.json is used).
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Image augmentation during training: affine[:rotate=10,scale=0.1,shift=0.1].
+    /// Image augmentation during training: affine[:rotate=10,scale=0.1,shift=0.1], crop_flip[:pad=4,flip=true]
+    /// (CIFAR's), or none.
     #[arg(long)]
     pub augment: Option<String>,
     /// With --weights: `false` loads only the tensors whose names and shapes match (transfer learning).

@@ -130,6 +130,22 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
     if spec.trim().is_empty() {
         return Err(Error::config("empty --data; give a generator (moons, circles, blobs, xor), digits, or a path"));
     }
+    // `cifar10:DIR[,options]`, `mnist:DIR`, `fashion_mnist:DIR`: a folder of that format, named as such.
+    for prefix in ["cifar10:", "mnist:", "fashion_mnist:"] {
+        if let Some(rest) = spec.trim().strip_prefix(prefix) {
+            let (path, opts) = rest.split_once(',').unwrap_or((rest, ""));
+            if !std::path::Path::new(path).is_dir() {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "{} needs a folder of that dataset's files, e.g. {prefix}data/cifar-10-batches-bin",
+                        prefix.trim_end_matches(':')
+                    ),
+                ));
+            }
+            return load(&if opts.is_empty() { path.to_string() } else { format!("{path}:{opts}") }, seed);
+        }
+    }
     let spec = DataSpec::parse(spec, "data")?;
     if spec.source == "digits" {
         return digits::load(&spec.options);

@@ -26,8 +26,8 @@ pub struct FitConfig {
     /// Seeds the per-epoch shuffles.
     pub seed: u64,
     pub verbosity: Verbosity,
-    /// Random affine augmentation of training images, drawn per sample each epoch.
-    pub augment: Option<crate::data::augment::Affine>,
+    /// Augmentation of training images (random affine, or crop and flip), drawn per sample each epoch.
+    pub augment: Option<crate::data::augment::Augment>,
     /// Where to write the resume state after every epoch (the run folder); `None` = nowhere.
     pub run_dir: Option<std::path::PathBuf>,
     /// The weight of each auxiliary classifier's loss for models that have them (GoogLeNet, Inception v3; see
