@@ -22,6 +22,8 @@ pub mod mobilenet;
 pub mod resnet;
 pub mod senet;
 pub mod vgg;
+pub mod wrn;
+pub mod zfnet;
 
 /// Every classifier has this surface (timm's): features, head, and a replaceable classifier.
 pub trait Model: Module {
@@ -116,8 +118,10 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(mlp::entries());
     v.extend(lenet::entries());
     v.extend(alexnet::entries());
+    v.extend(zfnet::entries());
     v.extend(vgg::entries());
     v.extend(resnet::entries());
+    v.extend(wrn::entries());
     v.extend(senet::entries());
     v.extend(cbam::entries());
     v.extend(attention::entries());

@@ -1,0 +1,172 @@
+//! pytorchcv's ZFNet, ZFNet-b and LRN AlexNet (`alexnet_lrn`) and CIFAR Wide ResNets against PyTorch: the same
+//! state-dict names in the same order and the same parameter count for every variant; for the cases with weights,
+//! a strict load and the same eval-mode logits (max|Δ| ≤ 1e-4 · max(1, max|y|)); and one SGD step (lr 0.01,
+//! momentum 0.9) of torchvision's densenet121 and vgg11_bn in train mode giving torch.optim's loss and parameters
+//! (relative Δ ≤ 1e-4; vgg11_bn's dropout masks are the fixture's: both draw them from libtorch's generator
+//! seeded with TRAIN_SEED). Fixtures: scripts/fixtures/zoo_last.py.
+mod common;
+
+use common::zoo::{state_dict, strings};
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tchzoo::models;
+use tchzoo::nn::VarStore;
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use tchzoo::train::Loss;
+
+const LOGITS_TOLERANCE: f64 = 1e-4;
+const TRAIN_TOLERANCE: f64 = 1e-4;
+/// scripts/fixtures/zoo_last.py: SAMPLE, TRAIN_SEED.
+const SAMPLE: i64 = 4096;
+const TRAIN_SEED: i64 = 1234;
+
+/// Building a model draws from libtorch's global generator, and so do vgg11_bn's dropout masks in the SGD step,
+/// which must be the fixture's: whatever draws holds this lock.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fixtures() -> (PathBuf, Value) {
+    common::zoo::fixtures("zoo_last.py")
+}
+
+fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
+    let _rng = rng_lock();
+    common::zoo::build(m, store)
+}
+
+fn sampled(v: &Tensor) -> Tensor {
+    let n = v.numel() as i64;
+    if n <= SAMPLE {
+        return v.shallow_clone();
+    }
+    let idx: Vec<i64> = (0..SAMPLE).map(|i| i * (n - 1) / (SAMPLE - 1)).collect();
+    v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
+}
+
+#[test]
+fn pytorchcv_logits_parity() {
+    let (dir, meta) = fixtures();
+    let mut report = vec![];
+    for (case, m) in meta["cases"].as_object().unwrap() {
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
+        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
+        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
+        let expected = &t["logits"];
+        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
+        let delta = (&logits - expected).abs().max().double_value(&[]);
+        let scale = expected.abs().max().double_value(&[]);
+        assert!(
+            delta <= LOGITS_TOLERANCE * scale.max(1.0),
+            "{case}: logits differ from PyTorch's by {delta:e} (max|y| = {scale})"
+        );
+        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn every_variant_has_pytorchcvs_names_order_and_parameter_count() {
+    let (_, meta) = fixtures();
+    // pytorchcv's published counts, as a check on the fixture itself.
+    let documented =
+        [("zfnet", 62_357_608), ("zfnetb", 107_627_624), ("alexnet_lrn", 62_378_344), ("wrn28_10_cifar10", 36_479_194)];
+    let variants = meta["variants"].as_object().unwrap();
+    for (name, count) in documented {
+        assert_eq!(variants[name]["parameters"].as_i64().unwrap(), count, "{name}: fixture count");
+    }
+    // Every registered model of these families is in the fixture.
+    for e in models::registry().unwrap().iter().filter(|e| ["zfnet", "wrn"].contains(&e.family)) {
+        assert!(variants.contains_key(e.name), "{}: registered but not in the fixture", e.name);
+    }
+    for (name, m) in variants {
+        let store = VarStore::new(Device::Cpu);
+        build(m, &store);
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
+    }
+}
+
+#[test]
+fn densenet121_and_vgg11_bn_sgd_step_matches_torch_optim() {
+    let (dir, meta) = fixtures();
+    for case in ["densenet121", "vgg11_bn"] {
+        let m = &meta["cases"][case];
+        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(Device::Cpu);
+        let model = build(m, &store);
+        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
+        let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
+        config.lr = 0.01;
+        config.momentum = 0.9;
+        let mut opt = Optimizer::new(config, store.parameters()).unwrap();
+        opt.zero_grad();
+        let loss = {
+            let _rng = rng_lock();
+            tch::manual_seed(TRAIN_SEED);
+            Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"])
+        };
+        loss.backward();
+        opt.step();
+        let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
+        assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
+        let mut worst = (String::new(), 0.0);
+        for (k, v) in store.state_dict() {
+            let expected = &t[&format!("train.sd.{k}")];
+            assert_eq!(v.kind(), expected.kind(), "{case}: dtype of {k}");
+            let d = common::rel_diff(&sampled(&v), expected);
+            assert!(d <= TRAIN_TOLERANCE, "{case}: {k} after one SGD step differs from torch.optim's by {d:e}");
+            if d > worst.1 {
+                worst = (k, d);
+            }
+        }
+        eprintln!("{case} SGD step: loss relative Δ {d:.2e}; worst tensor {} at {:.2e}", worst.0, worst.1);
+    }
+}
+
+#[test]
+fn reset_classifier_keeps_names_and_order() {
+    for (spec, input, head) in [
+        ("zfnet", [3, 207, 207], "output.fc3"),
+        ("alexnet_lrn", [3, 199, 199], "output.fc3"),
+        ("wrn16_10_cifar10", [3, 32, 32], "output"),
+    ] {
+        let store = VarStore::new(Device::Cpu);
+        let mut model = {
+            let _rng = rng_lock();
+            models::build(spec, &store, 10, &input).unwrap()
+        };
+        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        model.reset_classifier(3);
+        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(before, after, "{spec}");
+        assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
+        let ys = tch::no_grad(|| {
+            model.forward_t(&Tensor::zeros([1, input[0], input[1], input[2]], (Kind::Float, Device::Cpu)), false)
+        });
+        assert_eq!(ys.size(), vec![1, 3], "{spec}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let store = VarStore::new(Device::Cpu);
+    let e = models::build("zfnet", &store, 10, &[3, 64, 64]).err().unwrap().to_string();
+    assert!(e.contains("zfnet") && e.contains("207") && e.contains("238"), "{e}");
+    let e = models::build("alexnet_lrn", &store, 10, &[3, 231, 231]).err().unwrap().to_string();
+    assert!(e.contains("alexnet_lrn") && e.contains("199") && e.contains("230"), "{e}");
+    let e = models::build("wrn28_10_cifar10", &store, 10, &[784]).err().unwrap().to_string();
+    assert!(e.contains("wrn28_10_cifar10"), "{e}");
+}
