@@ -332,3 +332,28 @@ fn bad_inputs_and_options_are_clear_errors() {
     let e = err("densenet121", &[784]);
     assert!(e.contains("densenet121"), "{e}");
 }
+
+/// Our Python reference for `mobilenetv1_100` (which the Rust model matches bit for bit above) is timm's
+/// `mobilenetv1_100`: the same keys in the same order, the same count, and the same outputs from the same weights.
+#[test]
+fn mobilenetv1_reference_is_timms() {
+    let code = r#"
+import sys, torch, timm
+sys.path.insert(0, sys.argv[1])
+from reference_models import MobileNetV1
+torch.manual_seed(0)
+t, ours = timm.create_model("mobilenetv1_100").eval(), MobileNetV1().eval()
+assert list(t.state_dict()) == list(ours.state_dict()), "key order"
+ours.load_state_dict(t.state_dict(), strict=True)
+x = torch.randn(2, 3, 64, 64)
+with torch.no_grad():
+    print((t(x) - ours(x)).abs().max().item(), sum(p.numel() for p in t.parameters()))
+"#;
+    let scripts = common::root().join("scripts");
+    let out = common::run_python(code, &[scripts.to_str().unwrap()]);
+    let mut parts = out.split_whitespace();
+    let delta: f64 = parts.next().unwrap().parse().unwrap();
+    let count: i64 = parts.next().unwrap().parse().unwrap();
+    assert_eq!(delta, 0.0, "outputs differ from timm's");
+    assert_eq!(count, 4_231_976);
+}
