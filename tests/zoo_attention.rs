@@ -5,7 +5,7 @@
 //! scripts/fixtures/zoo_attention.py (large tensors are stored as a tile, repeated here as there).
 mod common;
 
-use common::zoo::{build, state_dict, strings};
+use common::zoo::{build, strings};
 
 use std::path::PathBuf;
 
@@ -13,8 +13,6 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tchzoo::models;
 use tchzoo::nn::VarStore;
-
-const LOGITS_TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> (PathBuf, Value) {
     common::zoo::fixtures("zoo_attention.py")
@@ -29,27 +27,13 @@ fn attention_resnets_logits_parity() {
     for required in required {
         assert!(cases.contains_key(required), "fixture lacks the case {required}");
     }
-    let mut report = vec![];
-    for (case, m) in cases {
-        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
-        let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
-        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
-        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
-        let expected = &t["logits"];
-        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
-        let delta = (&logits - expected).abs().max().double_value(&[]);
-        let scale = expected.abs().max().double_value(&[]);
-        assert!(
-            delta <= LOGITS_TOLERANCE * scale.max(1.0),
-            "{case}: logits differ from the reference's by {delta:e} (max|y| = {scale})"
-        );
-        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
-    }
-    eprintln!("{}", report.join("\n"));
+    eprintln!(
+        "{}",
+        common::zoo::check_logits_parity(&dir, &meta, build).join(
+            "
+"
+        )
+    );
 }
 
 #[test]

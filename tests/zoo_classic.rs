@@ -16,7 +16,6 @@ use tchzoo::nn::VarStore;
 use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::Loss;
 
-const LOGITS_TOLERANCE: f64 = 1e-4;
 const TRAIN_TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> (PathBuf, Value) {
@@ -26,27 +25,13 @@ fn fixtures() -> (PathBuf, Value) {
 #[test]
 fn torchvision_logits_parity() {
     let (dir, meta) = fixtures();
-    let mut report = vec![];
-    for (case, m) in meta["cases"].as_object().unwrap() {
-        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
-        let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
-        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
-        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
-        let expected = &t["logits"];
-        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
-        let delta = (&logits - expected).abs().max().double_value(&[]);
-        let scale = expected.abs().max().double_value(&[]);
-        assert!(
-            delta <= LOGITS_TOLERANCE * scale.max(1.0),
-            "{case}: logits differ from PyTorch's by {delta:e} (max|y| = {scale})"
-        );
-        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
-    }
-    eprintln!("{}", report.join("\n"));
+    eprintln!(
+        "{}",
+        common::zoo::check_logits_parity(&dir, &meta, build).join(
+            "
+"
+        )
+    );
 }
 
 #[test]

@@ -18,7 +18,6 @@ use tchzoo::nn::VarStore;
 use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::Loss;
 
-const LOGITS_TOLERANCE: f64 = 1e-4;
 const TRAIN_TOLERANCE: f64 = 1e-4;
 /// scripts/fixtures/zoo_last.py: SAMPLE, TRAIN_SEED.
 const SAMPLE: i64 = 4096;
@@ -42,38 +41,19 @@ fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
 }
 
 fn sampled(v: &Tensor) -> Tensor {
-    let n = v.numel() as i64;
-    if n <= SAMPLE {
-        return v.shallow_clone();
-    }
-    let idx: Vec<i64> = (0..SAMPLE).map(|i| i * (n - 1) / (SAMPLE - 1)).collect();
-    v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
+    common::zoo::sampled(v, SAMPLE)
 }
 
 #[test]
 fn pytorchcv_logits_parity() {
     let (dir, meta) = fixtures();
-    let mut report = vec![];
-    for (case, m) in meta["cases"].as_object().unwrap() {
-        let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
-        let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
-        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
-        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
-        let expected = &t["logits"];
-        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
-        let delta = (&logits - expected).abs().max().double_value(&[]);
-        let scale = expected.abs().max().double_value(&[]);
-        assert!(
-            delta <= LOGITS_TOLERANCE * scale.max(1.0),
-            "{case}: logits differ from PyTorch's by {delta:e} (max|y| = {scale})"
-        );
-        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
-    }
-    eprintln!("{}", report.join("\n"));
+    eprintln!(
+        "{}",
+        common::zoo::check_logits_parity(&dir, &meta, build).join(
+            "
+"
+        )
+    );
 }
 
 #[test]

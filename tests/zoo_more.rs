@@ -138,12 +138,7 @@ fn every_variant_has_torchvisions_names_order_and_parameter_count() {
 
 /// The flat indices scripts/fixtures/zoo_more.py samples a large tensor at.
 fn sampled(v: &Tensor) -> Tensor {
-    let n = v.numel() as i64;
-    if n <= SAMPLE {
-        return v.shallow_clone();
-    }
-    let idx: Vec<i64> = (0..SAMPLE).map(|i| i * (n - 1) / (SAMPLE - 1)).collect();
-    v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
+    common::zoo::sampled(v, SAMPLE)
 }
 
 #[test]

@@ -57,3 +57,48 @@ pub fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
     let len = tile.size()[0];
     tile.repeat([(n + len - 1) / len]).narrow(0, 0, n).reshape(shape)
 }
+
+/// Logits within max|Δ| ≤ this × max(1, max|y|) in eval mode.
+pub const LOGITS_TOLERANCE: f64 = 1e-4;
+
+/// For every case of a fixture: our model (made by `build`) has the reference's names, order and parameter count,
+/// loads its state dict strictly, and gives its eval-mode logits within [`LOGITS_TOLERANCE`]. Returns a report line
+/// per case.
+pub fn check_logits_parity(
+    dir: &std::path::Path,
+    meta: &Value,
+    build: impl Fn(&Value, &VarStore) -> Box<dyn models::Model>,
+) -> Vec<String> {
+    let mut report = vec![];
+    for (case, m) in meta["cases"].as_object().unwrap() {
+        let t = super::read_safetensors(&dir.join(format!("{case}.safetensors")));
+        let store = VarStore::new(tch::Device::Cpu);
+        let model = build(m, &store);
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{case}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
+        store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
+        let logits = tch::no_grad(|| model.forward_t(&t["x"], false));
+        let expected = &t["logits"];
+        assert_eq!(logits.size(), expected.size(), "{case}: logits shape");
+        let delta = (&logits - expected).abs().max().double_value(&[]);
+        let scale = expected.abs().max().double_value(&[]);
+        assert!(
+            delta <= LOGITS_TOLERANCE * scale.max(1.0),
+            "{case}: logits differ from the reference's by {delta:e} (max|y| = {scale})"
+        );
+        report.push(format!("{case}: max|Δ| {delta:.2e}, relative {:.2e}", delta / scale));
+    }
+    report
+}
+
+/// `SAMPLE` evenly spaced values of a flattened tensor (all of it when smaller): how the fixtures store the state
+/// after a training step of a large model.
+pub fn sampled(v: &Tensor, sample: i64) -> Tensor {
+    let n = v.numel() as i64;
+    if n <= sample {
+        return v.shallow_clone();
+    }
+    let idx: Vec<i64> = (0..sample).map(|i| i * (n - 1) / (sample - 1)).collect();
+    v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
+}
