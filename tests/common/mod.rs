@@ -31,12 +31,13 @@ fn hash_files(paths: &[PathBuf]) -> String {
 
 static FIXTURE_LOCK: Mutex<()> = Mutex::new(());
 
-/// Runs `scripts/fixtures/<script>` once into `target/fixtures/<script>-<hash>/` (keyed by the script and the
-/// reference models) and returns that folder; later calls and later runs reuse it.
+/// Runs `scripts/fixtures/<script>` once into `target/fixtures/<script>-<hash>/` (keyed by the script, the
+/// reference models and the shared fixture code) and returns that folder; later calls and later runs reuse it.
 pub fn fixtures(script: &str) -> PathBuf {
     let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let script_path = root().join("scripts/fixtures").join(script);
-    let key = hash_files(&[script_path.clone(), root().join("scripts/reference_models.py")]);
+    let shared = ["scripts/reference_models.py", "scripts/fixtures/zoo_common.py"].map(|p| root().join(p));
+    let key = hash_files(&[&[script_path.clone()], shared.as_slice()].concat());
     let dir = root().join("target/fixtures").join(format!("{}-{key}", script.trim_end_matches(".py")));
     if dir.join(".complete").exists() {
         return dir;
