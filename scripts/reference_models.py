@@ -113,10 +113,37 @@ class CifarResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x):
+    def forward_features(self, x):
         x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
+
+
+class ChannelBoostedCNN(nn.Module):
+    """tchzoo `channel_boost` (Khan et al. 2018, arXiv 1804.08528): a frozen, pretrained `booster` (any module
+    with `forward_features` giving feature maps) computes auxiliary channels from the input; `boost` (1×1 conv with
+    bias) maps its `booster_channels` feature channels to `boost_channels`, bilinearly resized (align_corners=False)
+    to the input's size and concatenated after the input's channels; `learner` (built for C + boost_channels
+    channels) classifies. The booster never trains: no gradient, always in eval mode."""
+
+    def __init__(self, booster, booster_channels, learner, boost_channels=8):
+        super().__init__()
+        self.booster = booster.requires_grad_(False)
+        self.boost = nn.Conv2d(booster_channels, boost_channels, 1)
+        self.learner = learner
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.booster.eval()
+        return self
+
+    def forward(self, x):
+        with torch.no_grad():
+            aux = self.booster.forward_features(x)
+        aux = nn.functional.interpolate(self.boost(aux), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.learner(torch.cat([x, aux], 1))
 
 
 def make_divisible(v, divisor=8, round_limit=0.9):

@@ -66,6 +66,16 @@ pub struct RunConfig {
     /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]` or `crop_flip[:pad=4,flip=true]`
     /// (CIFAR's); `null` = none.
     pub augment: Option<String>,
+    /// Pretrained weights loaded non-strictly before training (transfer learning): what matches loads, a
+    /// classifier of another size is dropped, and the load is reported.
+    pub pretrained: Option<String>,
+    /// Parameters kept out of training: `features` (all but the classifier) or name prefixes `conv1,layer1`.
+    pub freeze: Option<String>,
+    /// The epoch (1-based) from which the frozen parameters train too (two-stage fine-tuning).
+    pub unfreeze_at: Option<usize>,
+    /// For `channel_boost`: the registered model that makes the auxiliary channels, and its weights.
+    pub booster: Option<String>,
+    pub booster_weights: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -104,6 +114,11 @@ impl Default for RunConfig {
             csv_logger: None,
             terminate_on_nan: true,
             lr_schedule: Some("cosine".into()),
+            pretrained: None,
+            freeze: None,
+            unfreeze_at: None,
+            booster: None,
+            booster_weights: None,
         }
     }
 }
@@ -184,6 +199,18 @@ impl RunConfig {
         }
         crate::device::parse(&self.device)?;
         crate::models::find(&crate::util::Spec::parse(&self.model, "model")?.source)?;
+        if self.unfreeze_at.is_some() && self.freeze.is_none() {
+            return Err(Error::config("--unfreeze-at needs --freeze (what to unfreeze)"));
+        }
+        if self.unfreeze_at == Some(0) {
+            return Err(Error::config("--unfreeze-at counts epochs from 1; give e.g. --unfreeze-at 3"));
+        }
+        if self.pretrained.is_some() && self.weights.is_some() {
+            return Err(Error::config("give --weights (strict) or --pretrained (transfer learning), not both"));
+        }
+        if self.booster_weights.is_some() && self.booster.is_none() {
+            return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
+        }
         Ok(())
     }
 }

@@ -47,6 +47,8 @@ pub struct Prepared {
     pub trainer: Trainer,
     pub train: Dataset,
     pub validation: Option<Dataset>,
+    /// The parameters `--freeze` took out of training (for `--unfreeze-at`).
+    pub frozen: Vec<String>,
 }
 
 /// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
@@ -89,7 +91,11 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         m.check(loss, train.task)?;
     }
     let store = VarStore::new(device);
-    let model = models::build(&config.model, &store, loss.num_outputs(train.task), &train.sample_shape())?;
+    let extra: Vec<(&str, &str)> = [("booster", &config.booster), ("booster_weights", &config.booster_weights)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect();
+    let model = models::build_with(&config.model, &store, loss.num_outputs(train.task), &train.sample_shape(), &extra)?;
     models::trace(model.as_ref(), &store, &train.sample_shape())
         .map_err(|e| Error::data(&train.name, e.to_string()))?;
     if let Some(w) = &config.weights {
@@ -101,8 +107,25 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             );
         }
     }
+    let entry = models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
+    let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
+    if let Some(w) = &config.pretrained {
+        let report = crate::train::transfer::load_pretrained(&store, Path::new(w), &classifier)?;
+        eprintln!("pretrained {w}: {}", report.describe());
+    }
+    let frozen = match &config.freeze {
+        Some(spec) => {
+            let names = crate::train::transfer::frozen_names(&store, spec, &classifier)?;
+            crate::train::transfer::set_trainable(&store, &names, false);
+            let count: i64 = names.iter().filter_map(|n| store.get(n)).map(|t| t.numel() as i64).sum();
+            let until = config.unfreeze_at.map_or(String::new(), |e| format!(" until epoch {e}"));
+            eprintln!("freeze {spec}: {count} parameters in {} tensors frozen{until}", names.len());
+            names
+        }
+        None => vec![],
+    };
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
-    Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation })
+    Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation, frozen })
 }
 
 /// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
@@ -246,11 +269,14 @@ fn execute(
     resumed: Option<crate::train::resume::ResumeState>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
-    let Prepared { mut trainer, train, validation } = prepare(config)?;
+    let Prepared { mut trainer, train, validation, frozen } = prepare(config)?;
     let dir = run_dir(config);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
     let mut all = config_callbacks(config, &dir)?;
+    if let Some(epoch) = config.unfreeze_at {
+        all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
+    }
     all.extend(callbacks);
     let (initial_epoch, history) = match &resumed {
         Some(state) => {
@@ -324,7 +350,6 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         let data = data::load(&config.data, config.seed)?;
         let loss = Loss::parse(&config.loss, data.task)?;
         let input_shape = data.sample_shape();
-        let model = models::build(&config.model, &store, loss.num_outputs(data.task), &input_shape)?;
         let weights = src.weights.clone().unwrap_or_else(|| run.join("model.pt"));
         if !weights.exists() {
             return Err(Error::config(format!(
@@ -332,7 +357,14 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
                 weights.display()
             )));
         }
-        crate::checkpoint::load_weights(&store, &weights, true)?;
+        let tensors = crate::checkpoint::read_state_dict(&weights)?;
+        let extra = match &config.booster {
+            Some(b) => models::channel_boost::rebuild_options(b, &tensors)?,
+            None => vec![],
+        };
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let model = models::build_with(&config.model, &store, loss.num_outputs(data.task), &input_shape, &extra)?;
+        store.load_state_dict(&tensors, true, &weights.display().to_string())?;
         let metrics = if config.metrics.is_empty() {
             Metric::defaults(loss)
         } else {

@@ -116,6 +116,23 @@ pub struct TrainArgs {
     /// With --weights: `false` loads only the tensors whose names and shapes match (transfer learning).
     #[arg(long)]
     pub strict: Option<bool>,
+    /// Transfer learning: load this state dict non-strictly (a classifier of another size is dropped) and report
+    /// what was loaded, skipped and left new.
+    #[arg(long)]
+    pub pretrained: Option<String>,
+    /// Keep parameters out of training (their BatchNorm in eval mode): `features` (all but the classifier) or
+    /// comma-separated name prefixes, e.g. conv1,layer1.
+    #[arg(long)]
+    pub freeze: Option<String>,
+    /// Train the frozen parameters too from this epoch on (1-based): two-stage fine-tuning.
+    #[arg(long)]
+    pub unfreeze_at: Option<usize>,
+    /// channel_boost: the registered model whose feature maps are the auxiliary channels (frozen), e.g. resnet18.
+    #[arg(long)]
+    pub booster: Option<String>,
+    /// channel_boost: the booster's pretrained weights (a state dict, loaded strictly).
+    #[arg(long)]
+    pub booster_weights: Option<String>,
     /// Print only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -171,6 +188,11 @@ impl TrainArgs {
         set!(checkpoint, opt);
         set!(reduce_lr_on_plateau, opt);
         set!(csv_logger, opt);
+        set!(pretrained, opt);
+        set!(freeze, opt);
+        set!(unfreeze_at, opt);
+        set!(booster, opt);
+        set!(booster_weights, opt);
         // ReduceLROnPlateau owns the learning rate: the default schedule gives way unless one is asked for.
         if self.reduce_lr_on_plateau.is_some() && self.lr_schedule.is_none() {
             c.lr_schedule = None;

@@ -10,6 +10,7 @@ use crate::nn::{Module, Path, VarStore};
 pub mod alexnet;
 pub mod attention;
 pub mod cbam;
+pub mod channel_boost;
 pub mod densenet;
 pub mod diagram;
 pub mod embedding;
@@ -51,6 +52,11 @@ pub trait Model: Module {
     }
     /// Keras' `reset_states`: a stateful recurrent model forgets the state it carries between batches.
     fn reset_states(&self) {}
+    /// The classifier's name prefix where it depends on the model's options (a channel-boosted model's learner);
+    /// `None` (the default): the registry entry's `classifier`.
+    fn classifier(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a model is built for: output units, the shape of one input sample, and model options
@@ -129,6 +135,7 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(inception::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
+    v.extend(channel_boost::entries());
     v.extend(lstm::entries());
     v.extend(embedding::entries());
     v
@@ -164,11 +171,28 @@ pub fn find(name: &str) -> Result<&'static ModelEntry> {
 /// Builds a model from a spec (`lenet5`, `mlp:hidden=64x64`) into `store`.
 /// A spec containing `=>` is a text diagram (`CONV(8,3) => RELU => FC(10)`, see [`diagram`]).
 pub fn build(spec: &str, store: &VarStore, num_outputs: i64, input_shape: &[i64]) -> Result<Box<dyn Model>> {
-    if diagram::is_diagram(spec) {
+    build_with(spec, store, num_outputs, input_shape, &[])
+}
+
+/// As [`build`], with model options given apart from the spec (`--booster` and `--booster-weights` are
+/// `channel_boost`'s options `booster` and `booster_weights`).
+pub fn build_with(
+    spec: &str,
+    store: &VarStore,
+    num_outputs: i64,
+    input_shape: &[i64],
+    extra: &[(&str, &str)],
+) -> Result<Box<dyn Model>> {
+    if diagram::is_diagram(spec) && extra.is_empty() {
         return diagram::build(spec, store, num_outputs, input_shape);
     }
-    let spec = crate::util::Spec::parse(spec, "model")?;
+    let mut spec = crate::util::Spec::parse(spec, "model")?;
     let entry = find(&spec.source)?;
+    for (k, v) in extra {
+        if spec.options.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(Error::config(format!("model option {k} is given twice (in the model spec and as a flag)")));
+        }
+    }
     let config = ModelConfig { num_outputs, input_shape: input_shape.to_vec(), options: spec.options };
     config.check_options(entry.name, entry.options)?;
     if num_outputs < 1 {

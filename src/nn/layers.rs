@@ -119,6 +119,9 @@ impl BatchNorm {
 
 impl Module for BatchNorm {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        // A frozen BatchNorm (weight without requires_grad: `--freeze`, a channel-boosting booster) runs in eval
+        // mode, as timm's FrozenBatchNorm2d: running statistics used, not updated.
+        let train = train && self.weight.requires_grad();
         if train {
             // In place on the device: no host synchronisation.
             let _ = tch::no_grad(|| self.num_batches_tracked.shallow_clone().g_add_scalar_(1));

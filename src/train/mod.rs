@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod progress;
 pub mod resume;
 pub mod trainer;
+pub mod transfer;
 
 pub use callbacks::{Callback, CallbackContext, Logs};
 pub use history::History;
