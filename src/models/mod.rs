@@ -20,10 +20,12 @@ pub mod lenet;
 pub mod lstm;
 pub mod mlp;
 pub mod mobilenet;
+pub mod pyramidnet;
 pub mod resnet;
 pub mod senet;
 pub mod vgg;
 pub mod wrn;
+pub mod xception;
 pub mod zfnet;
 
 /// Every classifier has this surface (timm's): features, head, and a replaceable classifier.
@@ -135,6 +137,8 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(inception::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
+    v.extend(xception::entries());
+    v.extend(pyramidnet::entries());
     v.extend(channel_boost::entries());
     v.extend(lstm::entries());
     v.extend(embedding::entries());
