@@ -15,6 +15,7 @@ pub mod diagram;
 pub mod embedding;
 pub mod googlenet;
 pub mod inception;
+pub mod inception4;
 pub mod lenet;
 pub mod lstm;
 pub mod mlp;
@@ -127,6 +128,7 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(attention::entries());
     v.extend(googlenet::entries());
     v.extend(inception::entries());
+    v.extend(inception4::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
     v.extend(lstm::entries());
