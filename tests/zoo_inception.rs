@@ -24,7 +24,7 @@ fn fixtures() -> (PathBuf, Value) {
 fn inception_logits_parity() {
     let (dir, meta) = fixtures();
     let cases = meta["cases"].as_object().unwrap();
-    for required in ["inception_v4", "inception_resnet_v2"] {
+    for required in ["inception_v4", "inception_resnet_v2", "bninception", "bninception_224", "inceptionresnetv1"] {
         assert!(cases.contains_key(required), "fixture lacks the case {required}");
     }
     eprintln!("{}", common::zoo::check_logits_parity(&dir, &meta, build).join("\n"));
@@ -34,7 +34,12 @@ fn inception_logits_parity() {
 fn every_variant_has_the_references_names_order_and_parameter_count() {
     let (_, meta) = fixtures();
     // The counts the issue states (timm 1.0.20, pytorchcv 0.0.73), as a check on the fixture.
-    let documented = [("inception_v4", 42_679_816), ("inception_resnet_v2", 55_843_464)];
+    let documented = [
+        ("inception_v4", 42_679_816),
+        ("inception_resnet_v2", 55_843_464),
+        ("bninception", 11_295_240),
+        ("inceptionresnetv1", 23_995_624),
+    ];
     let variants = meta["variants"].as_object().unwrap();
     for (name, count) in documented {
         assert_eq!(variants[name]["parameters"].as_i64().unwrap(), count, "{name}: fixture count");
@@ -56,7 +61,7 @@ fn every_variant_has_the_references_names_order_and_parameter_count() {
 
 #[test]
 fn reset_classifier_keeps_names_and_order() {
-    for name in ["inception_v4", "inception_resnet_v2"] {
+    for name in ["inception_v4", "inception_resnet_v2", "bninception", "inceptionresnetv1"] {
         let entry = models::find(name).unwrap();
         let store = VarStore::new(Device::Cpu);
         let mut model = models::build(name, &store, 10, entry.default_input).unwrap();
@@ -81,5 +86,26 @@ fn bad_inputs_are_clear_errors() {
         assert!(e.contains(name) && e.contains("[C, H, W]"), "{e}");
         let e = models::build(name, &store, 10, &[3, 74, 299]).err().unwrap().to_string();
         assert!(e.contains(name) && e.contains("75×75") && e.contains("74"), "{e}");
+    }
+    let e = models::build("bninception", &store, 10, &[784]).err().unwrap().to_string();
+    assert!(e.contains("bninception") && e.contains("[C, H, W]"), "{e}");
+    let e = models::build("inceptionresnetv1", &store, 10, &[3, 299, 74]).err().unwrap().to_string();
+    assert!(e.contains("inceptionresnetv1") && e.contains("75×75") && e.contains("74"), "{e}");
+}
+
+#[test]
+fn bninception_takes_the_sizes_pytorchcv_takes() {
+    // pytorchcv 0.0.73 runs BN-Inception's features on sides 31-38, 63-70, 95-102, …, 223-230, 255-262: a 3×3/2
+    // conv (padding 1) and a ceil-mode 3×3/2 max pool meet in each reduction block and must agree.
+    let fits = |side: i64| side >= 31 && [31, 0, 1, 2, 3, 4, 5, 6].contains(&(side % 32));
+    // Every side that does not fit, and the ends of some bands that do (a build costs 11M parameters).
+    let sampled = [31, 38, 63, 70, 223, 230, 262];
+    for side in (1..=262).filter(|s| !fits(*s) || sampled.contains(s)) {
+        let store = VarStore::new(Device::Cpu);
+        let built = models::build("bninception", &store, 10, &[3, side, 31]);
+        assert_eq!(built.is_ok(), fits(side), "side {side}");
+        if let Err(e) = built {
+            assert!(e.to_string().contains("31 to 38 plus a multiple of 32"), "{e}");
+        }
     }
 }

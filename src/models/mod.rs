@@ -9,6 +9,7 @@ use crate::nn::{Module, Path, VarStore};
 
 pub mod alexnet;
 pub mod attention;
+pub mod bninception;
 pub mod cbam;
 pub mod densenet;
 pub mod diagram;
@@ -129,6 +130,7 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(googlenet::entries());
     v.extend(inception::entries());
     v.extend(inception4::entries());
+    v.extend(bninception::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
     v.extend(lstm::entries());
