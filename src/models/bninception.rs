@@ -33,6 +33,7 @@
 use super::inception::image_channels;
 use super::inception4::{
     chain, k1, rect, sq, Branch, Concat, ConvBnAct, ConvStyle, Cv, Embedding, InceptionNet, Init, Residual, MIN_SIDE,
+    MIN_WHY,
 };
 use super::{Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
@@ -262,8 +263,7 @@ fn build_bninception(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
 }
 
 fn build_irv1(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
-    let why = " (the stem and the two 3×3/2 reductions without padding leave 1×1 there)";
-    let in_channels = image_channels(c, "inceptionresnetv1", MIN_SIDE, why)?;
+    let in_channels = image_channels(c, "inceptionresnetv1", MIN_SIDE, MIN_WHY)?;
     Ok(Box::new(inceptionresnetv1(p, in_channels, c.num_outputs)))
 }
 

@@ -19,7 +19,7 @@
 //!   block concatenates its branches, maps them back with a 1×1 conv `conv2d` (with bias, no BatchNorm), and adds
 //!   `scale ×` that to its input before the ReLU. The scales are code constants, not state-dict entries.
 //!
-//! Both take at least 75×75 inputs (the stem and the three valid 3×3/2 reductions leave 1×1; trained at 299×299).
+//! Both take at least 75×75 inputs (five unpadded 3×3/2 convs or max pools bring that to 1×1; trained at 299×299).
 //! timm defines no initialisation of its own for these two: PyTorch's defaults (convs and linears U(±1/√fan_in),
 //! BatchNorm 1/0). `forward_features` returns the last map; `forward_head` pools, flattens and classifies
 //! (timm's `drop_rate` is 0).
@@ -514,7 +514,7 @@ pub fn inception_resnet_v2(p: &Path, in_channels: i64, num_outputs: i64) -> Ince
 /// The smallest input side of timm's Inception v4 / Inception-ResNet v2 and pytorchcv's Inception-ResNet v1.
 pub(crate) const MIN_SIDE: i64 = 75;
 
-const MIN_WHY: &str = " (the stem and the three 3×3/2 reductions without padding leave 1×1 there)";
+pub(crate) const MIN_WHY: &str = " (its five unpadded 3×3/2 convs and max pools leave a 1×1 map there)";
 
 fn build_v4(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
     let in_channels = image_channels(c, "inception_v4", MIN_SIDE, MIN_WHY)?;
