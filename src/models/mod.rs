@@ -9,6 +9,7 @@ use crate::nn::{Module, Path, VarStore};
 
 pub mod alexnet;
 pub mod attention;
+pub mod bninception;
 pub mod cbam;
 pub mod channel_boost;
 pub mod densenet;
@@ -16,6 +17,7 @@ pub mod diagram;
 pub mod embedding;
 pub mod googlenet;
 pub mod inception;
+pub mod inception4;
 pub mod lenet;
 pub mod lstm;
 pub mod mlp;
@@ -135,6 +137,8 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(attention::entries());
     v.extend(googlenet::entries());
     v.extend(inception::entries());
+    v.extend(inception4::entries());
+    v.extend(bninception::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
     v.extend(xception::entries());
