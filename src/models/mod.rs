@@ -10,15 +10,18 @@ use crate::nn::{Module, Path, VarStore};
 pub mod alexnet;
 pub mod attention;
 pub mod cbam;
+pub mod cmpe_se;
 pub mod densenet;
 pub mod diagram;
 pub mod embedding;
 pub mod googlenet;
+pub mod highway;
 pub mod inception;
 pub mod lenet;
 pub mod lstm;
 pub mod mlp;
 pub mod mobilenet;
+pub mod polynet;
 pub mod resnet;
 pub mod senet;
 pub mod vgg;
@@ -116,6 +119,7 @@ impl std::fmt::Debug for ModelEntry {
 fn all_entries() -> Vec<ModelEntry> {
     let mut v = vec![];
     v.extend(mlp::entries());
+    v.extend(highway::entries());
     v.extend(lenet::entries());
     v.extend(alexnet::entries());
     v.extend(zfnet::entries());
@@ -125,8 +129,10 @@ fn all_entries() -> Vec<ModelEntry> {
     v.extend(senet::entries());
     v.extend(cbam::entries());
     v.extend(attention::entries());
+    v.extend(cmpe_se::entries());
     v.extend(googlenet::entries());
     v.extend(inception::entries());
+    v.extend(polynet::entries());
     v.extend(densenet::entries());
     v.extend(mobilenet::entries());
     v.extend(lstm::entries());
