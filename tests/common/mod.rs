@@ -37,7 +37,7 @@ pub fn fixtures(script: &str) -> PathBuf {
     let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let script_path = root().join("scripts/fixtures").join(script);
     let shared = ["scripts/reference_models.py", "scripts/fixtures/zoo_common.py"].map(|p| root().join(p));
-    let key = hash_files(&[&[script_path.clone()], shared.as_slice()].concat());
+    let key = hash_files(&[std::slice::from_ref(&script_path), shared.as_slice()].concat());
     let dir = root().join("target/fixtures").join(format!("{}-{key}", script.trim_end_matches(".py")));
     if dir.join(".complete").exists() {
         return dir;
