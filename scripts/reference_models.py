@@ -256,29 +256,25 @@ def _inner_image_side(channels):
 
 class _CmpeSe(nn.Module):
     """Competitive SE (Hu et al. 2018, arXiv 1807.08920): the residual branch's and the identity's global
-    averages u and v (C each) decide the gate g, and the block returns residual · g + identity.
+    averages u and v (C values each) decide the gate g, and the block returns residual · g + identity. The
+    bottleneck width R is C / 16, at least 16 (16 at 16–64 channels).
 
-    - "double FC" (the paper's CMPE-SE-Double-FC, as the authors' MXNet code builds it): `fc_residual`(u) and
-      `fc_identity`(v) (Linear C → C/16, no bias) + ReLU each, concatenated, `fc` (Linear 2·C/16 → C, no bias),
-      sigmoid.
-    - "inner imaging": u and v reshaped to a 2-channel h×w image (h·w = C, h the largest divisor ≤ √C), `conv`
-      (3×3, padding 1, 2 → C/16 channels, no bias) + `bn`, averaged over its channels, flattened to C values,
-      `fc1` (C → C/16, no bias) + ReLU, `fc2` (C/16 → C, no bias), sigmoid."""
+    - "double FC" (the paper's CMPE-SE): [u, v] concatenated (2C), `fc1` (2C → R, no bias) + ReLU, `fc2`
+      (R → C, no bias), sigmoid.
+    - "inner imaging": u and v as a 2-channel h×w image (h·w = C, h the largest divisor ≤ √C), `conv` (3×3,
+      padding 1, 2 → R channels, no bias) + `bn`, averaged over its channels and flattened back to C values, then
+      `fc1` (C → R, no bias) + ReLU, `fc2` (R → C, no bias), sigmoid."""
 
     def __init__(self, channels, inner_imaging=False):
         super().__init__()
-        reduced = max(1, channels // 16)
+        reduced = max(16, channels // 16)
         self.inner_imaging = inner_imaging
         if inner_imaging:
             self.side = _inner_image_side(channels)
             self.conv = nn.Conv2d(2, reduced, 3, padding=1, bias=False)
             self.bn = nn.BatchNorm2d(reduced)
-            self.fc1 = nn.Linear(channels, reduced, bias=False)
-            self.fc2 = nn.Linear(reduced, channels, bias=False)
-        else:
-            self.fc_residual = nn.Linear(channels, reduced, bias=False)
-            self.fc_identity = nn.Linear(channels, reduced, bias=False)
-            self.fc = nn.Linear(2 * reduced, channels, bias=False)
+        self.fc1 = nn.Linear(channels if inner_imaging else 2 * channels, reduced, bias=False)
+        self.fc2 = nn.Linear(reduced, channels, bias=False)
 
     def forward(self, residual, identity):
         u, v = residual.mean((2, 3)), identity.mean((2, 3))
@@ -286,10 +282,9 @@ class _CmpeSe(nn.Module):
             n, c = u.shape
             image = torch.stack((u, v), 1).reshape(n, 2, self.side, c // self.side)
             z = self.bn(self.conv(image)).mean(1).flatten(1)
-            g = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
         else:
-            z = torch.cat((torch.relu(self.fc_residual(u)), torch.relu(self.fc_identity(v))), 1)
-            g = torch.sigmoid(self.fc(z))
+            z = torch.cat((u, v), 1)
+        g = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
         return residual * g[:, :, None, None] + identity
 
 

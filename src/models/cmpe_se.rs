@@ -9,19 +9,23 @@
 //! and the identity (the shortcut's output), each squeezed by a global average (u and v, C values each):
 //! out = ReLU(residual · g(u, v) + identity). The block registers `conv1 bn1 conv2 bn2 [downsample] se`.
 //!
-//! - `cmpe_se_resnet{20,32,44,56,110}`: the paper's CMPE-SE "double FC" form, laid out as the authors' MXNet code
-//!   builds it: `se.fc_residual`(u) and `se.fc_identity`(v) (Linear C → C/16, no bias) + ReLU each, the two
-//!   concatenated, `se.fc` (Linear 2·C/16 → C, no bias), sigmoid.
+//! - `cmpe_se_resnet{20,32,44,56,110}`: the paper's CMPE-SE "double FC" form: [u, v] concatenated (2C values),
+//!   `se.fc1` (Linear 2C → R, no bias) + ReLU, `se.fc2` (Linear R → C, no bias), sigmoid. (The authors' MXNet code
+//!   squeezes u and v through an FC + ReLU of their own each before concatenating: the block-diagonal case of one
+//!   FC over the concatenation, with 2R hidden units.)
 //! - `cmpe_se_ii_resnet{20,32,44,56,110}`: the paper's inner imaging: u and v reshaped into a 2-channel h×w
 //!   "image" (h·w = C, h the largest divisor of C not above √C: 4×4, 4×8, 8×8), `se.conv` (3×3, padding 1,
-//!   2 → C/16 channels, no bias) + `se.bn`, averaged over its channels and flattened back to C values, `se.fc1`
-//!   (C → C/16, no bias) + ReLU, `se.fc2` (C/16 → C, no bias), sigmoid. The authors' code folds the pair into a
-//!   one-channel (2k)×(C/k) image and convolves it unpadded; ours keeps the two vectors as two channels, as the
-//!   paper's figure draws them, and pads so that the map keeps C positions.
+//!   2 → R channels, no bias) + `se.bn`, averaged over its channels and flattened back to C values, `se.fc1`
+//!   (C → R, no bias) + ReLU, `se.fc2` (R → C, no bias), sigmoid. The authors' code folds the pair into a
+//!   one-channel (2k)×(C/k) image and convolves it unpadded; ours keeps the two vectors as two channels and pads,
+//!   so that the map keeps C positions.
 //!
-//! The reduction is 16 (at least 1 unit). Initialisation as the CIFAR ResNet: convs (the SE conv too)
-//! kaiming-normal (fan_out, ReLU), BatchNorm 1/0, Linear PyTorch's default. Any image of at least 1×1 works (the
-//! paper trains at 32×32).
+//! The bottleneck width R is C/16 as in the paper, but at least 16 (so 16 at these widths): the squeezed identity
+//! is non-negative and much the same for every sample, so each ReLU unit over it starts dead for the whole batch
+//! with a chance near ½, and the paper's 1–4 units at 16–64 channels (8 with timm's SE rule) would often all die
+//! at once (2^−R per block) and leave the SE without a gradient. Initialisation as the CIFAR ResNet: convs (the SE
+//! conv too) kaiming-normal (fan_out, ReLU), BatchNorm 1/0, Linear PyTorch's default. Any image of at least 1×1
+//! works (the paper trains at 32×32).
 use tch::Tensor;
 
 use super::resnet::{conv, Downsample, Shortcut};
@@ -43,56 +47,47 @@ fn inner_image_side(channels: i64) -> i64 {
     (1..=channels).take_while(|d| d * d <= channels).filter(|d| channels % d == 0).max().unwrap_or(1)
 }
 
-#[derive(Debug)]
-enum Excitation {
-    DoubleFc { fc_residual: Linear, fc_identity: Linear, fc: Linear },
-    InnerImaging { side: i64, conv: Conv2d, bn: BatchNorm, fc1: Linear, fc2: Linear },
-}
+/// The least bottleneck width (see the module docs).
+const MIN_REDUCED: i64 = 16;
 
-/// Competitive SE: residual · g(avg(residual), avg(identity)) + identity.
+/// Competitive SE: residual · g(avg(residual), avg(identity)) + identity, g = σ(`fc2`(ReLU(`fc1`(z)))).
 #[derive(Debug)]
 struct CmpeSe {
-    excitation: Excitation,
+    /// The inner image's height, side conv and BatchNorm (inner imaging); `None` for double FC.
+    inner: Option<(i64, Conv2d, BatchNorm)>,
+    fc1: Linear,
+    fc2: Linear,
 }
 
 impl CmpeSe {
     fn new(p: &Path, channels: i64, variant: CmpeVariant) -> Self {
-        let reduced = (channels / 16).max(1);
-        let fc = |name: &str, c_in, c_out| Linear::with_bias(&p.sub(name), c_in, c_out, false);
-        let excitation = match variant {
-            CmpeVariant::DoubleFc => Excitation::DoubleFc {
-                fc_residual: fc("fc_residual", channels, reduced),
-                fc_identity: fc("fc_identity", channels, reduced),
-                fc: fc("fc", 2 * reduced, channels),
-            },
-            CmpeVariant::InnerImaging => Excitation::InnerImaging {
-                side: inner_image_side(channels),
-                conv: conv(&p.sub("conv"), 2, reduced, 3, 1, 1),
-                bn: BatchNorm::new2d(&p.sub("bn"), reduced),
-                fc1: fc("fc1", channels, reduced),
-                fc2: fc("fc2", reduced, channels),
-            },
+        let reduced = (channels / 16).max(MIN_REDUCED);
+        let (inner, z) = match variant {
+            CmpeVariant::DoubleFc => (None, 2 * channels),
+            CmpeVariant::InnerImaging => {
+                let conv = conv(&p.sub("conv"), 2, reduced, 3, 1, 1);
+                let bn = BatchNorm::new2d(&p.sub("bn"), reduced);
+                (Some((inner_image_side(channels), conv, bn)), channels)
+            }
         };
-        CmpeSe { excitation }
+        let fc1 = Linear::with_bias(&p.sub("fc1"), z, reduced, false);
+        let fc2 = Linear::with_bias(&p.sub("fc2"), reduced, channels, false);
+        CmpeSe { inner, fc1, fc2 }
     }
 
     fn forward_t(&self, residual: &Tensor, identity: &Tensor, train: bool) -> Tensor {
         let u = residual.mean_dim([2i64, 3].as_slice(), false, None);
         let v = identity.mean_dim([2i64, 3].as_slice(), false, None);
-        let gate = match &self.excitation {
-            Excitation::DoubleFc { fc_residual, fc_identity, fc } => {
-                let z =
-                    Tensor::cat(&[fc_residual.forward_t(&u, train).relu(), fc_identity.forward_t(&v, train).relu()], 1);
-                fc.forward_t(&z, train).sigmoid()
-            }
-            Excitation::InnerImaging { side, conv, bn, fc1, fc2 } => {
+        let z = match &self.inner {
+            None => Tensor::cat(&[u, v], 1),
+            Some((side, conv, bn)) => {
                 let (n, c) = (u.size()[0], u.size()[1]);
                 let image = Tensor::stack(&[u, v], 1).reshape([n, 2, *side, c / side]);
                 let z = bn.forward_t(&conv.forward_t(&image, train), train);
-                let z = z.mean_dim([1i64].as_slice(), false, None).flatten(1, -1);
-                fc2.forward_t(&fc1.forward_t(&z, train).relu(), train).sigmoid()
+                z.mean_dim([1i64].as_slice(), false, None).flatten(1, -1)
             }
         };
+        let gate = self.fc2.forward_t(&self.fc1.forward_t(&z, train).relu(), train).sigmoid();
         residual * gate.unsqueeze(2).unsqueeze(3) + identity
     }
 }
