@@ -104,7 +104,7 @@ class CifarResNet(nn.Module):
         for i, planes in enumerate((16, 32, 64)):
             blocks = []
             for j in range(n):
-                blocks.append(_CifarBasicBlock(inplanes, planes, 2 if i > 0 and j == 0 else 1, shortcut))
+                blocks.append(self._make_block(inplanes, planes, 2 if i > 0 and j == 0 else 1, shortcut))
                 inplanes = planes
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -112,6 +112,9 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_block(self, inplanes, planes, stride, shortcut):
+        return _CifarBasicBlock(inplanes, planes, stride, shortcut)
 
     def forward_features(self, x):
         x = torch.relu(self.bn1(self.conv1(x)))
@@ -213,3 +216,127 @@ class MobileNetV1(nn.Module):
         x = nn.functional.relu6(self.bn1(self.conv_stem(x)))
         x = self.blocks(x)
         return self.classifier(torch.flatten(self.global_pool(x), 1))
+
+
+class _HighwayLayer(nn.Module):
+    """y = H(x)·T(x) + x·(1 − T(x)): H = act(`h`(x)), T = sigmoid(`t`(x)), `t`'s bias starting at `gate_bias`.
+    `h` and `t` are Linear layers or 3×3 convs (padding 1) of the same width."""
+
+    def __init__(self, make, activation, gate_bias):
+        super().__init__()
+        self.h = make()
+        self.t = make()
+        nn.init.constant_(self.t.bias, gate_bias)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x):
+        t = torch.sigmoid(self.t(x))
+        return self.act(self.h(x)) * t + x * (1 - t)
+
+
+class HighwayMLP(nn.Module):
+    """tchzoo `highway_mlp` (Srivastava et al. 2015): flatten, `stem` Linear to `width` + activation, `depth`
+    highway layers `layers.{i}.h/t` (Linear width → width), `classifier`."""
+
+    def __init__(self, in_features, num_classes=10, depth=10, width=50, activation="relu", gate_bias=-2.0):
+        super().__init__()
+        self.stem = nn.Linear(in_features, width)
+        self.act = ACTIVATIONS[activation]()
+        self.layers = nn.Sequential(*[
+            _HighwayLayer(lambda: nn.Linear(width, width), activation, gate_bias) for _ in range(depth)])
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.act(self.stem(torch.flatten(x, 1)))
+        return self.classifier(self.layers(x))
+
+
+class HighwayCNN(nn.Module):
+    """tchzoo `highway_cnn`: `stem` 3×3 conv (padding 1) to `width` + activation; `stages` stages of `depth`
+    convolutional highway layers `stages.{s}.{i}.h/t` (3×3 convs, padding 1), a 2×2 max pool before every stage
+    but the first; global average pool, `classifier`."""
+
+    def __init__(self, in_channels=1, num_classes=10, stages=3, depth=2, width=32, activation="relu",
+                 gate_bias=-2.0):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.act = ACTIVATIONS[activation]()
+        self.stages = nn.ModuleList([
+            nn.Sequential(*[_HighwayLayer(lambda: nn.Conv2d(width, width, 3, padding=1), activation, gate_bias)
+                            for _ in range(depth)])
+            for _ in range(stages)])
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        for s, stage in enumerate(self.stages):
+            if s > 0:
+                x = nn.functional.max_pool2d(x, 2)
+            x = stage(x)
+        return self.classifier(x.mean((2, 3)))
+
+
+def _inner_image_side(channels):
+    """The height of the inner image of `channels` values: the largest divisor not above √channels."""
+    return max(d for d in range(1, int(channels ** 0.5) + 1) if channels % d == 0)
+
+
+class _CmpeSe(nn.Module):
+    """Competitive SE (Hu et al. 2018, arXiv 1807.08920): the residual branch's and the identity's global
+    averages u and v (C values each) decide the gate g, and the block returns residual · g + identity. The
+    bottleneck width R is C / 16, at least 16 (16 at 16–64 channels).
+
+    - "double FC" (the paper's CMPE-SE): [u, v] concatenated (2C), `fc1` (2C → R, no bias) + ReLU, `fc2`
+      (R → C, no bias), sigmoid.
+    - "inner imaging": u and v as a 2-channel h×w image (h·w = C, h the largest divisor ≤ √C), `conv` (3×3,
+      padding 1, 2 → R channels, no bias) + `bn`, averaged over its channels and flattened back to C values, then
+      `fc1` (C → R, no bias) + ReLU, `fc2` (R → C, no bias), sigmoid."""
+
+    def __init__(self, channels, inner_imaging=False):
+        super().__init__()
+        reduced = max(16, channels // 16)
+        self.inner_imaging = inner_imaging
+        if inner_imaging:
+            self.side = _inner_image_side(channels)
+            self.conv = nn.Conv2d(2, reduced, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(reduced)
+        self.fc1 = nn.Linear(channels if inner_imaging else 2 * channels, reduced, bias=False)
+        self.fc2 = nn.Linear(reduced, channels, bias=False)
+
+    def forward(self, residual, identity):
+        u, v = residual.mean((2, 3)), identity.mean((2, 3))
+        if self.inner_imaging:
+            n, c = u.shape
+            image = torch.stack((u, v), 1).reshape(n, 2, self.side, c // self.side)
+            z = self.bn(self.conv(image)).mean(1).flatten(1)
+        else:
+            z = torch.cat((u, v), 1)
+        g = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
+        return residual * g[:, :, None, None] + identity
+
+
+class _CmpeSeBlock(_CifarBasicBlock):
+    """A CIFAR basic block whose residual branch is gated by competitive SE `se`, registered after `downsample`."""
+
+    def __init__(self, inplanes, planes, stride, shortcut, inner_imaging):
+        super().__init__(inplanes, planes, stride, shortcut)
+        self.se = _CmpeSe(planes, inner_imaging)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return torch.relu(self.se(out, identity))
+
+
+class CmpeSeResNet(CifarResNet):
+    """tchzoo `cmpe_se_resnet20/32/44/56/110` (double FC) and `cmpe_se_ii_resnet…` (inner imaging): the CIFAR
+    ResNet of `CifarResNet` (post-activation basic blocks, option A shortcuts by default) with competitive SE in
+    every block."""
+
+    def __init__(self, depth=20, num_classes=10, in_channels=3, shortcut="A", inner_imaging=False):
+        self.inner_imaging = inner_imaging
+        super().__init__(depth, num_classes, in_channels, shortcut)
+
+    def _make_block(self, inplanes, planes, stride, shortcut):
+        return _CmpeSeBlock(inplanes, planes, stride, shortcut, self.inner_imaging)

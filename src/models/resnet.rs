@@ -163,8 +163,9 @@ pub(crate) fn conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, gr
     conv
 }
 
+/// A block's shortcut: identity, option B projection or option A zero-padding (shared with the CMPE-SE ResNets).
 #[derive(Debug)]
-enum Downsample {
+pub(crate) enum Downsample {
     Identity,
     Projection(Conv2d, BatchNorm),
     /// Option A: keep every `stride`-th pixel, then `front` zero channels before and `back` after.
@@ -176,7 +177,7 @@ enum Downsample {
 }
 
 impl Downsample {
-    fn new(p: &Path, c_in: i64, c_out: i64, stride: i64, shortcut: Shortcut) -> Self {
+    pub(crate) fn new(p: &Path, c_in: i64, c_out: i64, stride: i64, shortcut: Shortcut) -> Self {
         if stride == 1 && c_in == c_out {
             return Downsample::Identity;
         }
@@ -192,7 +193,7 @@ impl Downsample {
         }
     }
 
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+    pub(crate) fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         match self {
             Downsample::Identity => xs.shallow_clone(),
             Downsample::Projection(conv, bn) => bn.forward_t(&conv.forward_t(xs, train), train),
