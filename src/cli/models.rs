@@ -19,17 +19,26 @@ pub fn count_parameters(entry: &ModelEntry) -> Result<i64> {
     Ok(store.num_parameters())
 }
 
+/// The registry grouped by the survey's categories (`models::CATEGORIES`), each model with its family, parameter
+/// count at its default classes, smallest input and description.
 pub fn run(args: ModelsArgs) -> Result<()> {
-    println!("{:<16} {:<10} {:>14} {:<14} description", "name", "family", "parameters", "input");
-    for e in models::registry()? {
-        if let Some(f) = &args.filter {
-            if !e.name.contains(f.as_str()) && !e.family.contains(f.as_str()) {
-                continue;
+    println!("{:<30} {:<16} {:>14} {:<12} description", "name", "family", "parameters", "input");
+    for category in models::CATEGORIES {
+        let mut heading = false;
+        for e in models::registry()?.iter().filter(|e| models::category(e) == *category) {
+            if let Some(f) = &args.filter {
+                if !e.name.contains(f.as_str()) && !e.family.contains(f.as_str()) && !category.contains(f.as_str()) {
+                    continue;
+                }
             }
+            if !heading {
+                println!("\n== {category}");
+                heading = true;
+            }
+            let n = count_parameters(e)?;
+            let input = e.default_input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+            println!("{:<30} {:<16} {:>14} {:<12} {}", e.name, e.family, group(n), input, e.description);
         }
-        let n = count_parameters(e)?;
-        let input = e.default_input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-        println!("{:<16} {:<10} {:>14} {:<14} {}", e.name, e.family, group(n), input, e.description);
     }
     Ok(())
 }

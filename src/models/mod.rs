@@ -155,6 +155,40 @@ fn all_entries() -> Vec<ModelEntry> {
     v
 }
 
+/// The survey's categories of CNN architectures (Khan et al. 2020, "A survey of the recent architectures of deep
+/// convolutional neural networks", the seed's list of CNN types), in its order, then the rest of the zoo.
+pub const CATEGORIES: &[&str] = &[
+    "spatial exploitation",
+    "depth",
+    "multi-path",
+    "width",
+    "feature-map (channel) exploitation",
+    "channel boosting",
+    "attention",
+    "depthwise separable (efficient)",
+    "not convolutional: MLPs, recurrent, embeddings, diagrams",
+];
+
+/// The survey category a registered model belongs to (one of [`CATEGORIES`]). The survey puts Highway Networks
+/// and ResNets under both depth and multi-path; here they are under depth, DenseNet and PolyNet under
+/// multi-path, and Wide ResNets, ResNeXt, PyramidNet and Xception under width.
+pub fn category(e: &ModelEntry) -> &'static str {
+    let width = e.name.starts_with("wide_resnet") || e.name.starts_with("resnext");
+    let i = match e.family {
+        "lenet" | "alexnet" | "zfnet" | "vgg" | "googlenet" => 0,
+        "resnet" if width => 3,
+        "highway" | "resnet" | "inception" | "inception_resnet" => 1,
+        "densenet" | "polynet" => 2,
+        "wrn" | "pyramidnet" | "xception" => 3,
+        "senet" | "cmpe_se" => 4,
+        "channel_boost" => 5,
+        "attention" | "cbam" => 6,
+        "mobilenet" => 7,
+        _ => 8,
+    };
+    CATEGORIES[i]
+}
+
 /// The registry, checked once: a duplicate name is an error.
 pub fn registry() -> Result<&'static [ModelEntry]> {
     static REG: OnceLock<std::result::Result<Vec<ModelEntry>, String>> = OnceLock::new();
