@@ -68,3 +68,54 @@ fn evaluate_and_predict_a_saved_run() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("[2, 3]"), "{err}");
 }
+
+/// `predict --model resnet18 --input a.png` applies torchvision's ResNet eval transform (Resize(256),
+/// CenterCrop(224), ToTensor, Normalize): on a 256×256 image (no resizing) the logits equal torchvision's on the
+/// same weights; on a 300×200 image they differ only by the resampling filter (PIL's antialiased bilinear vs the
+/// image crate's triangle filter).
+#[test]
+fn predict_an_image_with_the_references_preprocessing() {
+    let dir = common::tempdir();
+    let code = r#"
+import sys, numpy as np, torch, torchvision
+from PIL import Image
+from torchvision import transforms as T
+out = sys.argv[1]
+torch.manual_seed(0)
+m = torchvision.models.resnet18().eval()
+torch.save(m.state_dict(), f"{out}/w.pt")
+rng = np.random.default_rng(0)
+tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+for name, (w, h) in {"square": (256, 256), "wide": (300, 200)}.items():
+    # A smooth image (a resampling filter matters less than on noise), as a photo would be.
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([128 + 100 * np.sin(xx / 17 + c) * np.cos(yy / 23 - c) for c in range(3)], -1)
+    img = (img + rng.normal(0, 4, img.shape)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(img).save(f"{out}/{name}.png")
+    with torch.no_grad():
+        np.save(f"{out}/{name}_torch.npy", m(tf(Image.open(f"{out}/{name}.png")).unsqueeze(0)).numpy())
+"#;
+    common::run_python(code, &[dir.path().to_str().unwrap()]);
+    for (name, tolerance) in [("square", 1e-4), ("wide", 5e-3)] {
+        let input = dir.path().join(format!("{name}.png"));
+        let output = dir.path().join(format!("{name}_ours.npy"));
+        let w = dir.path().join("w.pt");
+        run_ok(&[
+            "predict",
+            "--model",
+            "resnet18",
+            "--weights",
+            w.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        let ours = tch::Tensor::read_npy(&output).unwrap();
+        let theirs = tch::Tensor::read_npy(dir.path().join(format!("{name}_torch.npy"))).unwrap();
+        assert_eq!(ours.size(), vec![1, 1000]);
+        let d = common::rel_diff(&ours, &theirs);
+        eprintln!("{name}: max|Δ|/max|y| = {d:.2e}");
+        assert!(d <= tolerance, "{name}: {d}");
+    }
+}

@@ -6,6 +6,7 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::Object;
 use crate::error::{Error, Result};
+use crate::models::preprocess::{imagenet_config, ImageConfig};
 use crate::run::{load_model, ModelSource};
 
 #[derive(Debug, Args)]
@@ -21,7 +22,10 @@ pub struct PredictArgs {
     /// Output units of the model [default: the registry's].
     #[arg(long)]
     pub num_classes: Option<i64>,
-    /// Input: a tensor (.pt, .safetensors, .npy) of shape [N, …] or one sample, or an image (.png, .jpg).
+    /// Input: a tensor (.pt, .safetensors, .npy) of shape [N, …] or one sample, or an image (.png, .jpg). An image
+    /// for an ImageNet model given by --model gets that model's eval transform (shorter side resized, centre crop,
+    /// mean/std, as torchvision/timm/pytorchcv); for a run folder it is resized to the run's input and scaled to
+    /// [0, 1], as the training images were.
     #[arg(long)]
     pub input: PathBuf,
     /// Write the outputs (logits) here: .pt (a tensor for torch.load) or .npy.
@@ -36,7 +40,31 @@ pub struct PredictArgs {
     pub device: Option<String>,
 }
 
-fn read_input(path: &Path, sample_shape: &[i64]) -> Result<Tensor> {
+/// An image as the reference's eval transform makes it (see `models::preprocess`): shorter side resized to
+/// ⌊size / crop_pct⌋ (the longer in proportion, truncated, as torchvision), centre crop, [0, 1], normalised.
+fn preprocess(img: image::DynamicImage, c: &ImageConfig) -> Tensor {
+    use image::imageops::FilterType;
+    let img = img.to_rgb8();
+    let (w, h) = img.dimensions();
+    let short = (c.size as f64 / c.crop_pct).floor() as u32;
+    let (nw, nh) = if w <= h {
+        (short, (short as u64 * h as u64 / w as u64) as u32)
+    } else {
+        ((short as u64 * w as u64 / h as u64) as u32, short)
+    };
+    let filter = if c.bicubic { FilterType::CatmullRom } else { FilterType::Triangle };
+    let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw, nh, filter) };
+    let top = ((nh.saturating_sub(c.size)) as f64 / 2.0).round_ties_even() as u32;
+    let left = ((nw.saturating_sub(c.size)) as f64 / 2.0).round_ties_even() as u32;
+    let img = image::imageops::crop_imm(&img, left, top, c.size, c.size).to_image();
+    let s = c.size as i64;
+    let xs = Tensor::from_slice(img.as_raw()).reshape([s, s, 3]).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
+    let mean = Tensor::from_slice(&c.mean).reshape([3, 1, 1]);
+    let std = Tensor::from_slice(&c.std).reshape([3, 1, 1]);
+    (xs - mean) / std
+}
+
+fn read_input(path: &Path, sample_shape: &[i64], prep: Option<&ImageConfig>) -> Result<Tensor> {
     let bad = |msg: String| Error::data(path.display(), msg);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
     let xs = match ext.as_str() {
@@ -60,6 +88,9 @@ fn read_input(path: &Path, sample_shape: &[i64]) -> Result<Tensor> {
         }
         "png" | "jpg" | "jpeg" => {
             let img = image::open(path).map_err(|e| bad(format!("not a readable image: {e}")))?;
+            if let Some(c) = prep {
+                return Ok(preprocess(img, c).unsqueeze(0));
+            }
             let (c, h, w) = match sample_shape {
                 [c, h, w] => (*c, *h as u32, *w as u32),
                 _ => return Err(bad(format!("the model takes inputs of shape {sample_shape:?}, not images"))),
@@ -88,15 +119,28 @@ fn read_input(path: &Path, sample_shape: &[i64]) -> Result<Tensor> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    // An image given to a reference ImageNet model (--model, not a run folder) gets that model's eval transform.
+    let is_image = args.input.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        let e = e.to_lowercase();
+        e == "png" || e == "jpg" || e == "jpeg"
+    });
+    let prep = match (&args.model, &args.run, is_image) {
+        (Some(spec), None, true) => {
+            let entry = crate::models::find(&crate::util::Spec::parse(spec, "model")?.source)?;
+            imagenet_config(entry.name, entry.family, entry.default_classes)
+        }
+        _ => None,
+    };
     let loaded = load_model(&ModelSource {
         run: args.run.clone(),
         model: args.model.clone(),
         weights: args.weights.clone(),
         num_classes: args.num_classes,
         device: args.device.clone(),
+        input_shape: prep.as_ref().map(|c| vec![3, c.size as i64, c.size as i64]),
         ..ModelSource::default()
     })?;
-    let xs = read_input(&args.input, &loaded.input_shape)?;
+    let xs = read_input(&args.input, &loaded.input_shape, prep.as_ref())?;
     let ys = crate::util::catch_torch(|| {
         if args.proba {
             loaded.trainer.predict_proba(&xs, args.batch_size)

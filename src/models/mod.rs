@@ -25,6 +25,7 @@ pub mod lstm;
 pub mod mlp;
 pub mod mobilenet;
 pub mod polynet;
+pub mod preprocess;
 pub mod pyramidnet;
 pub mod resnet;
 pub mod senet;
