@@ -5,12 +5,12 @@
 //! scripts/fixtures/zoo_attention.py (large tensors are stored as a tile, repeated here as there).
 mod common;
 
-use common::zoo::{build, strings};
+use common::zoo::build;
 
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 use tchzoo::models;
 use tchzoo::nn::VarStore;
 
@@ -55,13 +55,7 @@ fn every_variant_has_the_references_names_order_and_parameter_count() {
     for e in models::registry().unwrap().iter().filter(|e| ["senet", "cbam", "attention"].contains(&e.family)) {
         assert!(variants.contains_key(e.name), "{}: registered but not in the fixture", e.name);
     }
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]
@@ -69,16 +63,7 @@ fn reset_classifier_keeps_names_and_order() {
     let cases =
         [("seresnet18", "fc"), ("cbam_resnet18", "output"), ("bam_resnet18", "output"), ("resattnet56", "output")];
     for (spec, head) in cases {
-        let store = VarStore::new(Device::Cpu);
-        let mut model = models::build(spec, &store, 10, &[3, 32, 32]).unwrap();
-        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        model.reset_classifier(3);
-        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(before, after, "{spec}");
-        assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
-        let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false));
-        assert_eq!(ys.size(), vec![2, 3], "{spec}");
-        assert_eq!(model.num_outputs(), 3);
+        common::zoo::check_reset_classifier(spec, head, &[3, 32, 32]);
     }
 }
 

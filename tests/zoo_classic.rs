@@ -5,7 +5,7 @@
 //! scripts/fixtures/zoo_classic.py (large tensors are stored as a tile, repeated here as there).
 mod common;
 
-use common::zoo::{build, state_dict, strings};
+use common::zoo::{build, state_dict};
 
 use std::path::PathBuf;
 
@@ -51,13 +51,7 @@ fn every_variant_has_torchvisions_names_order_and_parameter_count() {
     for (name, count) in documented {
         assert_eq!(variants[name]["parameters"].as_i64().unwrap(), count, "{name}: fixture count");
     }
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]

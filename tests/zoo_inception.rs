@@ -5,12 +5,12 @@
 //! randomised BatchNorm statistics, each at its smallest input. Fixtures: scripts/fixtures/zoo_inception.py.
 mod common;
 
-use common::zoo::{build, strings};
+use common::zoo::build;
 
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 use tchzoo::models;
 use tchzoo::nn::VarStore;
 
@@ -48,33 +48,14 @@ fn every_variant_has_the_references_names_order_and_parameter_count() {
     for e in models::registry().unwrap().iter().filter(|e| FAMILIES.contains(&e.family) && e.name != "inception_v3") {
         assert!(variants.contains_key(e.name), "{}: registered but not in the fixture", e.name);
     }
-    // Built on each model's smallest input (the fixture's variants say 32×32, too small for these).
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        let entry = models::find(name).unwrap();
-        models::build(name, &store, 1000, entry.default_input).unwrap();
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]
 fn reset_classifier_keeps_names_and_order() {
     for name in ["inception_v4", "inception_resnet_v2", "bninception", "inceptionresnetv1"] {
         let entry = models::find(name).unwrap();
-        let store = VarStore::new(Device::Cpu);
-        let mut model = models::build(name, &store, 10, entry.default_input).unwrap();
-        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        model.reset_classifier(3);
-        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(before, after, "{name}");
-        assert_eq!(store.get(&format!("{}.bias", entry.classifier)).unwrap().size(), vec![3], "{name}");
-        let mut shape = vec![1];
-        shape.extend_from_slice(entry.default_input);
-        let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)), false));
-        assert_eq!(ys.size(), vec![1, 3], "{name}");
-        assert_eq!(model.num_outputs(), 3);
+        common::zoo::check_reset_classifier(name, entry.classifier, entry.default_input);
     }
 }
 

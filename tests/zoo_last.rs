@@ -6,7 +6,7 @@
 //! seeded with TRAIN_SEED). Fixtures: scripts/fixtures/zoo_last.py.
 mod common;
 
-use common::zoo::{state_dict, strings};
+use common::zoo::state_dict;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -70,13 +70,7 @@ fn every_variant_has_pytorchcvs_names_order_and_parameter_count() {
     for e in models::registry().unwrap().iter().filter(|e| ["zfnet", "wrn"].contains(&e.family)) {
         assert!(variants.contains_key(e.name), "{}: registered but not in the fixture", e.name);
     }
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]

@@ -6,12 +6,12 @@
 //! highway gate's initial bias, and a short fit of `highway_mlp` on the embedded digits.
 mod common;
 
-use common::zoo::{build, strings};
+use common::zoo::build;
 
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use tchzoo::data;
 use tchzoo::models;
 use tchzoo::nn::VarStore;
@@ -46,18 +46,7 @@ fn every_variant_has_the_references_names_order_and_parameter_count() {
     for e in models::registry().unwrap().iter().filter(|e| FAMILIES.contains(&e.family)) {
         assert!(variants.contains_key(e.name), "{}: registered but not in the fixture", e.name);
     }
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        // The fixture's variants are described at 3×32×32; PolyNet takes 75×75 at least (same weights).
-        let mut m = m.clone();
-        if name == "polynet" {
-            m["input"] = serde_json::json!([3, 75, 75]);
-        }
-        build(&m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]
@@ -70,18 +59,7 @@ fn reset_classifier_keeps_names_and_order() {
         ("cmpe_se_ii_resnet20", "fc", vec![3, 32, 32]),
     ];
     for (spec, head, input) in cases {
-        let store = VarStore::new(Device::Cpu);
-        let mut model = models::build(spec, &store, 10, &input).unwrap();
-        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        model.reset_classifier(3);
-        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(before, after, "{spec}");
-        assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
-        let mut shape = vec![1];
-        shape.extend_from_slice(&input);
-        let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)), false));
-        assert_eq!(ys.size(), vec![1, 3], "{spec}");
-        assert_eq!(model.num_outputs(), 3);
+        common::zoo::check_reset_classifier(spec, head, &input);
     }
 }
 

@@ -7,12 +7,12 @@
 //! a tile, repeated here as there).
 mod common;
 
-use common::zoo::{build, strings};
+use common::zoo::build;
 
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 use tchzoo::models;
 use tchzoo::models::pyramidnet::PyramidNetConfig;
 use tchzoo::nn::VarStore;
@@ -68,13 +68,7 @@ fn every_variant_has_the_references_names_order_and_parameter_count() {
     let registered: Vec<_> =
         models::registry().unwrap().iter().filter(|e| FAMILIES.contains(&e.family)).map(|e| e.name).collect();
     assert_eq!(registered, documented.map(|d| d.0), "registered variants, in order");
-    for (name, m) in variants {
-        let store = VarStore::new(Device::Cpu);
-        build(m, &store);
-        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
-        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
-    }
+    common::zoo::check_variants(&meta);
 }
 
 #[test]
@@ -95,18 +89,7 @@ fn reset_classifier_keeps_names_and_order() {
         ("pyramidnet110_a48_cifar10", "output", [3, 32, 32]),
     ];
     for (spec, head, input) in cases {
-        let store = VarStore::new(Device::Cpu);
-        let mut model = models::build(spec, &store, 10, &input).unwrap();
-        let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        model.reset_classifier(3);
-        let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(before, after, "{spec}");
-        assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
-        let mut shape = vec![2];
-        shape.extend(input);
-        let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)), false));
-        assert_eq!(ys.size(), vec![2, 3], "{spec}");
-        assert_eq!(model.num_outputs(), 3);
+        common::zoo::check_reset_classifier(spec, head, &input);
     }
 }
 

@@ -102,3 +102,39 @@ pub fn sampled(v: &Tensor, sample: i64) -> Tensor {
     let idx: Vec<i64> = (0..sample).map(|i| i * (n - 1) / (sample - 1)).collect();
     v.reshape([-1]).index_select(0, &Tensor::from_slice(&idx))
 }
+
+/// Every variant of the fixture (`meta["variants"]`, the references built at 1,000 classes or their default):
+/// ours gives the same state-dict names in the same order and the same parameter count. A variant whose fixture
+/// input (3×32×32 by default) is too small for the model is built at the model's smallest input instead.
+pub fn check_variants(meta: &Value) {
+    for (name, m) in meta["variants"].as_object().unwrap() {
+        let mut store = VarStore::new(tch::Device::Cpu);
+        let spec = m["spec"].as_str().unwrap();
+        let outputs = m["outputs"].as_i64().unwrap();
+        let input: Vec<i64> = m["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        if models::build(spec, &store, outputs, &input).is_err() {
+            store = VarStore::new(tch::Device::Cpu);
+            let entry = models::find(spec.split(':').next().unwrap()).unwrap();
+            models::build(spec, &store, outputs, entry.default_input).unwrap();
+        }
+        let ours: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(ours, strings(&m["keys"]), "{name}: state-dict names and order");
+        assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
+    }
+}
+
+/// `reset_classifier(3)` on `spec` built for 10 classes on `input`: the same names in the same order, `head`'s
+/// bias resized to 3, and 3 outputs from a forward pass.
+pub fn check_reset_classifier(spec: &str, head: &str, input: &[i64]) {
+    let store = VarStore::new(tch::Device::Cpu);
+    let mut model = models::build(spec, &store, 10, input).unwrap();
+    let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+    model.reset_classifier(3);
+    let after: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(before, after, "{spec}");
+    assert_eq!(store.get(&format!("{head}.bias")).unwrap().size(), vec![3], "{spec}");
+    let shape: Vec<i64> = [1].iter().chain(input).copied().collect();
+    let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)), false));
+    assert_eq!(ys.size(), vec![1, 3], "{spec}");
+    assert_eq!(model.num_outputs(), 3, "{spec}");
+}
