@@ -3,7 +3,7 @@
 //! state-dict names in the same order and the same parameter count for every registered variant at 1,000 classes;
 //! for the cases with weights, a strict load and the same eval-mode logits (max|Δ| ≤ 1e-4 · max(1, max|y|)), with
 //! random weights and randomised BatchNorm statistics. Fixtures: scripts/fixtures/zoo_poly_highway.py. Then the
-//! highway gate's initial bias, and a short fit of `highway_mlp` on the embedded digits.
+//! highway gate's initial bias, and short fits of `highway_mlp` and the CMPE-SE ResNet-20s on the embedded digits.
 mod common;
 
 use common::zoo::build;
@@ -110,21 +110,34 @@ fn highway_gates_start_at_the_gate_bias() {
     }
 }
 
-#[test]
-fn highway_mlp_learns_the_digits() {
+/// Fits `model` on the embedded digits (at `size`×`size`, the last 25 % for validation) with Adam and returns the
+/// final validation accuracy.
+fn digits_accuracy(model: &str, size: i64, epochs: usize, lr: f64) -> f64 {
     tch::manual_seed(7);
-    let digits = data::load("digits:size=8", 0).unwrap();
+    let digits = data::load(&format!("digits:size={size}"), 0).unwrap();
     let (train, val) = digits.split_validation(0.25).unwrap();
     let store = VarStore::new(Device::Cpu);
     let loss = Loss::for_task(train.task);
-    let model = models::build("highway_mlp", &store, loss.num_outputs(train.task), &train.sample_shape()).unwrap();
+    let model = models::build(model, &store, loss.num_outputs(train.task), &train.sample_shape()).unwrap();
     let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = 3e-3;
+    oc.lr = lr;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, loss, Metric::defaults(loss));
-    let fit = FitConfig { epochs: 8, batch_size: 32, seed: 3, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit = FitConfig { epochs, batch_size: 32, seed: 3, verbosity: Verbosity::Silent, ..FitConfig::default() };
     let h = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
-    let accuracy = h.last("val_accuracy").unwrap();
-    eprintln!("highway_mlp on digits: validation accuracy {accuracy:.3} after 8 epochs (chance 0.1)");
-    assert!(accuracy >= 0.8, "highway_mlp validation accuracy {accuracy} on the digits");
+    h.last("val_accuracy").unwrap()
+}
+
+/// Our own definitions (no package has them) train on a small real task: the digits, chance 0.1.
+#[test]
+fn our_own_definitions_learn_the_digits() {
+    for (model, size, epochs, lr, bar) in [
+        ("highway_mlp", 8, 8, 3e-3, 0.8),
+        ("cmpe_se_resnet20", 16, 3, 2e-3, 0.8),
+        ("cmpe_se_ii_resnet20", 16, 3, 2e-3, 0.8),
+    ] {
+        let accuracy = digits_accuracy(model, size, epochs, lr);
+        eprintln!("{model} on digits {size}×{size}: validation accuracy {accuracy:.3} after {epochs} epochs");
+        assert!(accuracy >= bar, "{model}: validation accuracy {accuracy} on the digits");
+    }
 }
