@@ -106,6 +106,7 @@ fn peak_rss_mb() -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
+    tch::manual_seed(1);
     let w = build(&args.workload, args.quick)?;
     let metrics = Metric::defaults(w.loss);
     let optimizer = Optimizer::new(w.optimizer, w.store.parameters())?;
