@@ -1,6 +1,7 @@
 """One workload of scripts/bench in Python PyTorch: the idiomatic training loop a careful user writes (model.train(),
 zero_grad, forward, loss, backward, step; loss and accuracy summed on the device and read once per epoch), on the
-same model, batch size, optimizer, step count and thread count as src/bin/tchzoo-bench.rs (tchzoo's fit), data in memory.
+same model, batch size, optimizer, step count and thread count as src/bin/tchzoo-bench.rs (tchzoo's fit), data in
+memory.
 Prints one JSON object: name, steps, seconds (the loop only), steps_per_s, peak_rss_mb (VmHWM of this process).
 
 Usage: bench.py --workload NAME [--threads N] [--quick]          one workload, here
