@@ -1,0 +1,138 @@
+//! One workload of `scripts/bench` on tchzoo's real training path: a model from the library, our optimizer, and
+//! the `Trainer`'s `fit` with its metrics (silent, no run folder), on data already in memory. Prints one JSON
+//! object: `name`, `steps`, `seconds` (the `fit` call only), `steps_per_s`, `peak_rss_mb` (VmHWM of this process).
+//! `scripts/bench.py` is the same workload in Python PyTorch; `scripts/bench` runs both, alternating.
+//!
+//! Run: `cargo run --release --bin tchzoo-bench -- --workload moons_mlp --threads 2`
+use anyhow::{bail, Result};
+use clap::Parser;
+use tch::{Device, Kind, Tensor};
+use tchzoo::data::{Dataset, Task};
+use tchzoo::models::resnet::{ResNet, ResNetConfig, Stem};
+use tchzoo::models::Model;
+use tchzoo::nn::VarStore;
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use tchzoo::train::metrics::{Loss, Metric};
+use tchzoo::train::progress::Verbosity;
+use tchzoo::train::trainer::{FitConfig, Trainer};
+
+#[derive(Parser)]
+struct Args {
+    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster or entity_embedding.
+    #[arg(long)]
+    workload: String,
+    /// Intra-op threads (`torch.set_num_threads` on the Python side).
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// A handful of steps: checks that it runs, times nothing.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// A workload: model, data, optimizer, loss and epochs, as `scripts/bench.py` builds it.
+struct Workload {
+    model: Box<dyn Model>,
+    store: VarStore,
+    data: Dataset,
+    optimizer: OptimizerConfig,
+    loss: Loss,
+    epochs: usize,
+    batch_size: usize,
+    shuffle: bool,
+}
+
+fn build(name: &str, quick: bool) -> Result<Workload> {
+    let store = VarStore::new(Device::Cpu);
+    let sgd = OptimizerConfig { lr: 0.01, momentum: 0.9, ..OptimizerConfig::new(OptimizerKind::Sgd) };
+    let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    Ok(match name {
+        // Full batch of 100: one step per epoch, where Python's per-step overhead dominates.
+        "moons_mlp" => {
+            let data = tchzoo::data::load("moons:n_samples=100,noise=0.2", 1)?;
+            let model = tchzoo::models::build("mlp:hidden=500", &store, 1, &[2])?;
+            let epochs = if quick { 5 } else { 4000 };
+            let loss = Loss::BinaryCrossEntropy;
+            Workload { model, store, data, optimizer: adam, loss, epochs, batch_size: 100, shuffle: false }
+        }
+        "lenet5_digits" => {
+            let data = tchzoo::data::load("digits", 1)?;
+            let model = tchzoo::models::build("lenet5", &store, 10, &[1, 32, 32])?;
+            let (data, epochs) = if quick { (data.slice(0, 128), 1) } else { (data, 10) };
+            let loss = Loss::CrossEntropy;
+            Workload { model, store, data, optimizer: sgd, loss, epochs, batch_size: 64, shuffle: true }
+        }
+        // torchvision's resnet18 with the CIFAR stem (3×3 conv, no max pool), 30 steps of 64 random images.
+        "resnet18_cifar" => {
+            let config = ResNetConfig { stem: Stem::Cifar, ..ResNetConfig::resnet18() };
+            let model: Box<dyn Model> = Box::new(ResNet::new(&store.root(), &config, 3, 10));
+            let (batch, steps) = if quick { (4, 2) } else { (64, 30) };
+            tch::manual_seed(1);
+            let xs = Tensor::randn([batch * steps, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let ys = Tensor::randint(10, [batch * steps], (Kind::Int64, Device::Cpu));
+            let data = Dataset::new("random 3×32×32", xs, ys, Task::Classification { n_classes: 10 })?;
+            let loss = Loss::CrossEntropy;
+            Workload { model, store, data, optimizer: sgd, loss, epochs: 1, batch_size: batch as usize, shuffle: true }
+        }
+        // The seed's forecaster on the sunspots (examples/lstm_forecast): 12 years in, the next out, LSTM(64).
+        "lstm_forecaster" => {
+            let data = tchzoo::data::load("series:path=data/sunspots.csv,column=sunactivity,n_seq=12,n_pred=1", 1)?;
+            let model = tchzoo::models::build("lstm:units=64", &store, 1, &[12, 1])?;
+            let epochs = if quick { 1 } else { 50 };
+            let loss = Loss::Mse;
+            Workload { model, store, data, optimizer: adam, loss, epochs, batch_size: 32, shuffle: true }
+        }
+        // Les Misérables co-appearances (examples/entity_embeddings) with 4 negatives per positive.
+        "entity_embedding" => {
+            let data = tchzoo::data::load("pairs:path=data/les_miserables.csv,negatives=4", 1)?;
+            let model = tchzoo::models::build("entity_embedding:entities=77,links=77,dim=50", &store, 1, &[2])?;
+            let epochs = if quick { 1 } else { 200 };
+            let loss = Loss::BinaryCrossEntropy;
+            Workload { model, store, data, optimizer: adam, loss, epochs, batch_size: 1024, shuffle: true }
+        }
+        other => bail!("unknown workload '{other}'"),
+    })
+}
+
+/// The peak resident set of this process (VmHWM), in MiB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tch::set_num_threads(args.threads);
+    tch::manual_seed(1);
+    let w = build(&args.workload, args.quick)?;
+    let metrics = Metric::defaults(w.loss);
+    let optimizer = Optimizer::new(w.optimizer, w.store.parameters())?;
+    let mut trainer = Trainer::new(w.model, w.store, optimizer, w.loss, metrics);
+    let config = FitConfig {
+        epochs: w.epochs,
+        batch_size: w.batch_size,
+        shuffle: w.shuffle,
+        seed: 1,
+        verbosity: Verbosity::Silent,
+        ..FitConfig::default()
+    };
+    let steps = w.epochs * w.data.len().div_ceil(w.batch_size);
+    let started = std::time::Instant::now();
+    let history = trainer.fit(&w.data, None, &config, &mut [])?;
+    let seconds = started.elapsed().as_secs_f64();
+    let loss = history.last("loss").unwrap_or(f64::NAN);
+    let out = serde_json::json!({
+        "name": args.workload,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_s": steps as f64 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": loss,
+        "threads": args.threads,
+    });
+    println!("{out}");
+    Ok(())
+}
