@@ -3,7 +3,7 @@
 //! state-dict names in the same order and the same parameter count for every registered variant at 1,000 classes;
 //! for the cases with weights, a strict load and the same eval-mode logits (max|Δ| ≤ 1e-4 · max(1, max|y|)), with
 //! random weights and randomised BatchNorm statistics. Fixtures: scripts/fixtures/zoo_poly_highway.py. Then the
-//! highway gate's initial bias, and short fits of `highway_mlp` and the CMPE-SE ResNet-20s on the embedded digits.
+//! highway gate's initial bias (the short fits on the digits are in tests/zoo_learning.rs).
 mod common;
 
 use common::zoo::build;
@@ -12,12 +12,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use tch::{Device, Tensor};
-use tchzoo::data;
 use tchzoo::models;
 use tchzoo::nn::VarStore;
-use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use tchzoo::train::progress::Verbosity;
-use tchzoo::train::{FitConfig, Loss, Metric, Trainer};
 
 const FAMILIES: [&str; 3] = ["polynet", "highway", "cmpe_se"];
 
@@ -107,37 +103,5 @@ fn highway_gates_start_at_the_gate_bias() {
         // The transform H keeps PyTorch's default (uniform, not constant) bias.
         let h = store.get(if spec.starts_with("highway_mlp") { "layers.0.h.bias" } else { "stages.0.0.h.bias" });
         assert!(h.unwrap().std(true).double_value(&[]) > 0.0, "{spec}");
-    }
-}
-
-/// Fits `model` on the embedded digits (at `size`×`size`, the last 25 % for validation) with Adam and returns the
-/// final validation accuracy.
-fn digits_accuracy(model: &str, size: i64, epochs: usize, lr: f64) -> f64 {
-    tch::manual_seed(7);
-    let digits = data::load(&format!("digits:size={size}"), 0).unwrap();
-    let (train, val) = digits.split_validation(0.25).unwrap();
-    let store = VarStore::new(Device::Cpu);
-    let loss = Loss::for_task(train.task);
-    let model = models::build(model, &store, loss.num_outputs(train.task), &train.sample_shape()).unwrap();
-    let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = lr;
-    let opt = Optimizer::new(oc, store.parameters()).unwrap();
-    let mut t = Trainer::new(model, store, opt, loss, Metric::defaults(loss));
-    let fit = FitConfig { epochs, batch_size: 32, seed: 3, verbosity: Verbosity::Silent, ..FitConfig::default() };
-    let h = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
-    h.last("val_accuracy").unwrap()
-}
-
-/// Our own definitions (no package has them) train on a small real task: the digits, chance 0.1.
-#[test]
-fn our_own_definitions_learn_the_digits() {
-    for (model, size, epochs, lr, bar) in [
-        ("highway_mlp", 8, 8, 3e-3, 0.8),
-        ("cmpe_se_resnet20", 16, 3, 2e-3, 0.8),
-        ("cmpe_se_ii_resnet20", 16, 3, 2e-3, 0.8),
-    ] {
-        let accuracy = digits_accuracy(model, size, epochs, lr);
-        eprintln!("{model} on digits {size}×{size}: validation accuracy {accuracy:.3} after {epochs} epochs");
-        assert!(accuracy >= bar, "{model}: validation accuracy {accuracy} on the digits");
     }
 }
