@@ -71,10 +71,8 @@ impl Model for AlexNet {
         self.classifier.forward_t(&self.avgpool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let head = self.path.sub("classifier").sub(6);
-        self.path.store().remove_prefix(head.name());
-        self.classifier.replace_last(Linear::new(&head, 4096, num_outputs));
-        self.path.store().reset_cursor();
+        let head = self.path.sub("classifier").sub(6).replace(|p| Linear::new(p, 4096, num_outputs));
+        self.classifier.replace_last(head);
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -238,10 +238,7 @@ impl Model for ResAttNet {
         self.output.forward_t(&self.final_pool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("output").name());
-        self.output = Linear::new(&self.path.sub("output"), self.c_last, num_outputs);
-        store.reset_cursor();
+        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -30,7 +30,7 @@
 //! Initialisation: bninception as pytorchcv (convs kaiming-uniform, gain √2, biases 0; BatchNorm 1/0; Linear
 //! PyTorch's default). pytorchcv's `InceptionResNetV1._init_params` iterates `named_modules()` pairs and never
 //! matches a conv, so that model keeps PyTorch's defaults (U(±1/√fan_in)), as we do.
-use super::inception::image_channels;
+use super::image_channels;
 use super::inception4::{
     chain, k1, rect, sq, Branch, Concat, ConvBnAct, ConvStyle, Cv, Embedding, InceptionNet, Init, Residual, MIN_SIDE,
     MIN_WHY,

@@ -19,7 +19,7 @@
 use tch::Tensor;
 
 use super::{Model, ModelConfig, ModelEntry};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
 
 /// pytorchcv's `kaiming_uniform_(weight)` (a = 0: bound √(6 / fan_in)) and `constant_(bias, 0)`.
@@ -284,10 +284,7 @@ impl Model for AttentionResNet {
         self.output.forward_t(&self.final_pool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("output").name());
-        self.output = Linear::new(&self.path.sub("output"), self.c_last, num_outputs);
-        store.reset_cursor();
+        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -296,10 +293,7 @@ impl Model for AttentionResNet {
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, attention: Attention, depth: usize) -> Result<Box<dyn Model>> {
-    let in_channels = match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h > 0 && *w > 0 => *ch,
-        shape => return Err(Error::config(format!("{name} takes images [C, H, W], got {shape:?}"))),
-    };
+    let in_channels = super::image_channels(c, name, 1, "")?;
     Ok(Box::new(AttentionResNet::new(p, attention, depth, in_channels, c.num_outputs)))
 }
 

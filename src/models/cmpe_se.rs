@@ -30,7 +30,7 @@ use tch::Tensor;
 
 use super::resnet::{conv, Downsample, Shortcut};
 use super::{Model, ModelConfig, ModelEntry};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, Module, Path};
 
 /// Which competitive SE the blocks carry.
@@ -180,10 +180,7 @@ impl Model for CmpeSeResNet {
         self.fc.forward_t(&self.avgpool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("fc").name());
-        self.fc = Linear::new(&self.path.sub("fc"), 64, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, 64, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -192,10 +189,7 @@ impl Model for CmpeSeResNet {
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, depth: usize, variant: CmpeVariant) -> Result<Box<dyn Model>> {
-    let in_channels = match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h > 0 && *w > 0 => *ch,
-        shape => return Err(Error::config(format!("{name} takes images [C, H, W], got {shape:?}"))),
-    };
+    let in_channels = super::image_channels(c, name, 1, "")?;
     let shortcut = c.options.get("shortcut").map(|s| s.parse()).transpose()?.unwrap_or(Shortcut::A);
     Ok(Box::new(CmpeSeResNet::new(p, depth, variant, shortcut, in_channels, c.num_outputs)))
 }

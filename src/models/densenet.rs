@@ -199,10 +199,8 @@ impl Model for DenseNet {
         self.classifier.forward_t(&features.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Self::classifier(&self.path, self.num_features, num_outputs);
-        store.reset_cursor();
+        let classifier = self.path.sub("classifier");
+        self.classifier = classifier.replace(|_| Self::classifier(&self.path, self.num_features, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -542,10 +542,7 @@ impl Model for DiagramModel {
         ys
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.head_path.store();
-        store.remove_prefix(self.head_path.name());
-        self.layers[self.head] = Box::new(Linear::new(&self.head_path, self.head_in, num_outputs));
-        store.reset_cursor();
+        self.layers[self.head] = Box::new(self.head_path.replace(|p| Linear::new(p, self.head_in, num_outputs)));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

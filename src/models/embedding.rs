@@ -120,10 +120,7 @@ impl Model for EntityEmbedding {
         if self.classifier.is_none() {
             return;
         }
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Some(Linear::new(&self.path.sub("classifier"), 1, num_outputs));
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Some(Linear::new(p, 1, num_outputs)));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -22,7 +22,8 @@
 //! map; `forward_head` pools, flattens, applies dropout and classifies.
 use tch::Tensor;
 
-use super::inception::{image_channels, normal_weight, transform_input, BasicConv2d};
+use super::image_channels;
+use super::inception::{normal_weight, transform_input, BasicConv2d};
 use super::{Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{AdaptiveAvgPool2d, Dropout, Linear, Module, Path, Pool2d, PoolKind, Sequential};
@@ -195,18 +196,13 @@ impl Model for GoogLeNet {
         self.fc.forward_t(&self.dropout.forward_t(&ys, train), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store().clone();
         if let Some(heads) = &mut self.aux {
             for (i, head) in heads.iter_mut().enumerate() {
                 let hp = self.path.sub(format!("aux{}", i + 1));
-                store.remove_prefix(hp.sub("fc2").name());
-                head.fc2 = AuxHead::fc2(&hp, num_outputs);
-                store.reset_cursor();
+                head.fc2 = hp.sub("fc2").replace(|_| AuxHead::fc2(&hp, num_outputs));
             }
         }
-        store.remove_prefix(self.path.sub("fc").name());
-        self.fc = Self::fc(&self.path, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("fc").replace(|_| Self::fc(&self.path, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

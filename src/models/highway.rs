@@ -135,10 +135,7 @@ impl Model for HighwayMlp {
         self.classifier.forward_t(features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Linear::new(&self.path.sub("classifier"), self.width, num_outputs);
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.width, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -201,10 +198,7 @@ impl Model for HighwayCnn {
         self.classifier.forward_t(&features.mean_dim([2i64, 3].as_slice(), false, None), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Linear::new(&self.path.sub("classifier"), self.width, num_outputs);
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.width, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -22,7 +22,7 @@
 //! `forward_head` pools, applies dropout, flattens and classifies.
 use tch::{Device, Kind, Tensor};
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{image_channels, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{trace, AdaptiveAvgPool2d, BatchNorm, Dropout, Linear, Module, Path, Pool2d, PoolKind};
 
@@ -86,16 +86,6 @@ pub(crate) fn normal_weight(linear: &Linear, std: f64) {
     tch::no_grad(|| {
         let _ = linear.weight.shallow_clone().normal_(0.0, std);
     });
-}
-
-/// `[C, H, W]` images of at least `min`×`min`; returns C.
-pub(crate) fn image_channels(c: &ModelConfig, name: &str, min: i64, why: &str) -> Result<i64> {
-    match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h >= min && *w >= min => Ok(*ch),
-        shape => {
-            Err(Error::config(format!("{name} takes images [C, H, W] of at least {min}×{min}{why}, got {shape:?}")))
-        }
-    }
 }
 
 const STD: f64 = 0.1;
@@ -395,16 +385,11 @@ impl Model for InceptionV3 {
         self.fc.forward_t(&ys.flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store().clone();
         if let Some(aux) = &mut self.aux {
             let aux_path = self.path.sub("AuxLogits");
-            store.remove_prefix(aux_path.sub("fc").name());
-            aux.fc = AuxHead::fc(&aux_path, num_outputs);
-            store.reset_cursor();
+            aux.fc = aux_path.sub("fc").replace(|_| AuxHead::fc(&aux_path, num_outputs));
         }
-        store.remove_prefix(self.path.sub("fc").name());
-        self.fc = Self::fc(&self.path, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("fc").replace(|_| Self::fc(&self.path, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -25,7 +25,7 @@
 //! (timm's `drop_rate` is 0).
 use tch::{Device, Kind, Tensor};
 
-use super::inception::image_channels;
+use super::image_channels;
 use super::{Model, ModelConfig, ModelEntry};
 use crate::error::Result;
 use crate::nn::{
@@ -282,10 +282,7 @@ impl Model for InceptionNet {
         self.classifier.forward_t(&ys, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.classifier_path.store().clone();
-        store.remove_prefix(self.classifier_path.name());
-        self.classifier = Linear::new(&self.classifier_path, self.c_last, num_outputs);
-        store.reset_cursor();
+        self.classifier = self.classifier_path.replace(|p| Linear::new(p, self.c_last, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

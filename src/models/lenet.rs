@@ -63,10 +63,8 @@ impl Model for LeNet5 {
         self.classifier.forward_t(features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let last = self.path.sub("classifier").sub(4);
-        self.path.store().remove_prefix(last.name());
-        self.classifier.replace_last(Linear::new(&last, 84, num_outputs));
-        self.path.store().reset_cursor();
+        let last = self.path.sub("classifier").sub(4).replace(|p| Linear::new(p, 84, num_outputs));
+        self.classifier.replace_last(last);
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -156,10 +156,7 @@ impl Model for Forecaster {
         self.classifier.forward_t(features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Linear::new(&self.path.sub("classifier"), self.rnn.output_size(), num_outputs);
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.rnn.output_size(), num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -255,10 +252,7 @@ impl Model for TextClassifier {
         self.classifier.forward_t(features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Linear::new(&self.path.sub("classifier"), self.rnn.output_size(), num_outputs);
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.rnn.output_size(), num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -88,10 +88,7 @@ impl Model for Mlp {
         self.classifier.forward_t(features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Linear::new(&self.path.sub("classifier"), self.last_width, num_outputs);
-        store.reset_cursor();
+        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.last_width, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -25,7 +25,7 @@ use tch::Tensor;
 
 use super::resnet::kaiming_normal_fan_out;
 use super::vgg::normal_linear;
-use super::{Model, ModelConfig, ModelEntry};
+use super::{image_channels, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{Act, Activation, BatchNorm, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Sequential};
 
@@ -46,13 +46,6 @@ fn width_option(c: &ModelConfig, name: &str) -> Result<f64> {
         return Err(Error::config(format!("{name} option width={width}: use a positive multiplier such as 0.5")));
     }
     Ok(width)
-}
-
-fn image_channels(c: &ModelConfig, name: &str) -> Result<i64> {
-    match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h > 0 && *w > 0 => Ok(*ch),
-        shape => Err(Error::config(format!("{name} takes images [C, H, W], got {shape:?}"))),
-    }
 }
 
 /// torchvision's `Conv2dNormActivation` with ReLU6: `0` conv (no bias), `1` BatchNorm, `2` ReLU6.
@@ -160,9 +153,8 @@ impl Model for MobileNetV2 {
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
         let cp = self.path.sub("classifier");
-        self.path.store().remove_prefix(cp.sub(1).name());
-        self.classifier.replace_last(Self::head(&cp, self.last_channel, num_outputs));
-        self.path.store().reset_cursor();
+        let head = cp.sub(1).replace(|_| Self::head(&cp, self.last_channel, num_outputs));
+        self.classifier.replace_last(head);
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -281,10 +273,8 @@ impl Model for MobileNetV1 {
         self.classifier.forward_t(&features.adaptive_avg_pool2d([1, 1]).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("classifier").name());
-        self.classifier = Self::classifier(&self.path, self.num_features, num_outputs);
-        store.reset_cursor();
+        let classifier = self.path.sub("classifier");
+        self.classifier = classifier.replace(|_| Self::classifier(&self.path, self.num_features, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -306,7 +296,7 @@ pub fn entries() -> Vec<ModelEntry> {
             options: &["width"],
             build: |p, c| {
                 let width = width_option(c, "mobilenet_v2")?;
-                Ok(Box::new(MobileNetV2::new(p, image_channels(c, "mobilenet_v2")?, c.num_outputs, width)))
+                Ok(Box::new(MobileNetV2::new(p, image_channels(c, "mobilenet_v2", 1, "")?, c.num_outputs, width)))
             },
         },
         ModelEntry {
@@ -320,7 +310,7 @@ pub fn entries() -> Vec<ModelEntry> {
             options: &["width"],
             build: |p, c| {
                 let width = width_option(c, "mobilenetv1_100")?;
-                Ok(Box::new(MobileNetV1::new(p, image_channels(c, "mobilenetv1_100")?, c.num_outputs, width)))
+                Ok(Box::new(MobileNetV1::new(p, image_channels(c, "mobilenetv1_100", 1, "")?, c.num_outputs, width)))
             },
         },
     ]

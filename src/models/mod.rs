@@ -250,6 +250,18 @@ pub fn build_with(
     (entry.build)(&store.root(), &config)
 }
 
+/// The channels C of a model's `[C, H, W]` image input of at least `min`×`min` (`why` explains the minimum in
+/// the error), or one clear error naming the model.
+pub(crate) fn image_channels(c: &ModelConfig, name: &str, min: i64, why: &str) -> Result<i64> {
+    match c.input_shape.as_slice() {
+        [ch, h, w] if *ch > 0 && *h >= min.max(1) && *w >= min.max(1) => Ok(*ch),
+        shape if min <= 1 => Err(Error::config(format!("{name} takes images [C, H, W], got {shape:?}"))),
+        shape => {
+            Err(Error::config(format!("{name} takes images [C, H, W] of at least {min}×{min}{why}, got {shape:?}")))
+        }
+    }
+}
+
 /// One row of `tchzoo summary`.
 pub use crate::nn::trace::LayerTrace;
 

@@ -428,11 +428,7 @@ impl Model for PolyNet {
         self.fc.forward_t(&self.dropout.forward_t(&ys, train), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        let fc = self.path.sub("output").sub("fc");
-        store.remove_prefix(fc.name());
-        self.fc = Linear::new(&fc, 2048, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("output").sub("fc").replace(|fc| Linear::new(fc, 2048, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -18,7 +18,7 @@ use tch::Tensor;
 
 use super::resnet::{conv, kaiming_normal_fan_out, BlockKind, ResNetConfig};
 use super::{Model, ModelConfig, ModelEntry};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{
     Act, Activation, AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind,
     Sequential,
@@ -209,10 +209,7 @@ impl Model for SeResNet {
         self.fc.forward_t(&self.global_pool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("fc").name());
-        self.fc = Linear::new(&self.path.sub("fc"), self.fc_in, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, self.fc_in, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -221,10 +218,7 @@ impl Model for SeResNet {
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, recipe: SeResNetConfig) -> Result<Box<dyn Model>> {
-    let in_channels = match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h > 0 && *w > 0 => *ch,
-        shape => return Err(Error::config(format!("{name} takes images [C, H, W], got {shape:?}"))),
-    };
+    let in_channels = super::image_channels(c, name, 1, "")?;
     Ok(Box::new(SeResNet::new(p, &recipe, in_channels, c.num_outputs)))
 }
 

@@ -108,12 +108,9 @@ impl Model for Vgg {
         self.classifier.forward_t(&self.avgpool.forward_t(features, train).flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let head_path = self.path.sub("classifier").sub(6);
-        self.path.store().remove_prefix(head_path.name());
-        let head = Linear::new(&head_path, 4096, num_outputs);
+        let head = self.path.sub("classifier").sub(6).replace(|p| Linear::new(p, 4096, num_outputs));
         normal_linear(&head, 0.01);
         self.classifier.replace_last(head);
-        self.path.store().reset_cursor();
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -98,10 +98,7 @@ impl Model for CifarWrn {
         self.output.forward_t(&pooled.flatten(1, -1), train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let head = self.path.sub("output");
-        self.path.store().remove_prefix(head.name());
-        self.output = Linear::new(&head, self.c_last, num_outputs);
-        self.path.store().reset_cursor();
+        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -27,8 +27,8 @@
 use tch::Tensor;
 
 use super::resnet::kaiming_normal_fan_out;
-use super::{Model, ModelConfig, ModelEntry};
-use crate::error::{Error, Result};
+use super::{image_channels, Model, ModelConfig, ModelEntry};
+use crate::error::Result;
 use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
 
 fn head_forward(pool: &AdaptiveAvgPool2d, fc: &Linear, features: &Tensor, train: bool) -> Tensor {
@@ -213,10 +213,7 @@ impl Model for LegacyXception {
         head_forward(&self.global_pool, &self.fc, features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        store.remove_prefix(self.path.sub("fc").name());
-        self.fc = Linear::new(&self.path.sub("fc"), 2048, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, 2048, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -391,11 +388,7 @@ impl Model for XceptionAligned {
         head_forward(&self.global_pool, &self.fc, features, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let store = self.path.store();
-        let fc = self.path.sub("head").sub("fc");
-        store.remove_prefix(fc.name());
-        self.fc = Linear::new(&fc, self.c_last, num_outputs);
-        store.reset_cursor();
+        self.fc = self.path.sub("head").sub("fc").replace(|fc| Linear::new(fc, self.c_last, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {
@@ -403,21 +396,13 @@ impl Model for XceptionAligned {
     }
 }
 
-/// The input channels of an image input of at least `min`×`min`.
-fn image_channels(c: &ModelConfig, name: &str, min: i64) -> Result<i64> {
-    match c.input_shape.as_slice() {
-        [ch, h, w] if *ch > 0 && *h >= min && *w >= min => Ok(*ch),
-        shape => Err(Error::config(format!("{name} takes images [C, H, W] of at least {min}×{min}, got {shape:?}"))),
-    }
-}
-
 fn build_legacy(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
-    let in_channels = image_channels(c, "legacy_xception", 7)?;
+    let in_channels = image_channels(c, "legacy_xception", 7, "")?;
     Ok(Box::new(LegacyXception::new(p, in_channels, c.num_outputs)))
 }
 
 fn build_aligned(p: &Path, c: &ModelConfig, name: &str, depth: usize) -> Result<Box<dyn Model>> {
-    let in_channels = image_channels(c, name, 1)?;
+    let in_channels = image_channels(c, name, 1, "")?;
     Ok(Box::new(XceptionAligned::new(p, &aligned_blocks(depth), in_channels, c.num_outputs)))
 }
 

@@ -160,10 +160,7 @@ impl Model for ZfNet {
         self.fc3.forward_t(&xs, train)
     }
     fn reset_classifier(&mut self, num_outputs: i64) {
-        let head = self.path.sub("output").sub("fc3");
-        self.path.store().remove_prefix(head.name());
-        self.fc3 = Linear::new(&head, 4096, num_outputs);
-        self.path.store().reset_cursor();
+        self.fc3 = self.path.sub("output").sub("fc3").replace(|p| Linear::new(p, 4096, num_outputs));
         self.num_outputs = num_outputs;
     }
     fn num_outputs(&self) -> i64 {

@@ -240,6 +240,14 @@ impl Path {
     pub fn device(&self) -> Device {
         self.store.device
     }
+    /// Replaces every entry under this path by what `build` registers there, in the same place of the store's
+    /// order (a classifier rebuilt by `reset_classifier` keeps torch's key order).
+    pub fn replace<T>(&self, build: impl FnOnce(&Path) -> T) -> T {
+        self.store.remove_prefix(&self.prefix);
+        let built = build(self);
+        self.store.reset_cursor();
+        built
+    }
     fn full(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
