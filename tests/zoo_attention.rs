@@ -27,13 +27,7 @@ fn attention_resnets_logits_parity() {
     for required in required {
         assert!(cases.contains_key(required), "fixture lacks the case {required}");
     }
-    eprintln!(
-        "{}",
-        common::zoo::check_logits_parity(&dir, &meta, build).join(
-            "
-"
-        )
-    );
+    eprintln!("{}", common::zoo::check_logits_parity(&dir, &meta, build).join("\n"));
 }
 
 #[test]

@@ -25,13 +25,7 @@ fn fixtures() -> (PathBuf, Value) {
 #[test]
 fn torchvision_logits_parity() {
     let (dir, meta) = fixtures();
-    eprintln!(
-        "{}",
-        common::zoo::check_logits_parity(&dir, &meta, build).join(
-            "
-"
-        )
-    );
+    eprintln!("{}", common::zoo::check_logits_parity(&dir, &meta, build).join("\n"));
 }
 
 #[test]

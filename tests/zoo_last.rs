@@ -6,10 +6,10 @@
 //! seeded with TRAIN_SEED). Fixtures: scripts/fixtures/zoo_last.py.
 mod common;
 
+use common::zoo::build_locked;
 use common::zoo::state_dict;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -23,21 +23,8 @@ const TRAIN_TOLERANCE: f64 = 1e-4;
 const SAMPLE: i64 = 4096;
 const TRAIN_SEED: i64 = 1234;
 
-/// Building a model draws from libtorch's global generator, and so do vgg11_bn's dropout masks in the SGD step,
-/// which must be the fixture's: whatever draws holds this lock.
-static RNG: Mutex<()> = Mutex::new(());
-
-fn rng_lock() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn fixtures() -> (PathBuf, Value) {
     common::zoo::fixtures("zoo_last.py")
-}
-
-fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
-    let _rng = rng_lock();
-    common::zoo::build(m, store)
 }
 
 fn sampled(v: &Tensor) -> Tensor {
@@ -47,13 +34,7 @@ fn sampled(v: &Tensor) -> Tensor {
 #[test]
 fn pytorchcv_logits_parity() {
     let (dir, meta) = fixtures();
-    eprintln!(
-        "{}",
-        common::zoo::check_logits_parity(&dir, &meta, build).join(
-            "
-"
-        )
-    );
+    eprintln!("{}", common::zoo::check_logits_parity(&dir, &meta, build_locked).join("\n"));
 }
 
 #[test]
@@ -80,7 +61,7 @@ fn densenet121_and_vgg11_bn_sgd_step_matches_torch_optim() {
         let m = &meta["cases"][case];
         let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
         let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
+        let model = build_locked(m, &store);
         store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
         let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
         config.lr = 0.01;
@@ -88,7 +69,7 @@ fn densenet121_and_vgg11_bn_sgd_step_matches_torch_optim() {
         let mut opt = Optimizer::new(config, store.parameters()).unwrap();
         opt.zero_grad();
         let loss = {
-            let _rng = rng_lock();
+            let _rng = common::zoo::rng_lock();
             tch::manual_seed(TRAIN_SEED);
             Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"])
         };
@@ -119,7 +100,7 @@ fn reset_classifier_keeps_names_and_order() {
     ] {
         let store = VarStore::new(Device::Cpu);
         let mut model = {
-            let _rng = rng_lock();
+            let _rng = common::zoo::rng_lock();
             models::build(spec, &store, 10, &input).unwrap()
         };
         let before: Vec<String> = store.state_dict().into_iter().map(|(k, _)| k).collect();

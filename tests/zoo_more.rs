@@ -7,11 +7,11 @@
 //! (large tensors are stored as a scaled tile, rebuilt here as there).
 mod common;
 
+use common::zoo::build_locked;
 use common::zoo::{strings, tile};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -27,22 +27,8 @@ const TRAIN_TOLERANCE: f64 = 1e-4;
 const SAMPLE: i64 = 4096;
 const TRAIN_SEED: i64 = 1234;
 
-/// Building a model draws from libtorch's global generator, and so do the dropout masks of the SGD step, which
-/// must be the fixture's: whatever draws holds this lock.
-static RNG: Mutex<()> = Mutex::new(());
-
-fn rng_lock() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn fixtures() -> (PathBuf, Value) {
     common::zoo::fixtures("zoo_more.py")
-}
-
-fn build(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
-    let input: Vec<i64> = m["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-    let _rng = rng_lock();
-    models::build(m["spec"].as_str().unwrap(), store, m["outputs"].as_i64().unwrap(), &input).unwrap()
 }
 
 fn keys(store: &VarStore) -> Vec<String> {
@@ -94,7 +80,7 @@ fn torchvision_logits_parity() {
     for (case, m) in meta["cases"].as_object().unwrap() {
         let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
         let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
+        let model = build_locked(m, &store);
         assert_eq!(keys(&store), strings(&m["keys"]), "{case}: state-dict names and order");
         assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{case}: parameter count");
         load(case, m, &dir, &t, &store);
@@ -130,7 +116,7 @@ fn every_variant_has_torchvisions_names_order_and_parameter_count() {
     }
     for (name, m) in variants {
         let store = VarStore::new(Device::Cpu);
-        build(m, &store);
+        build_locked(m, &store);
         assert_eq!(keys(&store), strings(&m["keys"]), "{name}: state-dict names and order");
         assert_eq!(store.num_parameters(), m["parameters"].as_i64().unwrap(), "{name}: parameter count");
     }
@@ -148,7 +134,7 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
         let m = &meta["cases"][case];
         let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
         let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
+        let model = build_locked(m, &store);
         load(case, m, &dir, &t, &store);
         let before: HashMap<String, Tensor> =
             store.state_dict().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
@@ -157,7 +143,7 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
         let mut opt = Optimizer::new(config, store.parameters()).unwrap();
         opt.zero_grad();
         let loss = {
-            let _rng = rng_lock();
+            let _rng = common::zoo::rng_lock();
             tch::manual_seed(TRAIN_SEED);
             let aux_weight = FitConfig::default().aux_loss_weight;
             training_loss(model.as_ref(), Loss::CrossEntropy, &t["x"], &t["train.y"], aux_weight).0
@@ -229,14 +215,14 @@ fn torch_save_files_load_both_ways() {
         let m = &meta["cases"][case];
         let t = common::read_safetensors(&dir.join(format!("{case}.safetensors")));
         let store = VarStore::new(Device::Cpu);
-        let model = build(m, &store);
+        let model = build_locked(m, &store);
         // torch.save(model.state_dict(), path), read by our .pt reader.
         tchzoo::checkpoint::load_weights(&store, &dir.join(format!("{case}.pt")), true).unwrap();
         let d = logits_delta(&tch::no_grad(|| model.forward_t(&t["x"], false)), &t["logits"]);
         assert!(d <= LOGITS_TOLERANCE, "{case}: logits after loading {case}.pt differ by {d:e}");
         // Moved away from the fixture, so that what Python reads back can only be what we wrote.
         {
-            let _rng = rng_lock();
+            let _rng = common::zoo::rng_lock();
             tch::no_grad(|| {
                 for (_, p) in store.named_parameters() {
                     let _ = p.shallow_clone().g_add_(&(p.randn_like() * 0.01));
@@ -260,7 +246,7 @@ fn torch_save_files_load_both_ways() {
 #[test]
 fn googlenet_aux_heads_run_only_in_training() {
     // Dropout in training draws from the generator too.
-    let _rng = rng_lock();
+    let _rng = common::zoo::rng_lock();
     let store = VarStore::new(Device::Cpu);
     let model = GoogLeNet::new(&store.root(), 3, 10, true, false);
     let xs = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -285,7 +271,7 @@ fn reset_classifier_keeps_names_and_order() {
         ("mobilenetv1_100:width=0.5", [3, 32, 32], &["classifier"][..], true),
     ] {
         let store = VarStore::new(Device::Cpu);
-        let _rng = rng_lock();
+        let _rng = common::zoo::rng_lock();
         let mut model = models::build(spec, &store, 10, &input).unwrap();
         let before = keys(&store);
         model.reset_classifier(3);

@@ -2,6 +2,7 @@
 //! rebuilt from the fixture (large tensors are stored as one tile, repeated).
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use tch::{Kind, Tensor};
@@ -137,4 +138,18 @@ pub fn check_reset_classifier(spec: &str, head: &str, input: &[i64]) {
     let ys = tch::no_grad(|| model.forward_t(&Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu)), false));
     assert_eq!(ys.size(), vec![1, 3], "{spec}");
     assert_eq!(model.num_outputs(), 3, "{spec}");
+}
+
+/// Building a model draws from libtorch's global generator, and so do dropout masks in a train-step check, which
+/// must be the fixture's: in a test binary, whatever draws holds this lock.
+static RNG: Mutex<()> = Mutex::new(());
+
+pub fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`build`] holding [`rng_lock`].
+pub fn build_locked(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
+    let _rng = rng_lock();
+    build(m, store)
 }
