@@ -31,6 +31,9 @@ pub enum Error {
     /// Training was stopped by Ctrl-C or SIGTERM; the message says how to resume.
     #[error("{0}")]
     Interrupted(String),
+    /// Joining or talking to the other processes of a distributed run.
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// An error raised by libtorch, reduced to its first line.
     #[error("torch: {0}")]
     Torch(String),
