@@ -76,6 +76,9 @@ pub struct RunConfig {
     /// For `channel_boost`: the registered model that makes the auxiliary channels, and its weights.
     pub booster: Option<String>,
     pub booster_weights: Option<String>,
+    /// In a distributed run, batch normalisation uses the statistics of the global batch (PyTorch's
+    /// `SyncBatchNorm`); otherwise each rank normalises with its own batch (DDP's default).
+    pub sync_bn: bool,
 }
 
 impl Default for RunConfig {
@@ -119,6 +122,7 @@ impl Default for RunConfig {
             unfreeze_at: None,
             booster: None,
             booster_weights: None,
+            sync_bn: false,
         }
     }
 }

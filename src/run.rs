@@ -57,7 +57,11 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
-    let device = crate::device::parse(&config.device)?;
+    let mut device = crate::device::parse(&config.device)?;
+    if let (Some(g), tch::Device::Cuda(_)) = (crate::dist::current(), device) {
+        // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.
+        device = crate::device::parse(&format!("cuda:{}", g.local_rank))?;
+    }
     tch::manual_seed(config.seed as i64);
     let full = data::load(&config.data, config.seed)?;
     let (train, validation) = match (&config.validation_data, config.validation_split) {
@@ -231,7 +235,11 @@ pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Ca
 /// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
 /// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
 pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    let dir = run_dir(config);
+    let mut dir = run_dir(config);
+    if let Some(g) = crate::dist::current() {
+        // Every rank uses rank 0's folder (a default name holds the time, which differs between processes).
+        dir = PathBuf::from(g.share_string("run_dir", &dir.display().to_string())?);
+    }
     if dir.join(crate::train::resume::RESUME_FILE).exists() {
         return Err(Error::config(format!(
             "{} already holds a run; continue it with --resume {0}, or choose another --out",
@@ -271,8 +279,11 @@ fn execute(
     let started = std::time::Instant::now();
     let Prepared { mut trainer, train, validation, frozen } = prepare(config)?;
     let dir = run_dir(config);
+    let chief = crate::dist::writes_files();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+    if chief {
+        write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+    }
     let mut all = config_callbacks(config, &dir)?;
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
@@ -294,18 +305,26 @@ fn execute(
         verbosity,
         augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
         run_dir: Some(dir.clone()),
+        distributed: crate::dist::current(),
+        check_replicas: crate::dist::checks_replicas(),
         ..FitConfig::default()
     };
     crate::train::resume::install_signal_handler();
     let history = trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?;
-    history.save_json(&dir.join("history.json"))?;
-    history.save_csv(&dir.join("history.csv"))?;
-    crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
-    crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
-    let states: std::collections::BTreeMap<String, serde_json::Value> =
-        all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
-    let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };
-    crate::plot::plot_runs(&[("", &history)], &dir.join("curves.png"), &options)?;
+    if chief {
+        history.save_json(&dir.join("history.json"))?;
+        history.save_csv(&dir.join("history.csv"))?;
+        crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
+        crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
+        let states: std::collections::BTreeMap<String, serde_json::Value> =
+            all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
+        let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };
+        crate::plot::plot_runs(&[("", &history)], &dir.join("curves.png"), &options)?;
+    }
+    if let Some(g) = crate::dist::current() {
+        // The others wait until rank 0 has written the run folder, so a launcher sees it whole when all exit.
+        g.barrier()?;
+    }
     Ok(RunOutcome {
         dir,
         epochs_run: history.len(),

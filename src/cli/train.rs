@@ -136,6 +136,22 @@ pub struct TrainArgs {
     /// Print only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Data-parallel training: join the process group that torchrun's (RANK, WORLD_SIZE, MASTER_ADDR, …) or
+    /// Slurm's (SLURM_PROCID, SLURM_NTASKS, …) variables describe; each rank trains on its shard of every epoch.
+    #[arg(long)]
+    pub distributed: bool,
+    /// The process group's backend: auto (NCCL for CUDA, Gloo for the CPU), gloo or nccl.
+    #[arg(long, default_value = "auto")]
+    pub dist_backend: String,
+    /// Seconds to wait for the other ranks (joining, and every collective) before failing.
+    #[arg(long, default_value_t = 300)]
+    pub dist_timeout: u64,
+    /// Synchronised batch normalisation over the ranks (PyTorch's SyncBatchNorm).
+    #[arg(long)]
+    pub sync_bn: bool,
+    /// Check after every step that all ranks hold the same parameters (costs an all-reduce of them a step).
+    #[arg(long)]
+    pub dist_check: bool,
 }
 
 impl TrainArgs {
@@ -215,6 +231,7 @@ impl TrainArgs {
         c.nesterov |= self.nesterov;
         c.amsgrad |= self.amsgrad;
         c.centered |= self.centered;
+        c.sync_bn |= self.sync_bn;
         if self.no_shuffle {
             c.shuffle = false;
         }
@@ -227,15 +244,31 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
-    if let Some(dir) = &args.resume {
-        let outcome = crate::run::resume(dir, verbosity, vec![])?;
-        let config = crate::config::RunConfig::from_json_file(&dir.join("config.json"))?;
-        println!("{}", outcome.summary_line(&config));
-        return Ok(());
+    let mut verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
+    let config = match &args.resume {
+        // A folder without config.json: run::resume says it is not a run folder.
+        Some(dir) if !dir.join("config.json").exists() => {
+            return crate::run::resume(dir, verbosity, vec![]).map(|_| ())
+        }
+        Some(dir) => crate::config::RunConfig::from_json_file(&dir.join("config.json"))?,
+        None => args.resolve()?,
+    };
+    if args.distributed {
+        config.validate()?;
+        let device = crate::device::parse(&config.device)?;
+        let group = crate::dist::start(&args.dist_backend, device, args.dist_timeout, config.sync_bn, args.dist_check)?;
+        if !group.is_chief() {
+            verbosity = Verbosity::Silent;
+        }
+    } else if args.sync_bn || args.dist_check {
+        return Err(crate::error::Error::config("--sync-bn and --dist-check are for a --distributed run"));
     }
-    let config = args.resolve()?;
-    let outcome = crate::run::train(&config, verbosity, vec![])?;
-    println!("{}", outcome.summary_line(&config));
+    let outcome = match &args.resume {
+        Some(dir) => crate::run::resume(dir, verbosity, vec![])?,
+        None => crate::run::train(&config, verbosity, vec![])?,
+    };
+    if crate::dist::writes_files() {
+        println!("{}", outcome.summary_line(&config));
+    }
     Ok(())
 }

@@ -17,6 +17,8 @@ pub struct Loader {
     batch_size: usize,
     shuffle: bool,
     seed: u64,
+    /// This process's shard of a distributed run: (rank, world size, padded).
+    shard: Option<(usize, usize, bool)>,
 }
 
 impl Loader {
@@ -26,7 +28,36 @@ impl Loader {
     pub fn new(xs: &Tensor, ys: &Tensor, batch_size: usize, shuffle: bool, seed: u64) -> Self {
         let rows = |t: &Tensor| t.size().first().copied().unwrap_or(0).max(0) as usize;
         let n = rows(xs).min(rows(ys));
-        Loader { xs: xs.shallow_clone(), ys: ys.shallow_clone(), n, batch_size: batch_size.max(1), shuffle, seed }
+        Loader {
+            xs: xs.shallow_clone(),
+            ys: ys.shallow_clone(),
+            n,
+            batch_size: batch_size.max(1),
+            shuffle,
+            seed,
+            shard: None,
+        }
+    }
+
+    /// This loader restricted to the shard of `rank` among `world` processes, as PyTorch's `DistributedSampler`:
+    /// every rank draws the same seeded permutation of the whole set and takes every `world`-th sample from its
+    /// rank on. With `pad` (training) the permutation is first extended by its own start to a multiple of `world`,
+    /// so every rank has the same number of samples and batches; without it (evaluation) each sample is seen
+    /// once over all ranks.
+    pub fn shard(mut self, rank: usize, world: usize, pad: bool) -> Self {
+        if world > 1 {
+            self.shard = Some((rank, world, pad));
+        }
+        self
+    }
+
+    /// The number of samples this loader yields an epoch (its shard's, when sharded).
+    fn yielded(&self) -> usize {
+        match self.shard {
+            None => self.n,
+            Some((_, world, true)) => self.n.div_ceil(world),
+            Some((rank, world, false)) => (self.n + world - 1).saturating_sub(rank) / world,
+        }
     }
 
     /// As `new`, but fails on an empty set, mismatched lengths or a batch size of 0.
@@ -51,7 +82,7 @@ impl Loader {
 
     /// The number of batches per epoch (the last may be partial).
     pub fn len(&self) -> usize {
-        self.n.div_ceil(self.batch_size)
+        self.yielded().div_ceil(self.batch_size)
     }
     pub fn is_empty(&self) -> bool {
         self.n == 0
@@ -63,7 +94,8 @@ impl Loader {
         self.batch_size
     }
 
-    /// The sample order of `epoch`: a permutation seeded by (seed, epoch) when shuffling, else 0..n.
+    /// The sample order of `epoch`: a permutation seeded by (seed, epoch) when shuffling, else 0..n; when
+    /// sharded, this rank's part of it.
     pub fn order(&self, epoch: usize) -> Vec<i64> {
         let mut order: Vec<i64> = (0..self.n as i64).collect();
         if self.shuffle {
@@ -71,13 +103,27 @@ impl Loader {
             rng.set_stream(epoch as u64);
             order.shuffle(&mut rng);
         }
-        order
+        match self.shard {
+            None => order,
+            Some((rank, world, pad)) => {
+                if pad && !order.is_empty() {
+                    let total = self.n.div_ceil(world) * world;
+                    let mut i = 0;
+                    while order.len() < total {
+                        order.push(order[i % self.n]);
+                        i += 1;
+                    }
+                }
+                order.into_iter().skip(rank).step_by(world).collect()
+            }
+        }
     }
 
     /// The batches of `epoch`, in order, as `(xs, ys)` pairs.
     pub fn batches(&self, epoch: usize) -> Batches<'_> {
-        let index = self.shuffle.then(|| Tensor::from_slice(&self.order(epoch)).to_device(self.xs.device()));
-        Batches { loader: self, index, next: 0 }
+        let index = (self.shuffle || self.shard.is_some())
+            .then(|| Tensor::from_slice(&self.order(epoch)).to_device(self.xs.device()));
+        Batches { loader: self, index, next: 0, end: self.yielded() }
     }
 }
 
@@ -87,6 +133,8 @@ pub struct Batches<'a> {
     /// The epoch's permutation on the data's device; `None` when not shuffling (batches are then views).
     index: Option<Tensor>,
     next: usize,
+    /// The number of samples this epoch yields.
+    end: usize,
 }
 
 impl Iterator for Batches<'_> {
@@ -94,11 +142,11 @@ impl Iterator for Batches<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let l = self.loader;
-        if self.next >= l.n {
+        if self.next >= self.end {
             return None;
         }
         let start = self.next as i64;
-        let len = l.batch_size.min(l.n - self.next) as i64;
+        let len = l.batch_size.min(self.end - self.next) as i64;
         self.next += len as usize;
         Some(match &self.index {
             Some(index) => {
@@ -110,7 +158,7 @@ impl Iterator for Batches<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.loader.n - self.next.min(self.loader.n)).div_ceil(self.loader.batch_size);
+        let left = (self.end - self.next.min(self.end)).div_ceil(self.loader.batch_size);
         (left, Some(left))
     }
 }

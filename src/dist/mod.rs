@@ -282,15 +282,40 @@ fn describe_join_error(env: &DistEnv, e: &str, timeout: std::time::Duration) -> 
 
 static CURRENT: OnceLock<Arc<ProcessGroup>> = OnceLock::new();
 static SYNC_BN: OnceLock<Arc<ProcessGroup>> = OnceLock::new();
+static CHECK_REPLICAS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Makes `group` this process's group (once; `tchzoo train --distributed` does it).
-pub fn set_current(group: ProcessGroup, sync_bn: bool) -> Arc<ProcessGroup> {
+/// Makes `group` this process's group (once; `tchzoo train --distributed` does it). `sync_bn`: batch norms use
+/// the global batch's statistics; `check_replicas`: the trainer checks after every step that all ranks hold the
+/// same parameters.
+pub fn set_current(group: ProcessGroup, sync_bn: bool, check_replicas: bool) -> Arc<ProcessGroup> {
     let group = Arc::new(group);
     let _ = CURRENT.set(group.clone());
     if sync_bn {
         let _ = SYNC_BN.set(group.clone());
     }
+    CHECK_REPLICAS.store(check_replicas, std::sync::atomic::Ordering::Relaxed);
     CURRENT.get().cloned().unwrap_or(group)
+}
+
+/// Whether `--dist-check` asked for the per-step replica check.
+pub fn checks_replicas() -> bool {
+    CHECK_REPLICAS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Joins the group the launcher's variables describe and makes it this process's (`--distributed`).
+pub fn start(backend: &str, device: Device, timeout_s: u64, sync_bn: bool, check: bool) -> Result<Arc<ProcessGroup>> {
+    if timeout_s == 0 {
+        return Err(Error::config("--dist-timeout 0: give the seconds to wait for the other ranks, e.g. 300"));
+    }
+    let env = DistEnv::from_env()?;
+    let backend = Backend::parse(backend, device)?;
+    if backend == Backend::Nccl && !device.is_cuda() {
+        return Err(Error::config(
+            "--dist-backend nccl needs --device cuda (NCCL moves CUDA tensors); use gloo on the CPU",
+        ));
+    }
+    let group = ProcessGroup::join(&env, backend, std::time::Duration::from_secs(timeout_s))?;
+    Ok(set_current(group, sync_bn, check))
 }
 
 /// This process's group, when it trains data-parallel.

@@ -117,6 +117,43 @@ impl BatchNorm {
     }
 }
 
+impl BatchNorm {
+    /// Training-mode batch norm over the global batch of a distributed run (PyTorch's `SyncBatchNorm`): the
+    /// per-channel sum and count, then the sum of squared deviations from the global mean, are summed over the
+    /// ranks by a differentiable all-reduce, so the gradient flows through the other ranks' statistics too.
+    /// `None` when a collective fails (another rank stopped): the caller falls back to this rank's batch, and the
+    /// gradient all-reduce that follows reports the failure.
+    fn forward_synced(&self, xs: &Tensor, group: &crate::dist::ProcessGroup) -> Option<Tensor> {
+        let c = self.weight.size()[0];
+        let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
+        let mut shape = vec![1i64; xs.dim()];
+        shape[1] = c;
+        let count = (xs.numel() as i64 / c) as f64;
+        let opts = (xs.kind(), xs.device());
+        let local =
+            Tensor::cat(&[xs.sum_dim_intlist(dims.as_slice(), false, xs.kind()), Tensor::full([1], count, opts)], 0);
+        let global = group.all_reduce_autograd(&local).ok()?;
+        let n = global.narrow(0, c, 1);
+        let mean = global.narrow(0, 0, c) / &n;
+        let centered = xs - mean.view(shape.as_slice());
+        let squares =
+            group.all_reduce_autograd(&centered.square().sum_dim_intlist(dims.as_slice(), false, xs.kind())).ok()?;
+        let var = squares / &n;
+        let ys = &centered * (&var + self.eps).rsqrt().view(shape.as_slice()) * self.weight.view(shape.as_slice())
+            + self.bias.view(shape.as_slice());
+        tch::no_grad(|| {
+            let total = n.double_value(&[0]);
+            let unbiased = if total > 1.0 { total / (total - 1.0) } else { 1.0 };
+            let m = self.momentum;
+            let new_mean = &self.running_mean * (1.0 - m) + mean.detach() * m;
+            let new_var = &self.running_var * (1.0 - m) + var.detach() * (m * unbiased);
+            self.running_mean.shallow_clone().copy_(&new_mean);
+            self.running_var.shallow_clone().copy_(&new_var);
+        });
+        Some(ys)
+    }
+}
+
 impl Module for BatchNorm {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         // A frozen BatchNorm (weight without requires_grad: `--freeze`, a channel-boosting booster) runs in eval
@@ -126,17 +163,23 @@ impl Module for BatchNorm {
             // In place on the device: no host synchronisation.
             let _ = tch::no_grad(|| self.num_batches_tracked.shallow_clone().g_add_scalar_(1));
         }
-        let ys = Tensor::batch_norm(
-            xs,
-            Some(&self.weight),
-            Some(&self.bias),
-            Some(&self.running_mean),
-            Some(&self.running_var),
-            train,
-            self.momentum,
-            self.eps,
-            true,
-        );
+        let synced = match crate::dist::sync_bn_group() {
+            Some(g) if train && g.world > 1 => self.forward_synced(xs, &g),
+            _ => None,
+        };
+        let ys = synced.unwrap_or_else(|| {
+            Tensor::batch_norm(
+                xs,
+                Some(&self.weight),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                train,
+                self.momentum,
+                self.eps,
+                true,
+            )
+        });
         let kind = if self.dims == 2 { "BatchNorm2d" } else { "BatchNorm1d" };
         trace::record(&self.name, kind, &ys, 2 * self.weight.numel() as i64);
         ys

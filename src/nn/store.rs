@@ -99,6 +99,16 @@ impl VarStore {
             .map(|v| v.tensor.shallow_clone())
             .collect()
     }
+    /// The buffers (running statistics, counters) in registration order.
+    pub fn buffers(&self) -> Vec<Tensor> {
+        self.vars
+            .borrow()
+            .entries
+            .iter()
+            .filter(|v| v.kind == VarKind::Buffer)
+            .map(|v| v.tensor.shallow_clone())
+            .collect()
+    }
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.vars
             .borrow()

@@ -184,12 +184,25 @@ impl Accumulator {
             });
         });
     }
+    /// Sums the running sums over the ranks of a distributed run, so that `finish` gives the global means (a rank
+    /// that saw no batch adds zeros).
+    pub fn all_reduce(&mut self, group: &crate::dist::ProcessGroup, device: tch::Device) -> crate::error::Result<()> {
+        let sums = match self.sums.take() {
+            Some(s) => s,
+            None => Tensor::zeros([self.metrics.len() as i64 + 2], (Kind::Double, device)),
+        };
+        self.sums = Some(group.sum_f64(&sums)?);
+        Ok(())
+    }
     /// The epoch's means, read from the device once. Keys: `loss` and metric names, with `prefix` (`val_`).
     pub fn finish(&self, prefix: &str) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         let Some(sums) = &self.sums else { return out };
         let values: Vec<f64> = Vec::<f64>::try_from(sums.to_device(tch::Device::Cpu)).unwrap_or_default();
         let count = *values.last().unwrap_or(&1.0);
+        if count == 0.0 {
+            return out;
+        }
         out.insert(format!("{prefix}loss"), values[0] / count);
         for (i, m) in self.metrics.iter().enumerate() {
             out.insert(format!("{prefix}{}", m.name()), values[i + 1] / count);

@@ -33,6 +33,12 @@ pub struct FitConfig {
     /// The weight of each auxiliary classifier's loss for models that have them (GoogLeNet, Inception v3; see
     /// [`Model::aux_outputs_t`]): 0.3, as the GoogLeNet paper.
     pub aux_loss_weight: f64,
+    /// Data-parallel training over this process group (see [`crate::dist`]): this rank's shard of every epoch,
+    /// gradients averaged over the ranks, metrics summed over them, files written by rank 0 only.
+    pub distributed: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
+    /// With `distributed`: after every step, check that every rank holds the same parameters (one all-reduce of
+    /// them a step), and stop with an error naming the first that differs.
+    pub check_replicas: bool,
 }
 
 impl Default for FitConfig {
@@ -47,6 +53,8 @@ impl Default for FitConfig {
             augment: None,
             run_dir: None,
             aux_loss_weight: 0.3,
+            distributed: None,
+            check_replicas: false,
         }
     }
 }
@@ -169,8 +177,18 @@ impl Trainer {
         let device = self.device();
         let train = train.to_device(device);
         let validation = validation.map(|v| v.to_device(device));
-        let loader = Loader::new(&train.xs, &train.ys, config.batch_size, config.shuffle, config.seed);
+        let group = config.distributed.clone();
+        let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank, g.world));
+        let loader =
+            Loader::new(&train.xs, &train.ys, config.batch_size, config.shuffle, config.seed).shard(rank, world, true);
         let mut progress = Progress::new(config.verbosity);
+        let params = self.store.parameters();
+        let buffers = self.store.buffers();
+        if let Some(g) = &group {
+            // As DDP's constructor: every rank starts from rank 0's parameters and buffers.
+            g.broadcast_from_chief(&params)?;
+            g.broadcast_from_chief(&buffers)?;
+        }
 
         macro_rules! ctx {
             ($h:expr) => {
@@ -196,7 +214,8 @@ impl Trainer {
             let started = Instant::now();
             // Dropout and augmentation draw from libtorch's generator: seeding it per epoch makes epoch `e` the same
             // whether the run started at 0 or resumed at `e`.
-            tch::manual_seed(resume::epoch_seed(config.seed, epoch));
+            // Each rank draws its own dropout and augmentation (as each DDP process seeds its own generator).
+            tch::manual_seed(resume::epoch_seed(config.seed, epoch).wrapping_add(rank as i64));
             {
                 let mut ctx = ctx!(&history);
                 for cb in callbacks.iter_mut() {
@@ -212,9 +231,19 @@ impl Trainer {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
                     None => xs,
                 };
+                if let Some(g) = &group {
+                    // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
+                    g.broadcast_from_chief(&buffers)?;
+                }
                 let (loss, logits) = training_loss(self.model.as_ref(), self.loss, &xs, &ys, config.aux_loss_weight);
                 loss.backward();
+                if let Some(g) = &group {
+                    g.average_gradients(&params)?;
+                }
                 self.optimizer.step();
+                if let (Some(g), true) = (&group, config.check_replicas) {
+                    check_replicas(g, &self.store, epoch, batch)?;
+                }
                 acc.add(&loss, &logits, &ys);
                 progress.batch_end();
                 if resume::stop_requested() {
@@ -237,9 +266,12 @@ impl Trainer {
                     stop |= ctx.stop_training;
                 }
             }
+            if let Some(g) = &group {
+                acc.all_reduce(g, device)?;
+            }
             let mut logs: Logs = acc.finish("");
             if let Some(v) = &validation {
-                logs.extend(self.evaluate_prefixed(v, config.batch_size, "val_")?);
+                logs.extend(self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref())?);
             }
             let seconds = started.elapsed().as_secs_f64();
             logs.insert("lr".into(), lr);
@@ -251,7 +283,11 @@ impl Trainer {
                 cb.on_epoch_end(epoch, &logs, &mut ctx)?;
             }
             stop |= ctx.stop_training;
-            if let Some(dir) = &config.run_dir {
+            if let Some(g) = &group {
+                // Early stopping's decision is rank 0's on every rank, so all stop after the same epoch.
+                stop = g.chief_decides(stop, device)?;
+            }
+            if let (Some(dir), true) = (&config.run_dir, rank == 0) {
                 let finished = stop || epoch + 1 == config.epochs;
                 resume::save(dir, epoch, finished, &self.store, &self.optimizer, &history, callbacks)?;
             }
@@ -270,11 +306,24 @@ impl Trainer {
     }
 
     fn evaluate_prefixed(&self, data: &Dataset, batch_size: usize, prefix: &str) -> Result<BTreeMap<String, f64>> {
+        self.evaluate_sharded(data, batch_size, prefix, None)
+    }
+
+    /// As `evaluate`; in a distributed run each rank evaluates every `world`-th sample and the sums are added up
+    /// over the ranks, so the figures are those of the whole set (each sample counted once).
+    fn evaluate_sharded(
+        &self,
+        data: &Dataset,
+        batch_size: usize,
+        prefix: &str,
+        group: Option<&crate::dist::ProcessGroup>,
+    ) -> Result<BTreeMap<String, f64>> {
         self.check_data(data)?;
         let device = self.device();
+        let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world));
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         tch::no_grad(|| {
-            let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0);
+            let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0).shard(rank, world, false);
             for (xs, ys) in loader.batches(0) {
                 let (xs, ys) = (xs.to_device(device), ys.to_device(device));
                 let logits = self.model.forward_t(&xs, false);
@@ -282,6 +331,9 @@ impl Trainer {
                 acc.add(&loss, &logits, &ys);
             }
         });
+        if let Some(g) = group {
+            acc.all_reduce(g, device)?;
+        }
         Ok(acc.finish(prefix))
     }
 
@@ -334,4 +386,26 @@ impl Trainer {
         acc.add(&loss, &logits, &ys);
         Ok(acc.finish(""))
     }
+}
+
+/// Fails when the ranks' parameters differ after a step: the element-wise maximum and minimum over the ranks of
+/// every parameter must be equal (bit for bit).
+fn check_replicas(group: &crate::dist::ProcessGroup, store: &VarStore, epoch: usize, batch: usize) -> Result<()> {
+    use crate::dist::ReduceOp;
+    let named = store.named_parameters();
+    let (hi, lo): (Vec<Tensor>, Vec<Tensor>) =
+        tch::no_grad(|| named.iter().map(|(_, p)| (p.detach().copy(), p.detach().copy())).unzip());
+    group.all_reduce(&hi, ReduceOp::Max)?;
+    group.all_reduce(&lo, ReduceOp::Min)?;
+    for ((name, _), (h, l)) in named.iter().zip(hi.iter().zip(&lo)) {
+        let gap = (h - l).abs().max().double_value(&[]);
+        if gap != 0.0 {
+            return Err(Error::Distributed(format!(
+                "the ranks' parameters differ after epoch {} step {}: '{name}' by up to {gap:e}",
+                epoch + 1,
+                batch + 1
+            )));
+        }
+    }
+    Ok(())
 }

@@ -23,12 +23,16 @@ impl Callback for CsvLogger {
         "csv_logger"
     }
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
-        if !self.append {
+        // In a distributed run only rank 0 writes the log.
+        if !self.append && crate::dist::writes_files() {
             let _ = std::fs::remove_file(&self.path);
         }
         Ok(())
     }
     fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _ctx: &mut CallbackContext) -> Result<()> {
+        if !crate::dist::writes_files() {
+            return Ok(());
+        }
         let keys = self.keys.get_or_insert_with(|| logs.keys().cloned().collect());
         let exists = self.path.exists() && std::fs::metadata(&self.path).map(|m| m.len() > 0).unwrap_or(false);
         let mut f = std::fs::OpenOptions::new()

@@ -188,6 +188,10 @@ impl ModelCheckpoint {
         })
     }
     fn save(&self, path: &Path, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
+        // In a distributed run every rank keeps the same state (the logs are global), but only rank 0 writes.
+        if !crate::dist::writes_files() {
+            return Ok(());
+        }
         if self.config.save_weights_only {
             crate::checkpoint::save_weights(ctx.store, path)
         } else {
@@ -212,11 +216,12 @@ impl Callback for ModelCheckpoint {
             return Ok(());
         }
         let path = self.path_for(epoch, logs)?;
+        let verbose = self.config.verbose && crate::dist::writes_files();
         if self.config.save_best_only {
             let Some(&current) = logs.get(&self.config.monitor) else { return Ok(()) };
             let best = self.state.best.unwrap_or(self.monitor.worst());
             if self.monitor.is_improvement(current, best) {
-                if self.config.verbose {
+                if verbose {
                     println!(
                         "Epoch {:05}: {} improved from {best:.5} to {current:.5}, saving model to {}",
                         epoch + 1,
@@ -227,11 +232,11 @@ impl Callback for ModelCheckpoint {
                 self.state.best = Some(current);
                 self.save(&path, epoch, logs, ctx)?;
                 self.state.last_saved = Some(path.display().to_string());
-            } else if self.config.verbose {
+            } else if verbose {
                 println!("Epoch {:05}: {} did not improve from {best:.5}", epoch + 1, self.config.monitor);
             }
         } else {
-            if self.config.verbose {
+            if verbose {
                 println!("Epoch {:05}: saving model to {}", epoch + 1, path.display());
             }
             self.save(&path, epoch, logs, ctx)?;
