@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -92,6 +93,19 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
 };
 
+// c10d logs every failed connection attempt with a C++ backtrace; tchzoo reports the failure itself in one line,
+// so while joining only fatal messages are logged, unless the user chose a level with TORCH_CPP_LOG_LEVEL.
+struct QuietLogs {
+  int saved;
+  bool active;
+  QuietLogs() : saved(FLAGS_caffe2_log_level), active(std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr) {
+    if (active) FLAGS_caffe2_log_level = 3;
+  }
+  ~QuietLogs() {
+    if (active) FLAGS_caffe2_log_level = saved;
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -103,6 +117,7 @@ void tz_free_string(char* s) { std::free(s); }
 void* tz_dist_init(const char* backend, const char* addr, int port, int rank, int world, int64_t timeout_ms,
                    char** err) {
   TZ_TRY(err)
+  QuietLogs quiet;
   auto timeout = std::chrono::milliseconds(timeout_ms);
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<uint16_t>(port);

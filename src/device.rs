@@ -54,6 +54,10 @@ pub struct Facts {
     pub cudnn_available: bool,
     pub gpu_count: i64,
     pub threads: i32,
+    /// The c10d backends this binary can train distributed with (`--distributed`).
+    pub distributed_backends: Vec<&'static str>,
+    /// NCCL's version, when this binary has NCCL.
+    pub nccl_version: Option<String>,
 }
 
 pub fn facts() -> Facts {
@@ -65,6 +69,11 @@ pub fn facts() -> Facts {
         cudnn_available: Cuda::cudnn_is_available(),
         gpu_count: Cuda::device_count(),
         threads: tch::get_num_threads(),
+        distributed_backends: [("gloo", crate::dist::HAS_GLOO), ("nccl", crate::dist::HAS_NCCL)]
+            .into_iter()
+            .filter_map(|(name, built)| built.then_some(name))
+            .collect(),
+        nccl_version: crate::dist::nccl_version(),
     }
 }
 

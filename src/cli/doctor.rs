@@ -23,5 +23,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     println!("cuDNN available {}", f.cudnn_available);
     println!("GPUs            {}", f.gpu_count);
     println!("CPU threads     {}", f.threads);
+    let backends = if f.distributed_backends.is_empty() {
+        "none (built without Gloo's headers: apt-get install libgloo-dev, then rebuild)".to_string()
+    } else {
+        f.distributed_backends.join(", ")
+    };
+    println!("distributed     {backends}");
+    println!("NCCL            {}", f.nccl_version.as_deref().unwrap_or("not built in"));
     Ok(())
 }

@@ -240,7 +240,17 @@ impl ProcessGroup {
 
 /// c10d's messages name C++ files and carry several lines; one line of what happened is enough here.
 fn clean(e: &str) -> String {
-    let line = e.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string();
+    let mut line = e.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    // Gloo prefixes its source location: "[…/pair.cc:537] Read error …".
+    if line.starts_with('[') {
+        if let Some(end) = line.find("] ") {
+            line = &line[end + 2..];
+        }
+    }
+    // …and appends advice for PyTorch's bug tracker.
+    if let Some(cut) = line.find(". This is typically") {
+        line = &line[..cut];
+    }
     line.trim_end_matches('.').to_string()
 }
 
@@ -250,10 +260,9 @@ fn describe_join_error(env: &DistEnv, e: &str, timeout: std::time::Duration) -> 
     let hint = if lower.contains("timed out") || lower.contains("timeout") {
         if env.rank == 0 {
             format!(
-                "rank 0 waited {}s for {} more rank(s) to join at {}:{}; check that WORLD_SIZE={} processes were started \
-                 and can reach it (--dist-timeout sets the wait)",
+                "rank 0 waited {}s at {}:{} for all WORLD_SIZE={} ranks to join; check that as many processes were \
+                 started and can reach it (--dist-timeout sets the wait)",
                 timeout.as_secs(),
-                env.world_size - 1,
                 env.master_addr,
                 env.master_port,
                 env.world_size
