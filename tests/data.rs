@@ -586,3 +586,37 @@ fn loader_batches() {
     let d = generators::generate("moons", &opts(&[]), 0).unwrap();
     assert_eq!(Loader::from_dataset(&d, 32, true, 0).unwrap().len(), 4);
 }
+
+/// DistributedSampler's semantics: one seeded permutation on every rank, every `world`-th sample from the rank on;
+/// padded (training) every rank has ⌈n/world⌉ samples, the extra ones repeating the permutation's start; unpadded
+/// (evaluation) each sample is on exactly one rank.
+#[test]
+fn loader_shards() {
+    let xs = Tensor::arange(10, (Kind::Float, tch::Device::Cpu)).reshape([10, 1]);
+    let ys = Tensor::arange(10, (Kind::Int64, tch::Device::Cpu));
+    let whole = Loader::new(&xs, &ys, 4, true, 7).order(3);
+    let order = |l: &Loader, e| l.batches(e).flat_map(|(x, _)| i64s(&x)).collect::<Vec<_>>();
+    let padded: Vec<Vec<i64>> =
+        (0..3).map(|r| order(&Loader::new(&xs, &ys, 2, true, 7).shard(r, 3, true), 3)).collect();
+    for (r, shard) in padded.iter().enumerate() {
+        assert_eq!(shard.len(), 4, "rank {r}: ⌈10/3⌉ samples");
+        assert_eq!(Loader::new(&xs, &ys, 2, true, 7).shard(r, 3, true).len(), 2, "the same number of batches");
+        let expected: Vec<i64> = (0..4).map(|i| whole[(r + 3 * i) % 10]).collect();
+        assert_eq!(shard, &expected, "rank {r} takes every third sample of the shared permutation");
+    }
+    let mut all: Vec<i64> = padded.concat();
+    all.sort();
+    let mut expected: Vec<i64> = (0..10).chain([whole[0], whole[1]]).collect();
+    expected.sort();
+    assert_eq!(all, expected, "padding repeats the permutation's first samples");
+    let mut once: Vec<i64> =
+        (0..3).flat_map(|r| order(&Loader::new(&xs, &ys, 3, false, 0).shard(r, 3, false), 0)).collect();
+    assert_eq!(
+        (0..3).map(|r| Loader::new(&xs, &ys, 3, false, 0).shard(r, 3, false).len()).collect::<Vec<_>>(),
+        [2, 1, 1]
+    );
+    once.sort();
+    assert_eq!(once, (0..10).collect::<Vec<_>>(), "unpadded, every sample once");
+    // A world of one is the plain loader.
+    assert_eq!(order(&Loader::new(&xs, &ys, 4, true, 7).shard(0, 1, true), 3), whole);
+}
