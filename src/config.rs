@@ -79,6 +79,10 @@ pub struct RunConfig {
     /// In a distributed run, batch normalisation uses the statistics of the global batch (PyTorch's
     /// `SyncBatchNorm`); otherwise each rank normalises with its own batch (DDP's default).
     pub sync_bn: bool,
+    /// Mixed precision: `fp32`, `bf16` (autocast to bfloat16) or `fp16` (autocast to float16 with a gradient scaler).
+    pub precision: crate::train::amp::Precision,
+    /// Weights and inputs in channels-last memory format (faster convolutions on recent GPUs).
+    pub channels_last: bool,
 }
 
 impl Default for RunConfig {
@@ -123,6 +127,8 @@ impl Default for RunConfig {
             booster: None,
             booster_weights: None,
             sync_bn: false,
+            precision: crate::train::amp::Precision::Fp32,
+            channels_last: false,
         }
     }
 }

@@ -129,7 +129,12 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         None => vec![],
     };
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
-    Ok(Prepared { trainer: Trainer::new(model, store, optimizer, loss, metrics), train, validation, frozen })
+    let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
+    trainer.set_precision(config.precision);
+    if config.channels_last {
+        trainer.set_channels_last();
+    }
+    Ok(Prepared { trainer, train, validation, frozen })
 }
 
 /// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
@@ -292,6 +297,9 @@ fn execute(
     let (initial_epoch, history) = match &resumed {
         Some(state) => {
             crate::train::resume::restore(&dir, state, &trainer.store, &mut trainer.optimizer, &mut all)?;
+            if let (Some(scaler), Some(saved)) = (trainer.scaler.as_mut(), &state.grad_scaler) {
+                scaler.load_state(saved);
+            }
             (state.epoch, state.history.clone())
         }
         None => (0, History::default()),

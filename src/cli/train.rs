@@ -149,6 +149,12 @@ pub struct TrainArgs {
     /// Synchronised batch normalisation over the ranks (PyTorch's SyncBatchNorm).
     #[arg(long)]
     pub sync_bn: bool,
+    /// Mixed precision: fp32, bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a gradient scaler).
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Weights and inputs in channels-last memory format.
+    #[arg(long)]
+    pub channels_last: bool,
     /// Check after every step that all ranks hold the same parameters (costs an all-reduce of them a step).
     #[arg(long)]
     pub dist_check: bool,
@@ -232,6 +238,10 @@ impl TrainArgs {
         c.amsgrad |= self.amsgrad;
         c.centered |= self.centered;
         c.sync_bn |= self.sync_bn;
+        c.channels_last |= self.channels_last;
+        if let Some(p) = &self.precision {
+            c.precision = crate::train::amp::Precision::parse(p)?;
+        }
         if self.no_shuffle {
             c.shuffle = false;
         }

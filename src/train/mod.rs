@@ -1,4 +1,5 @@
 //! Training: `fit`, `evaluate`, `predict` with Keras' meaning, metrics, history and callbacks.
+pub mod amp;
 pub mod callbacks;
 pub mod history;
 pub mod metrics;

@@ -63,17 +63,26 @@ pub struct ResumeState {
     pub lr: f64,
     pub history: History,
     pub callbacks: BTreeMap<String, serde_json::Value>,
+    /// float16's loss scale and growth tracker (`--precision fp16`).
+    #[serde(default)]
+    pub grad_scaler: Option<crate::train::amp::ScalerState>,
 }
 
 pub const RESUME_FILE: &str = "resume.json";
+
+/// What the trainer holds that a resumed run needs back: weights, optimizer state, float16's loss scale.
+pub struct TrainingState<'a> {
+    pub store: &'a VarStore,
+    pub optimizer: &'a Optimizer,
+    pub grad_scaler: Option<crate::train::amp::ScalerState>,
+}
 
 /// Writes the state after `epoch` (0-based) completed.
 pub fn save(
     run_dir: &Path,
     epoch: usize,
     finished: bool,
-    store: &VarStore,
-    optimizer: &Optimizer,
+    state: TrainingState<'_>,
     history: &History,
     callbacks: &[Box<dyn Callback>],
 ) -> Result<()> {
@@ -81,6 +90,7 @@ pub fn save(
     let dir = run_dir.join(&rel);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let loss = history.last("loss").unwrap_or(f64::NAN);
+    let TrainingState { store, optimizer, grad_scaler } = state;
     crate::checkpoint::save_checkpoint(&dir.join("checkpoint.pt"), (epoch + 1) as i64, store, optimizer, loss)?;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let mut states = BTreeMap::new();
@@ -97,6 +107,7 @@ pub fn save(
         lr: optimizer.lr(),
         history: history.clone(),
         callbacks: states,
+        grad_scaler,
     };
     let text = serde_json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())?;

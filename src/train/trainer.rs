@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use tch::{Device, Tensor};
 
+use super::amp::{GradScaler, Precision};
 use super::callbacks::{Callback, CallbackContext, Logs};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
@@ -81,11 +82,80 @@ pub struct Trainer {
     pub optimizer: Optimizer,
     pub loss: Loss,
     pub metrics: Vec<Metric>,
+    /// Autocast of the forward passes (training and evaluation); see [`Trainer::set_precision`].
+    pub precision: Precision,
+    /// float16's loss scaler.
+    pub scaler: Option<GradScaler>,
+    /// Inputs (and, from `set_channels_last`, 4-D weights) in channels-last memory format.
+    pub channels_last: bool,
 }
 
 impl Trainer {
     pub fn new(model: Box<dyn Model>, store: VarStore, optimizer: Optimizer, loss: Loss, metrics: Vec<Metric>) -> Self {
-        Trainer { model, store, optimizer, loss, metrics }
+        Trainer {
+            model,
+            store,
+            optimizer,
+            loss,
+            metrics,
+            precision: Precision::Fp32,
+            scaler: None,
+            channels_last: false,
+        }
+    }
+
+    /// Mixed precision as PyTorch's AMP: the forward passes under autocast to bfloat16 or float16 (parameters and
+    /// optimizer stay float32), and for float16 a `GradScaler` (initial scale 2^16).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.scaler = (precision == Precision::Fp16).then(|| GradScaler::new(self.device(), 65536.0));
+    }
+
+    /// `model.to(memory_format=torch.channels_last)` and channels-last input batches.
+    pub fn set_channels_last(&mut self) {
+        crate::train::amp::store_to_channels_last(&self.store);
+        self.channels_last = true;
+    }
+
+    fn prepare_input(&self, xs: Tensor) -> Tensor {
+        if self.channels_last {
+            crate::train::amp::channels_last(&xs)
+        } else {
+            xs
+        }
+    }
+
+    /// One optimizer step on a batch: forward under autocast, backward (of the scaled loss for float16), the
+    /// gradients averaged over the ranks of `group`, then the step unless a float16 gradient overflowed. Returns
+    /// the loss and the main logits.
+    fn step(
+        &mut self,
+        xs: &Tensor,
+        ys: &Tensor,
+        aux_weight: f64,
+        params: &[Tensor],
+        group: Option<&crate::dist::ProcessGroup>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.optimizer.zero_grad();
+        let xs = self.prepare_input(xs.shallow_clone());
+        let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
+            training_loss(self.model.as_ref(), self.loss, &xs, ys, aux_weight)
+        });
+        match &self.scaler {
+            Some(s) => s.scale_loss(&loss).f_backward()?,
+            None => loss.f_backward()?,
+        }
+        if let Some(g) = group {
+            g.average_gradients(params)?;
+        }
+        let take = match &mut self.scaler {
+            Some(s) => s.unscale_and_update(params),
+            None => true,
+        };
+        if take {
+            self.optimizer.step();
+        }
+        Ok((loss, logits))
     }
     pub fn device(&self) -> Device {
         self.store.device()
@@ -226,7 +296,6 @@ impl Trainer {
             progress.epoch_begin(epoch, config.epochs, loader.len());
             let mut acc = Accumulator::new(self.loss, &self.metrics);
             for (batch, (xs, ys)) in loader.batches(epoch).enumerate() {
-                self.optimizer.zero_grad();
                 let xs = match &config.augment {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
                     None => xs,
@@ -235,12 +304,7 @@ impl Trainer {
                     // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
                     g.broadcast_from_chief(&buffers)?;
                 }
-                let (loss, logits) = training_loss(self.model.as_ref(), self.loss, &xs, &ys, config.aux_loss_weight);
-                loss.backward();
-                if let Some(g) = &group {
-                    g.average_gradients(&params)?;
-                }
-                self.optimizer.step();
+                let (loss, logits) = self.step(&xs, &ys, config.aux_loss_weight, &params, group.as_deref())?;
                 if let (Some(g), true) = (&group, config.check_replicas) {
                     check_replicas(g, &self.store, epoch, batch)?;
                 }
@@ -289,7 +353,12 @@ impl Trainer {
             }
             if let (Some(dir), true) = (&config.run_dir, rank == 0) {
                 let finished = stop || epoch + 1 == config.epochs;
-                resume::save(dir, epoch, finished, &self.store, &self.optimizer, &history, callbacks)?;
+                let state = resume::TrainingState {
+                    store: &self.store,
+                    optimizer: &self.optimizer,
+                    grad_scaler: self.scaler.as_ref().map(|s| s.state()),
+                };
+                resume::save(dir, epoch, finished, state, &history, callbacks)?;
             }
             epoch += 1;
         }
@@ -325,9 +394,11 @@ impl Trainer {
         tch::no_grad(|| {
             let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0).shard(rank, world, false);
             for (xs, ys) in loader.batches(0) {
-                let (xs, ys) = (xs.to_device(device), ys.to_device(device));
-                let logits = self.model.forward_t(&xs, false);
-                let loss = self.loss.compute(&logits, &ys);
+                let (xs, ys) = (self.prepare_input(xs.to_device(device)), ys.to_device(device));
+                let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {
+                    let logits = self.model.forward_t(&xs, false);
+                    (self.loss.compute(&logits, &ys), logits)
+                });
                 acc.add(&loss, &logits, &ys);
             }
         });
@@ -377,11 +448,9 @@ impl Trainer {
         }
         let device = self.device();
         let (xs, ys) = (xs.to_device(device), ys.to_device(device));
-        self.optimizer.zero_grad();
         let aux_weight = FitConfig::default().aux_loss_weight;
-        let (loss, logits) = training_loss(self.model.as_ref(), self.loss, &xs, &ys, aux_weight);
-        loss.f_backward()?;
-        self.optimizer.step();
+        let params = self.store.parameters();
+        let (loss, logits) = self.step(&xs, &ys, aux_weight, &params, None)?;
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         acc.add(&loss, &logits, &ys);
         Ok(acc.finish(""))
