@@ -10,13 +10,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::files::{bad_opt, check_options, parse_bool, parse_opt};
 use super::{Dataset, Task};
 use crate::error::{did_you_mean, Error, Result};
 
-pub const NAMES: &[&str] = &["moons", "circles", "blobs", "xor"];
+pub const NAMES: &[&str] = &["moons", "circles", "blobs", "xor", "synthetic"];
 /// More samples than this is a typo, not a toy dataset.
 const MAX_SAMPLES: usize = 50_000_000;
 const MAX_FEATURES: usize = 100_000;
@@ -28,6 +28,7 @@ pub fn options_for(name: &str) -> Option<&'static [&'static str]> {
         "circles" => &["n_samples", "noise", "factor", "shuffle", "seed"],
         "blobs" => &["n_samples", "n_features", "centers", "cluster_std", "center_box", "shuffle", "seed"],
         "xor" => &["n_samples", "noise", "seed"],
+        "synthetic" => &["n_samples", "shape", "classes", "seed"],
         _ => return None,
     })
 }
@@ -38,6 +39,8 @@ pub fn options_for(name: &str) -> Option<&'static [&'static str]> {
 /// - circles: `noise=0`, `factor=0.8`, `shuffle=true`
 /// - blobs: `centers=3`, `n_features=2`, `cluster_std=1.0`, `center_box=-10..10`, `shuffle=true`
 /// - xor: `noise=0` (uniform points in [-1, 1]², label 1 where x·y < 0)
+/// - synthetic: `shape=3x224x224`, `classes=1000`: standard-normal inputs and uniform labels, nothing to learn;
+///   for throughput measurements only (`scripts/gpu-check`), as torchvision's `FakeData`
 pub fn generate(name: &str, options: &BTreeMap<String, String>, seed: u64) -> Result<Dataset> {
     let valid = options_for(name).ok_or_else(|| {
         Error::data(
@@ -54,6 +57,9 @@ pub fn generate(name: &str, options: &BTreeMap<String, String>, seed: u64) -> Re
     let n = parse_opt(name, options, "n_samples", 100usize, "a whole number ≥ 1")?;
     if n == 0 || n > MAX_SAMPLES {
         return Err(bad_opt(name, "n_samples", &n.to_string(), &format!("a whole number in 1..={MAX_SAMPLES}")));
+    }
+    if name == "synthetic" {
+        return synthetic(options, n, seed);
     }
     let noise = if valid.contains(&"noise") { parse_noise(name, options, "noise")? } else { 0.0 };
     let shuffle = parse_bool(name, options, "shuffle", true)?;
@@ -81,6 +87,32 @@ pub fn generate(name: &str, options: &BTreeMap<String, String>, seed: u64) -> Re
         .reshape([n as i64, points.dim as i64]);
     let ys = Tensor::from_slice(&points.ys);
     Dataset::new(name, xs, ys, Task::Classification { n_classes })
+}
+
+fn synthetic(options: &BTreeMap<String, String>, n: usize, seed: u64) -> Result<Dataset> {
+    let name = "synthetic";
+    let shape_text = options.get("shape").map(String::as_str).unwrap_or("3x224x224");
+    let shape: Vec<i64> = shape_text
+        .split('x')
+        .map(|d| d.trim().parse::<i64>().ok().filter(|&d| d > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad_opt(name, "shape", shape_text, "sizes joined by x, e.g. 3x32x32"))?;
+    let classes = parse_opt(name, options, "classes", 1000usize, "a whole number ≥ 2")?;
+    if classes < 2 {
+        return Err(bad_opt(name, "classes", &classes.to_string(), "a whole number ≥ 2"));
+    }
+    let total = shape.iter().product::<i64>().saturating_mul(n as i64);
+    if total > 4_000_000_000 {
+        return Err(Error::data(name, format!("{n} samples of {shape_text} are {total} values; use fewer n_samples")));
+    }
+    let mut dims = vec![n as i64];
+    dims.extend(&shape);
+    // libtorch's generator, seeded here (the trainer reseeds it per epoch, so training does not depend on this).
+    let cpu = tch::Device::Cpu;
+    tch::manual_seed(seed as i64);
+    let xs = Tensor::randn(dims.as_slice(), (Kind::Float, cpu));
+    let ys = Tensor::randint(classes as i64, [n as i64], (Kind::Int64, cpu));
+    Dataset::new(name, xs, ys, Task::Classification { n_classes: classes })
 }
 
 fn parse_noise(name: &str, options: &BTreeMap<String, String>, key: &str) -> Result<f64> {
