@@ -18,10 +18,12 @@ fn free_port() -> u16 {
 
 fn rank_command(rank: usize, world: usize, port: u16, args: &[&str]) -> Command {
     let mut c = tchzoo();
-    c.arg("train")
-        .args(args)
-        .args(["--distributed", "--device", "cpu", "-q"])
-        .env("RANK", rank.to_string())
+    c.arg("train").args(args).args(["--distributed", "--device", "cpu", "-q"]);
+    if !args.contains(&"--dist-timeout") {
+        // Every collective is bounded: a hang fails the test within a minute.
+        c.args(["--dist-timeout", "60"]);
+    }
+    c.env("RANK", rank.to_string())
         .env("WORLD_SIZE", world.to_string())
         .env("LOCAL_RANK", rank.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
@@ -97,7 +99,7 @@ fn history_gap(a: &Path, b: &Path, keys: &[&str]) -> f64 {
 fn check_equal_to_one_process(model: &str, data: &str, b: usize, extra: &[&str]) {
     let dir = common::tempdir();
     let (dist, one) = (dir.path().join("dist"), dir.path().join("one"));
-    let base = [&["--model", model, "--data", data, "--epochs", "2", "--augment", "none"][..], extra].concat();
+    let base = [&["--model", model, "--data", data, "--augment", "none"][..], extra].concat();
     let per_rank = b.to_string();
     let outs = run_ranks(
         2,
@@ -113,6 +115,8 @@ fn check_equal_to_one_process(model: &str, data: &str, b: usize, extra: &[&str])
     let gap = max_rel_gap(&dist.join("model.pt"), &one.join("model.pt"));
     println!("{model}: 2 ranks × batch {b} vs 1 process × batch {}: max relative weight gap {gap:.2e}", 2 * b);
     assert!(gap <= 1e-5, "{model}: the 2-rank weights differ from the single process's by {gap:e}");
+    let epochs = history(&dist)["loss"].as_array().unwrap().len();
+    println!("{model}: {epochs} epochs");
     let hgap = history_gap(&dist, &one, &["loss", "accuracy", "val_loss", "val_accuracy"]);
     println!("{model}: largest gap between the histories {hgap:.2e}");
     assert!(hgap <= 1e-5, "{model}: the global metrics differ from the single process's by {hgap:e}");
@@ -121,7 +125,10 @@ fn check_equal_to_one_process(model: &str, data: &str, b: usize, extra: &[&str])
 #[test]
 fn two_ranks_train_an_mlp_as_one_process_on_the_union() {
     // moons: 100 samples, 80 for training, 40 a rank; batches 16+16+8 a rank = 32+32+16 for one process; Adam.
-    check_equal_to_one_process("mlp", "moons", 16, &[]);
+    // Early stopping on the global val_loss stops both ranks after the same epoch as the single process (the
+    // histories have the same length), and the best-only checkpoint is written once.
+    let es = "monitor=val_loss,patience=1,min_delta=0.01,verbose=false";
+    check_equal_to_one_process("mlp", "moons", 16, &["--epochs", "40", "--lr", "0.01", "--early-stopping", es]);
 }
 
 #[test]
@@ -131,7 +138,7 @@ fn two_ranks_train_lenet5_as_one_process_on_the_union() {
         "lenet5",
         "digits:per_class=50",
         25,
-        &["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4"],
+        &["--epochs", "2", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4"],
     );
 }
 
