@@ -66,9 +66,19 @@ c10d::ReduceOp reduce_op(int op) {
   }
 }
 
-void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, std::chrono::milliseconds timeout) {
+// Starts `collective` on each tensor (one list each: a list of several would be several devices' copies), then
+// waits for all of them.
+template <typename F>
+void each_tensor(void* group, at::Tensor** tensors, int n, F collective) {
+  auto g = reinterpret_cast<Group*>(group);
+  std::vector<std::vector<at::Tensor>> lists(n);
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (int i = 0; i < n; i++) {
+    lists[i].push_back(*tensors[i]);
+    works.push_back(collective(g, lists[i]));
+  }
   for (auto& w : works) {
-    w->wait(timeout);
+    w->wait(g->timeout);
   }
 }
 
@@ -164,16 +174,9 @@ void tz_dist_free(void* group) { delete reinterpret_cast<Group*>(group); }
 // All-reduces each tensor in place (op: 0 sum, 1 max, 2 min); all are started before any is waited on.
 int tz_dist_allreduce(void* group, at::Tensor** tensors, int n, int op, char** err) {
   TZ_TRY(err)
-  auto g = reinterpret_cast<Group*>(group);
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  std::vector<std::vector<at::Tensor>> lists(n);
-  for (int i = 0; i < n; i++) {
-    lists[i].push_back(*tensors[i]);
-    c10d::AllreduceOptions o;
-    o.reduceOp = reduce_op(op);
-    works.push_back(g->backend->allreduce(lists[i], o));
-  }
-  wait_all(works, g->timeout);
+  c10d::AllreduceOptions o;
+  o.reduceOp = reduce_op(op);
+  each_tensor(group, tensors, n, [&](Group* g, std::vector<at::Tensor>& one) { return g->backend->allreduce(one, o); });
   return 0;
   TZ_CATCH(err, 1)
 }
@@ -181,16 +184,9 @@ int tz_dist_allreduce(void* group, at::Tensor** tensors, int n, int op, char** e
 // Broadcasts each tensor in place from `root`.
 int tz_dist_broadcast(void* group, at::Tensor** tensors, int n, int root, char** err) {
   TZ_TRY(err)
-  auto g = reinterpret_cast<Group*>(group);
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  std::vector<std::vector<at::Tensor>> lists(n);
-  for (int i = 0; i < n; i++) {
-    lists[i].push_back(*tensors[i]);
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    works.push_back(g->backend->broadcast(lists[i], o));
-  }
-  wait_all(works, g->timeout);
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  each_tensor(group, tensors, n, [&](Group* g, std::vector<at::Tensor>& one) { return g->backend->broadcast(one, o); });
   return 0;
   TZ_CATCH(err, 1)
 }

@@ -91,23 +91,14 @@ impl VarStore {
 
     /// Trainable parameters in registration order (= Python's `model.parameters()`).
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.vars
-            .borrow()
-            .entries
-            .iter()
-            .filter(|v| v.kind == VarKind::Parameter)
-            .map(|v| v.tensor.shallow_clone())
-            .collect()
+        self.of_kind(VarKind::Parameter)
     }
     /// The buffers (running statistics, counters) in registration order.
     pub fn buffers(&self) -> Vec<Tensor> {
-        self.vars
-            .borrow()
-            .entries
-            .iter()
-            .filter(|v| v.kind == VarKind::Buffer)
-            .map(|v| v.tensor.shallow_clone())
-            .collect()
+        self.of_kind(VarKind::Buffer)
+    }
+    fn of_kind(&self, kind: VarKind) -> Vec<Tensor> {
+        self.vars.borrow().entries.iter().filter(|v| v.kind == kind).map(|v| v.tensor.shallow_clone()).collect()
     }
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.vars
