@@ -207,6 +207,7 @@ mod ffi {
             centered: i32,
         ) -> *mut c_char;
         pub fn tz_grads_to_none(params: *const Raw, n: i64);
+        pub fn tz_keep_freed_memory();
     }
 }
 
@@ -226,8 +227,14 @@ fn check(message: *mut std::ffi::c_char) {
 }
 
 impl Optimizer {
+    /// Also sets glibc's malloc, once per process, to keep freed blocks under 16 MB in the heap (mmap threshold)
+    /// and to trim it past 128 MB only: a training step frees and allocates the same buffers every time, which
+    /// glibc's defaults (128 KB each) return to the kernel and fault in again on every step.
     pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Result<Self> {
         config.validate()?;
+        static MALLOC: std::sync::Once = std::sync::Once::new();
+        // SAFETY: two mallopt calls with constant arguments.
+        MALLOC.call_once(|| unsafe { ffi::tz_keep_freed_memory() });
         let n = params.len();
         Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| Slots::new()).collect() })
     }
