@@ -69,6 +69,8 @@ pub struct EntityEmbedding {
     path: Path,
     cosine: bool,
     num_outputs: i64,
+    /// The tables' names, for the summary's trace on the unchecked path.
+    names: [String; 2],
 }
 
 impl EntityEmbedding {
@@ -76,7 +78,25 @@ impl EntityEmbedding {
         let entity = Embedding::new(&p.sub("entity"), c.entities, c.dim, c.init, false);
         let link = Embedding::new(&p.sub("link"), c.links, c.dim, c.init, false);
         let classifier = c.head.then(|| Linear::new(&p.sub("classifier"), 1, num_outputs));
-        EntityEmbedding { entity, link, classifier, path: p.clone(), cosine: c.cosine, num_outputs }
+        let names = [p.sub("entity").name().to_string(), p.sub("link").name().to_string()];
+        EntityEmbedding { entity, link, classifier, path: p.clone(), cosine: c.cosine, num_outputs, names }
+    }
+
+    /// Both lookups without checking the indices on the host first: on the CPU, int64 [N, 2], the gather kernel
+    /// checks the range itself (as PyTorch's `nn.Embedding`), so a forward pass costs no host read; `None` on
+    /// another device (a device-side assert would end the process) or when the kernel refuses an index, and the
+    /// caller takes the checked path and its message. `fit` has checked the whole dataset before its first step.
+    fn unchecked_lookup(&self, xs: &Tensor) -> Option<(Tensor, Tensor)> {
+        let size = xs.size();
+        if xs.device() != tch::Device::Cpu || xs.kind() != Kind::Int64 || size.len() != 2 || size[1] != 2 {
+            return None;
+        }
+        let a = Tensor::f_embedding(&self.entity.weight, &xs.select(1, 0), -1, false, false).ok()?;
+        let b = Tensor::f_embedding(&self.link.weight, &xs.select(1, 1), -1, false, false).ok()?;
+        for (name, (ys, table)) in self.names.iter().zip([(&a, &self.entity), (&b, &self.link)]) {
+            crate::nn::trace::record(name, "Embedding", ys, table.weight.numel() as i64);
+        }
+        Some((a, b))
     }
 
     fn columns(&self, xs: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -102,8 +122,10 @@ impl Module for EntityEmbedding {
 impl Model for EntityEmbedding {
     /// The similarity of each pair: [N, 1].
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
-        let (e, l) = self.columns(xs).unwrap_or_else(|err| panic!("{err}"));
-        let (mut a, mut b) = (self.entity.forward_t(&e, train), self.link.forward_t(&l, train));
+        let (mut a, mut b) = self.unchecked_lookup(xs).unwrap_or_else(|| {
+            let (e, l) = self.columns(xs).unwrap_or_else(|err| panic!("{err}"));
+            (self.entity.forward_t(&e, train), self.link.forward_t(&l, train))
+        });
         if self.cosine {
             a = normalize(&a);
             b = normalize(&b);

@@ -1,8 +1,6 @@
 //! Our optimizers, on tch tensors, following `torch.optim`'s single-tensor algorithms step for step and keeping
 //! their state under the same names (`step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`, `momentum_buffer`,
 //! `square_avg`, `grad_avg`), per parameter index in `model.parameters()` order.
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -100,57 +98,145 @@ impl OptimizerConfig {
     }
 }
 
-/// One optimizer over one parameter group.
+/// The named state tensors of one parameter, `torch.optim`'s names; an undefined tensor is a slot not (yet) used.
+#[derive(Debug)]
+struct Slots {
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    max_exp_avg_sq: Tensor,
+    momentum_buffer: Tensor,
+    square_avg: Tensor,
+    grad_avg: Tensor,
+}
+
+impl Slots {
+    const NAMES: [&'static str; 6] =
+        ["exp_avg", "exp_avg_sq", "grad_avg", "max_exp_avg_sq", "momentum_buffer", "square_avg"];
+
+    fn new() -> Self {
+        Slots {
+            exp_avg: Tensor::new(),
+            exp_avg_sq: Tensor::new(),
+            max_exp_avg_sq: Tensor::new(),
+            momentum_buffer: Tensor::new(),
+            square_avg: Tensor::new(),
+            grad_avg: Tensor::new(),
+        }
+    }
+    fn get_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        Some(match name {
+            "exp_avg" => &mut self.exp_avg,
+            "exp_avg_sq" => &mut self.exp_avg_sq,
+            "max_exp_avg_sq" => &mut self.max_exp_avg_sq,
+            "momentum_buffer" => &mut self.momentum_buffer,
+            "square_avg" => &mut self.square_avg,
+            "grad_avg" => &mut self.grad_avg,
+            _ => return None,
+        })
+    }
+    fn get(&self, name: &str) -> Option<&Tensor> {
+        Some(match name {
+            "exp_avg" => &self.exp_avg,
+            "exp_avg_sq" => &self.exp_avg_sq,
+            "max_exp_avg_sq" => &self.max_exp_avg_sq,
+            "momentum_buffer" => &self.momentum_buffer,
+            "square_avg" => &self.square_avg,
+            "grad_avg" => &self.grad_avg,
+            _ => return None,
+        })
+    }
+}
+
+/// One optimizer over one parameter group. `step` runs in C++ (`csrc/optim.cpp`): the ATen calls of
+/// `torch.optim`'s single-tensor algorithms, the path it takes on the CPU by default, with the same Scalars, so
+/// the updates are bit-exact with Python's.
 #[derive(Debug)]
 pub struct Optimizer {
     pub config: OptimizerConfig,
     params: Vec<Tensor>,
-    /// Per parameter index: step count (torch keeps a float32 scalar tensor) and named state tensors.
+    /// Per parameter index: step count (torch keeps a float32 scalar tensor; the value, counted in float32) and
+    /// named state tensors.
     steps: Vec<f64>,
-    state: Vec<BTreeMap<String, Tensor>>,
+    state: Vec<Slots>,
 }
 
-fn mul(t: &Tensor, v: f64) -> Tensor {
-    t * v
-}
+type Raw = *mut std::ffi::c_void;
 
-/// `b·alpha + a` in float64, `alpha` cast to `a`'s type first: one float64 temporary, scaled and added in place
-/// (4 kernels where the out-of-place form took 5 and as many temporaries).
-fn scaled_sum_f64(a: &Tensor, b: &Tensor, alpha: f64) -> Tensor {
-    let mut sum = b.to_kind(tch::Kind::Double);
-    let _ = sum.g_mul_scalar_(alpha as f32 as f64);
-    let _ = sum.g_add_(a);
-    sum
-}
-
-/// `a.add(b, alpha=alpha)` with ATen's rounding: its kernels compute `fma(b, alpha, a)` (one rounding, `alpha`
-/// cast to the tensor's type first). Computing in float64 and rounding once reproduces it for float32 tensors;
-/// with `alpha` 1 the fma is a plain addition, one kernel.
-fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Tensor {
-    match a.kind() {
-        _ if alpha == 1.0 => a + b,
-        tch::Kind::Double => a + b * alpha,
-        kind => scaled_sum_f64(a, b, alpha).to_kind(kind),
+mod ffi {
+    use super::Raw;
+    use std::ffi::c_char;
+    extern "C" {
+        pub fn tz_free_message(message: *mut c_char);
+        pub fn tz_sgd_step(
+            params: *const Raw,
+            momentum_buffers: *const Raw,
+            n: i64,
+            lr: f64,
+            momentum: f64,
+            dampening: f64,
+            weight_decay: f64,
+            nesterov: i32,
+        ) -> *mut c_char;
+        pub fn tz_adam_step(
+            params: *const Raw,
+            exp_avgs: *const Raw,
+            exp_avg_sqs: *const Raw,
+            max_exp_avg_sqs: *const Raw,
+            steps: *mut f64,
+            n: i64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            eps: f64,
+            weight_decay: f64,
+            amsgrad: i32,
+            decoupled: i32,
+        ) -> *mut c_char;
+        pub fn tz_rmsprop_step(
+            params: *const Raw,
+            square_avgs: *const Raw,
+            momentum_buffers: *const Raw,
+            grad_avgs: *const Raw,
+            steps: *mut f64,
+            n: i64,
+            lr: f64,
+            alpha: f64,
+            eps: f64,
+            weight_decay: f64,
+            momentum: f64,
+            centered: i32,
+        ) -> *mut c_char;
+        pub fn tz_grads_to_none(params: *const Raw, n: i64);
+        pub fn tz_keep_freed_memory();
     }
 }
 
-/// `a.add_(b, alpha=alpha)` in place.
-fn add_scaled_(a: &mut Tensor, b: &Tensor, alpha: f64) {
-    if alpha == 1.0 {
-        let _ = a.g_add_(b);
-    } else if a.kind() == tch::Kind::Double {
-        let _ = a.g_add_(&(b * alpha));
-    } else {
-        let sum = scaled_sum_f64(a, b, alpha);
-        a.copy_(&sum);
+fn raw(t: &Tensor) -> Raw {
+    t.as_ptr() as Raw
+}
+
+/// Panics with ATen's message when the C++ step threw (a state of the wrong shape or device, …), as tch does.
+fn check(message: *mut std::ffi::c_char) {
+    if message.is_null() {
+        return;
     }
+    // SAFETY: a non-null result is a NUL-terminated string from strdup, freed here once.
+    let text = unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    unsafe { ffi::tz_free_message(message) };
+    panic!("optimizer step: {text}");
 }
 
 impl Optimizer {
+    /// Also sets glibc's malloc, once per process, to keep freed blocks under 16 MB in the heap (mmap threshold)
+    /// and to trim it past 128 MB only: a training step frees and allocates the same buffers every time, which
+    /// glibc's defaults (128 KB each) return to the kernel and fault in again on every step.
     pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Result<Self> {
         config.validate()?;
+        static MALLOC: std::sync::Once = std::sync::Once::new();
+        // SAFETY: two mallopt calls with constant arguments.
+        MALLOC.call_once(|| unsafe { ffi::tz_keep_freed_memory() });
         let n = params.len();
-        Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| BTreeMap::new()).collect() })
+        Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| Slots::new()).collect() })
     }
     pub fn lr(&self) -> f64 {
         self.config.lr
@@ -162,29 +248,37 @@ impl Optimizer {
         &self.params
     }
 
+    /// `zero_grad(set_to_none=True)`, PyTorch's default: the gradients become None (no zeroing kernels; the next
+    /// `backward` assigns fresh ones) and a parameter the next `backward` does not reach is not updated.
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.zero_grad();
-        }
+        let ptrs: Vec<Raw> = self.params.iter().map(raw).collect();
+        // SAFETY: live `torch::Tensor*` owned by `self.params` for the duration of the call.
+        unsafe { ffi::tz_grads_to_none(ptrs.as_ptr(), ptrs.len() as i64) }
     }
 
     /// The state of parameter `i` in `torch.optim`'s layout (Adam and RMSprop keep `step` as a float32 scalar,
     /// SGD only its momentum buffer); empty before its first step.
     pub fn param_state(&self, i: usize) -> Vec<(String, Tensor)> {
-        if self.state[i].is_empty() {
+        let slots = &self.state[i];
+        let named: Vec<(String, Tensor)> = Slots::NAMES
+            .iter()
+            .filter_map(|&k| slots.get(k).filter(|t| t.defined()).map(|t| (k.to_string(), t.shallow_clone())))
+            .collect();
+        if named.is_empty() {
             return vec![];
         }
         let mut out = vec![];
         if self.config.kind != OptimizerKind::Sgd {
             out.push(("step".to_string(), Tensor::from(self.steps[i] as f32)));
         }
-        out.extend(self.state[i].iter().map(|(k, v)| (k.clone(), v.shallow_clone())));
+        out.extend(named);
         out
     }
-    /// Restores parameter `i`'s state (from a checkpoint): `step` and the named buffers.
+    /// Restores parameter `i`'s state (from a checkpoint): `step` and the named buffers (names this optimizer
+    /// does not keep are ignored).
     pub fn set_param_state(&mut self, i: usize, entries: Vec<(String, Tensor)>) -> Result<()> {
         let p = self.params.get(i).ok_or_else(|| Error::invalid(format!("optimizer has no parameter {i}")))?;
-        let mut map = BTreeMap::new();
+        let mut slots = Slots::new();
         for (k, v) in entries {
             if k == "step" {
                 self.steps[i] = v.double_value(&[]);
@@ -196,129 +290,77 @@ impl Optimizer {
                         p.size()
                     )));
                 }
-                map.insert(k, v.to_device(p.device()).to_kind(p.kind()));
+                if let Some(slot) = slots.get_mut(&k) {
+                    *slot = v.to_device(p.device()).to_kind(p.kind());
+                }
             }
         }
-        self.state[i] = map;
+        self.state[i] = slots;
         Ok(())
     }
 
-    /// One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient, in one C++ call.
     pub fn step(&mut self) {
-        let c = self.config.clone();
-        tch::no_grad(|| {
-            for i in 0..self.params.len() {
-                let grad = self.params[i].grad();
-                if !grad.defined() {
-                    continue;
+        let c = &self.config;
+        let n = self.params.len() as i64;
+        let params: Vec<Raw> = self.params.iter().map(raw).collect();
+        let slots = |f: fn(&Slots) -> &Tensor| -> Vec<Raw> { self.state.iter().map(|s| raw(f(s))).collect() };
+        let steps = self.steps.as_mut_ptr();
+        // SAFETY: every pointer is a live `torch::Tensor*` owned by `self` (parameters and state slots) for the
+        // duration of the call; the C++ side assigns undefined slots in place and keeps no pointer.
+        let message = unsafe {
+            match c.kind {
+                OptimizerKind::Sgd => {
+                    let bufs = slots(|s| &s.momentum_buffer);
+                    ffi::tz_sgd_step(
+                        params.as_ptr(),
+                        bufs.as_ptr(),
+                        n,
+                        c.lr,
+                        c.momentum,
+                        c.dampening,
+                        c.weight_decay,
+                        c.nesterov as i32,
+                    )
                 }
-                let mut param = self.params[i].shallow_clone();
-                self.steps[i] += 1.0;
-                let step = self.steps[i];
-                let state = &mut self.state[i];
-                match c.kind {
-                    OptimizerKind::Sgd => sgd(&c, &mut param, grad, state),
-                    OptimizerKind::Adam | OptimizerKind::Adamw => {
-                        adam(&c, c.kind == OptimizerKind::Adamw, &mut param, grad, state, step)
-                    }
-                    OptimizerKind::Rmsprop => rmsprop(&c, &mut param, grad, state),
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
+                    ffi::tz_adam_step(
+                        params.as_ptr(),
+                        m.as_ptr(),
+                        v.as_ptr(),
+                        vmax.as_ptr(),
+                        steps,
+                        n,
+                        c.lr,
+                        c.betas.0,
+                        c.betas.1,
+                        c.eps,
+                        c.weight_decay,
+                        c.amsgrad as i32,
+                        (c.kind == OptimizerKind::Adamw) as i32,
+                    )
                 }
-            }
-        });
-    }
-}
-
-fn sgd(c: &OptimizerConfig, param: &mut Tensor, grad: Tensor, state: &mut BTreeMap<String, Tensor>) {
-    let mut grad = if c.weight_decay != 0.0 { add_scaled(&grad, param, c.weight_decay) } else { grad };
-    if c.momentum != 0.0 {
-        let buf = match state.get_mut("momentum_buffer") {
-            None => {
-                let b = grad.copy().detach();
-                state.insert("momentum_buffer".into(), b.shallow_clone());
-                b
-            }
-            Some(b) => {
-                let _ = b.g_mul_scalar_(c.momentum);
-                add_scaled_(b, &grad, 1.0 - c.dampening);
-                b.shallow_clone()
+                OptimizerKind::Rmsprop => {
+                    let (sq, buf, avg) =
+                        (slots(|s| &s.square_avg), slots(|s| &s.momentum_buffer), slots(|s| &s.grad_avg));
+                    ffi::tz_rmsprop_step(
+                        params.as_ptr(),
+                        sq.as_ptr(),
+                        buf.as_ptr(),
+                        avg.as_ptr(),
+                        steps,
+                        n,
+                        c.lr,
+                        c.alpha,
+                        c.eps,
+                        c.weight_decay,
+                        c.momentum,
+                        c.centered as i32,
+                    )
+                }
             }
         };
-        grad = if c.nesterov { add_scaled(&grad, &buf, c.momentum) } else { buf };
-    }
-    add_scaled_(param, &grad, -c.lr);
-}
-
-fn adam(
-    c: &OptimizerConfig,
-    decoupled: bool,
-    param: &mut Tensor,
-    grad: Tensor,
-    state: &mut BTreeMap<String, Tensor>,
-    step: f64,
-) {
-    let (beta1, beta2) = c.betas;
-    let mut grad = grad;
-    if c.weight_decay != 0.0 {
-        if decoupled {
-            let _ = param.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
-        } else {
-            grad = add_scaled(&grad, param, c.weight_decay);
-        }
-    }
-    if state.is_empty() {
-        state.insert("exp_avg".into(), param.zeros_like());
-        state.insert("exp_avg_sq".into(), param.zeros_like());
-        if c.amsgrad {
-            state.insert("max_exp_avg_sq".into(), param.zeros_like());
-        }
-    }
-    let mut exp_avg = state["exp_avg"].shallow_clone();
-    let mut exp_avg_sq = state["exp_avg_sq"].shallow_clone();
-    let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
-    // addcmul_(grad, grad, value=v): (v·grad)·grad, in that order as ATen's kernel.
-    let _ = exp_avg_sq.g_mul_scalar_(beta2).addcmul_(&mul(&grad, 1.0 - beta2), &grad);
-    let bias_correction1 = 1.0 - beta1.powf(step);
-    let bias_correction2 = 1.0 - beta2.powf(step);
-    let step_size = c.lr / bias_correction1;
-    let bias_correction2_sqrt = bias_correction2.sqrt();
-    let second = if c.amsgrad {
-        let mut max_sq = state["max_exp_avg_sq"].shallow_clone();
-        let m = max_sq.maximum(&exp_avg_sq);
-        max_sq.copy_(&m);
-        max_sq
-    } else {
-        exp_avg_sq
-    };
-    let denom = (second.sqrt() / bias_correction2_sqrt).g_add_scalar_(c.eps);
-    let _ = param.addcdiv_(&mul(&exp_avg, -step_size), &denom);
-}
-
-fn rmsprop(c: &OptimizerConfig, param: &mut Tensor, grad: Tensor, state: &mut BTreeMap<String, Tensor>) {
-    let grad = if c.weight_decay != 0.0 { add_scaled(&grad, param, c.weight_decay) } else { grad };
-    if state.is_empty() {
-        state.insert("square_avg".into(), param.zeros_like());
-        if c.momentum > 0.0 {
-            state.insert("momentum_buffer".into(), param.zeros_like());
-        }
-        if c.centered {
-            state.insert("grad_avg".into(), param.zeros_like());
-        }
-    }
-    let mut square_avg = state["square_avg"].shallow_clone();
-    let _ = square_avg.g_mul_scalar_(c.alpha).addcmul_(&mul(&grad, 1.0 - c.alpha), &grad);
-    let avg = if c.centered {
-        let mut grad_avg = state["grad_avg"].shallow_clone();
-        let _ = grad_avg.lerp_(&grad, 1.0 - c.alpha);
-        square_avg.addcmul(&mul(&grad_avg, -1.0), &grad_avg).sqrt_()
-    } else {
-        square_avg.sqrt()
-    };
-    let avg = avg + c.eps;
-    if c.momentum > 0.0 {
-        let mut buf = state["momentum_buffer"].shallow_clone();
-        let _ = buf.g_mul_scalar_(c.momentum).addcdiv_(&grad, &avg);
-        add_scaled_(param, &buf, -c.lr);
-    } else {
-        let _ = param.addcdiv_(&mul(&grad, -c.lr), &avg);
+        check(message);
     }
 }

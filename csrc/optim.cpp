@@ -1,0 +1,214 @@
+// One optimizer step over all parameters in one call: exactly the ATen calls of torch.optim's single-tensor
+// algorithms (`_single_tensor_sgd`, `_single_tensor_adam`, `_single_tensor_rmsprop` in torch/optim/*.py, the
+// path torch.optim takes on the CPU by default), with the same double Scalars, so the results are bit-exact with
+// Python by construction. tch 0.26 binds neither the `alpha`/`value` Scalars of `add_`/`addcmul_`/`addcdiv_` nor
+// lets Rust skip the per-call overhead of a step that is a dozen small ops per parameter.
+//
+// Arrays are indexed by parameter; a parameter without a gradient is skipped (its step count unchanged), as
+// torch.optim's `_init_group` leaves it out. A state slot that is an undefined tensor is created on the
+// parameter's first step, as `_init_group` does (zeros like the parameter; SGD's momentum buffer a copy of the
+// gradient). `steps` holds torch's float32 `step` tensor's value (incremented in float32). Returns null, or a
+// message (the caller frees it with tz_free_message) when ATen throws.
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+namespace {
+
+char* message(const std::exception& e) { return strdup(e.what()); }
+
+at::Tensor& slot(at::Tensor** slots, int64_t i, const at::Tensor& param) {
+  at::Tensor& s = *slots[i];
+  if (!s.defined()) {
+    s = at::zeros_like(param, param.options(), at::MemoryFormat::Preserve);
+  }
+  return s;
+}
+
+void next_step(double* steps, int64_t i) { steps[i] = static_cast<double>(static_cast<float>(steps[i]) + 1.0f); }
+
+// A number operand of `mul_`/`div`/`add_` as Python passes it (`exp_avg_sq.mul_(beta2)`): ATen wraps it in a 0-dim
+// float64 tensor, and TensorIterator then casts that to the common dtype, a `to()` copy per call that costs more
+// than the kernel on small tensors. For float32 and float64 tensors the same kernel gets the same operand, a 0-dim
+// tensor of the tensor's dtype holding the number rounded to it, when that tensor is made here once per step and
+// reused: identical results, without the wrap and the cast. Half and bfloat16 kernels read the original float64
+// value instead, so they keep the number.
+struct Number {
+  double value;
+  at::Tensor cached;
+
+  explicit Number(double v) : value(v) {}
+  // The operand for `like`: the cached 0-dim tensor of its dtype, or the number itself.
+  at::Tensor operand(const at::Tensor& like) {
+    const auto type = like.scalar_type();
+    if (type != at::kFloat && type != at::kDouble) return at::Tensor();
+    if (!cached.defined() || cached.scalar_type() != type) {
+      cached = at::scalar_tensor(value, at::TensorOptions().dtype(type));
+    }
+    return cached;
+  }
+  void set(double v) {
+    if (v != value) {
+      value = v;
+      cached.reset();
+    }
+  }
+};
+
+// `t.mul_(n)`, `t.div(n)`, `t.add_(n)` with Python's number semantics (see Number).
+at::Tensor& mul_(at::Tensor& t, Number& n) {
+  at::Tensor o = n.operand(t);
+  return o.defined() ? t.mul_(o) : t.mul_(n.value);
+}
+at::Tensor div(const at::Tensor& t, Number& n) {
+  at::Tensor o = n.operand(t);
+  return o.defined() ? t.div(o) : t.div(n.value);
+}
+at::Tensor& add_(at::Tensor& t, Number& n) {
+  at::Tensor o = n.operand(t);
+  return o.defined() ? t.add_(o) : t.add_(n.value);
+}
+
+}  // namespace
+
+extern "C" {
+
+void tz_free_message(char* message) { free(message); }
+
+// torch.optim.SGD: momentum_buffers[i] holds `momentum_buffer` (used when momentum != 0).
+char* tz_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int64_t n, double lr, double momentum,
+                  double dampening, double weight_decay, int nesterov) {
+  try {
+    at::NoGradGuard no_grad;
+    Number momentum_n(momentum);
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      at::Tensor grad = param.grad();
+      if (!grad.defined()) continue;
+      if (weight_decay != 0) grad = grad.add(param, weight_decay);
+      if (momentum != 0) {
+        at::Tensor& buf = *momentum_buffers[i];
+        if (!buf.defined()) {
+          buf = grad.detach().clone();
+        } else {
+          mul_(buf, momentum_n).add_(grad, 1 - dampening);
+        }
+        grad = nesterov ? grad.add(buf, momentum) : buf;
+      }
+      param.add_(grad, -lr);
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+// torch.optim.Adam, and AdamW with `decoupled` (weight decay applied to the parameter, `decoupled_weight_decay`).
+char* tz_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, at::Tensor** max_exp_avg_sqs,
+                   double* steps, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay,
+                   int amsgrad, int decoupled) {
+  try {
+    at::NoGradGuard no_grad;
+    Number decay(1 - lr * weight_decay), beta2_n(beta2), eps_n(eps), bias_correction2_sqrt(1);
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      at::Tensor grad = param.grad();
+      if (!grad.defined()) continue;
+      at::Tensor& exp_avg = slot(exp_avgs, i, param);
+      at::Tensor& exp_avg_sq = slot(exp_avg_sqs, i, param);
+      next_step(steps, i);
+      if (weight_decay != 0) {
+        if (decoupled) {
+          mul_(param, decay);
+        } else {
+          grad = grad.add(param, weight_decay);
+        }
+      }
+      exp_avg.lerp_(grad, 1 - beta1);
+      mul_(exp_avg_sq, beta2_n).addcmul_(grad, grad, 1 - beta2);
+      const double step = steps[i];
+      const double bias_correction1 = 1 - std::pow(beta1, step);
+      const double bias_correction2 = 1 - std::pow(beta2, step);
+      const double step_size = lr / bias_correction1;
+      bias_correction2_sqrt.set(std::pow(bias_correction2, 0.5));  // Python's `** 0.5`
+      at::Tensor denom;
+      if (amsgrad) {
+        at::Tensor& max_sq = slot(max_exp_avg_sqs, i, param);
+        at::maximum_out(max_sq, max_sq, exp_avg_sq);
+        denom = div(max_sq.sqrt(), bias_correction2_sqrt);
+      } else {
+        denom = div(exp_avg_sq.sqrt(), bias_correction2_sqrt);
+      }
+      add_(denom, eps_n);
+      param.addcdiv_(exp_avg, denom, -step_size);
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+// torch.optim.RMSprop: momentum_buffers used when momentum > 0, grad_avgs when centered.
+char* tz_rmsprop_step(at::Tensor** params, at::Tensor** square_avgs, at::Tensor** momentum_buffers,
+                      at::Tensor** grad_avgs, double* steps, int64_t n, double lr, double alpha, double eps,
+                      double weight_decay, double momentum, int centered) {
+  try {
+    at::NoGradGuard no_grad;
+    Number alpha_n(alpha), eps_n(eps), momentum_n(momentum);
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      at::Tensor grad = param.grad();
+      if (!grad.defined()) continue;
+      at::Tensor& square_avg = slot(square_avgs, i, param);
+      if (momentum > 0) slot(momentum_buffers, i, param);
+      if (centered) slot(grad_avgs, i, param);
+      next_step(steps, i);
+      if (weight_decay != 0) grad = grad.add(param, weight_decay);
+      mul_(square_avg, alpha_n).addcmul_(grad, grad, 1 - alpha);
+      at::Tensor avg;
+      if (centered) {
+        at::Tensor& grad_avg = *grad_avgs[i];
+        grad_avg.lerp_(grad, 1 - alpha);
+        avg = square_avg.addcmul(grad_avg, grad_avg, -1).sqrt_();
+      } else {
+        avg = square_avg.sqrt();
+      }
+      add_(avg, eps_n);
+      if (momentum > 0) {
+        at::Tensor& buf = *momentum_buffers[i];
+        mul_(buf, momentum_n).addcdiv_(grad, avg);
+        param.add_(buf, -lr);
+      } else {
+        param.addcdiv_(grad, avg, -lr);
+      }
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+// zero_grad(set_to_none=True), PyTorch's default: no zeroing kernels; the next backward assigns the gradient.
+void tz_grads_to_none(at::Tensor** params, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) params[i]->mutable_grad().reset();
+}
+
+}  // extern "C"
+
+#include <malloc.h>
+
+extern "C" {
+
+// Training frees and allocates the same buffers every step (gradients under set_to_none, activations, batches).
+// glibc hands blocks of 128 KB and more to mmap and trims the heap's top past 128 KB, so such buffers go back to
+// the kernel every step and are faulted in again (LeNet-5 at batch 64: 1,500 page faults a step). Keeping blocks
+// under 16 MB in the heap and trimming past 128 MB only makes them reused instead.
+void tz_keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+
+}  // extern "C"
