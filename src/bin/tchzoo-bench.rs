@@ -105,6 +105,7 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    tchzoo::optim::keep_freed_memory();
     tch::set_num_threads(args.threads);
     tch::manual_seed(1);
     let w = build(&args.workload, args.quick)?;

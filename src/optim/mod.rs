@@ -226,15 +226,20 @@ fn check(message: *mut std::ffi::c_char) {
     panic!("optimizer step: {text}");
 }
 
+/// Sets glibc's malloc to keep freed blocks under 16 MB in the heap (mmap threshold) and to trim it past 128 MB
+/// only: a training step frees and allocates the same buffers every time (gradients set to None, batches,
+/// activations), which glibc's defaults (128 KB each) return to the kernel and fault in again on every step
+/// (LeNet-5 on digits: 440,000 page faults, 58,000 with this). A process-wide setting, so the binaries make it
+/// (`tchzoo`, `tchzoo-bench`), not the library; a program that trains through the library may call it first.
+pub fn keep_freed_memory() {
+    static MALLOC: std::sync::Once = std::sync::Once::new();
+    // SAFETY: two mallopt calls with constant arguments.
+    MALLOC.call_once(|| unsafe { ffi::tz_keep_freed_memory() });
+}
+
 impl Optimizer {
-    /// Also sets glibc's malloc, once per process, to keep freed blocks under 16 MB in the heap (mmap threshold)
-    /// and to trim it past 128 MB only: a training step frees and allocates the same buffers every time, which
-    /// glibc's defaults (128 KB each) return to the kernel and fault in again on every step.
     pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Result<Self> {
         config.validate()?;
-        static MALLOC: std::sync::Once = std::sync::Once::new();
-        // SAFETY: two mallopt calls with constant arguments.
-        MALLOC.call_once(|| unsafe { ffi::tz_keep_freed_memory() });
         let n = params.len();
         Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| Slots::new()).collect() })
     }

@@ -161,27 +161,39 @@ pub struct Accumulator {
     metrics: Vec<Metric>,
     /// [loss_sum, metric_sums…, count]
     sums: Option<Tensor>,
+    /// The batch size as a 0-dim float64 tensor on the device, made once per size: a number operand would be
+    /// wrapped and cast on every step, and a host scalar copied over would synchronise on CUDA.
+    count: Option<(i64, Tensor)>,
 }
 
 impl Accumulator {
     pub fn new(loss: Loss, metrics: &[Metric]) -> Self {
-        Accumulator { loss, metrics: metrics.to_vec(), sums: None }
+        Accumulator { loss, metrics: metrics.to_vec(), sums: None, count: None }
     }
     /// Adds one batch: `batch_loss` is the batch mean.
     pub fn add(&mut self, batch_loss: &Tensor, logits: &Tensor, ys: &Tensor) {
         tch::no_grad(|| {
-            let n = ys.size()[0] as f64;
-            let mut parts = vec![batch_loss.detach().to_kind(Kind::Double) * n];
+            let n = ys.size()[0];
+            let n_t = match &self.count {
+                Some((m, t)) if *m == n && t.device() == logits.device() => t.shallow_clone(),
+                _ => {
+                    let t = Tensor::full([] as [i64; 0], n as f64, (Kind::Double, logits.device()));
+                    self.count = Some((n, t.shallow_clone()));
+                    t
+                }
+            };
+            let mut parts = vec![batch_loss.detach().to_kind(Kind::Double) * &n_t];
             for m in &self.metrics {
                 parts.push(m.batch_sum(self.loss, &logits.detach(), ys));
             }
-            // Made on the device: a host scalar copied over would be a synchronising transfer on CUDA.
-            parts.push(Tensor::full([] as [i64; 0], n, (Kind::Double, logits.device())));
+            parts.push(n_t);
             let row = Tensor::stack(&parts, 0);
-            self.sums = Some(match self.sums.take() {
-                None => row,
-                Some(s) => s + row,
-            });
+            match &mut self.sums {
+                None => self.sums = Some(row),
+                Some(s) => {
+                    let _ = s.g_add_(&row);
+                }
+            }
         });
     }
     /// Sums the running sums over the ranks of a distributed run, so that `finish` gives the global means (a rank
