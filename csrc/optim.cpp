@@ -205,9 +205,9 @@ extern "C" {
 // Training frees and allocates the same buffers every step (gradients under set_to_none, activations, batches).
 // glibc hands blocks of 128 KB and more to mmap and trims the heap's top past 128 KB, so such buffers go back to
 // the kernel every step and are faulted in again (LeNet-5 at batch 64: 1,500 page faults a step). Keeping blocks
-// under 16 MB in the heap and trimming past 128 MB only makes them reused instead.
+// under 32 MB (the most glibc allows; its own dynamic threshold grows to that) in the heap and trimming past 128 MB only makes them reused instead.
 void tz_keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
 }
 

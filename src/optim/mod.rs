@@ -226,7 +226,7 @@ fn check(message: *mut std::ffi::c_char) {
     panic!("optimizer step: {text}");
 }
 
-/// Sets glibc's malloc to keep freed blocks under 16 MB in the heap (mmap threshold) and to trim it past 128 MB
+/// Sets glibc's malloc to keep freed blocks under 32 MB in the heap (mmap threshold) and to trim it past 128 MB
 /// only: a training step frees and allocates the same buffers every time (gradients set to None, batches,
 /// activations), which glibc's defaults (128 KB each) return to the kernel and fault in again on every step
 /// (LeNet-5 on digits: 440,000 page faults, 58,000 with this). A process-wide setting, so the binaries make it
