@@ -92,8 +92,10 @@ fn kill_9_at_random_moments_leaves_a_resumable_run() {
             "mlp:hidden=64x64",
             "--data",
             "moons:n_samples=3000,noise=0.2",
+            // Long enough (about 50 ms an epoch here) that the first kill, 150–1050 ms after the start, finds it
+            // running: at 12 epochs a faster build finished before it.
             "--epochs",
-            "12",
+            "60",
             "--batch-size",
             "16",
             "--threads",
