@@ -142,11 +142,12 @@ impl BatchNorm {
         let ys = &centered * (&var + self.eps).rsqrt().view(shape.as_slice()) * self.weight.view(shape.as_slice())
             + self.bias.view(shape.as_slice());
         tch::no_grad(|| {
-            let total = n.double_value(&[0]);
-            let unbiased = if total > 1.0 { total / (total - 1.0) } else { 1.0 };
+            // Bessel's correction n / (n − 1) on the device (n = 1: none), no host read per layer and step.
+            let n = n.detach();
+            let unbiased = &n / (&n - 1.0).clamp_min(1.0);
             let m = self.momentum;
             let new_mean = &self.running_mean * (1.0 - m) + mean.detach() * m;
-            let new_var = &self.running_var * (1.0 - m) + var.detach() * (m * unbiased);
+            let new_var = &self.running_var * (1.0 - m) + var.detach() * unbiased * m;
             self.running_mean.shallow_clone().copy_(&new_mean);
             self.running_var.shallow_clone().copy_(&new_var);
         });
