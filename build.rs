@@ -16,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo::rustc-check-cfg=cfg(tchzoo_gloo)");
     println!("cargo::rustc-check-cfg=cfg(tchzoo_nccl)");
+    println!("cargo::rustc-check-cfg=cfg(tchzoo_cuda)");
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         return;
     };
@@ -30,6 +31,7 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     compile_ops(&root);
+    compile_cuda(&root, cuda);
     compile_dist(&root, cuda);
 }
 
@@ -54,12 +56,52 @@ fn torch_build(libtorch: &Path) -> cc::Build {
 fn compile_ops(libtorch: &Path) {
     let mut files: Vec<PathBuf> =
         std::fs::read_dir("csrc").map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    files.retain(|f| f.extension().is_some_and(|e| e == "cpp") && !f.ends_with("dist.cpp"));
+    files.retain(|f| {
+        f.extension().is_some_and(|e| e == "cpp") && !f.ends_with("dist.cpp") && !f.ends_with("cuda_graph.cpp")
+    });
     if files.is_empty() {
         return;
     }
     files.sort();
     torch_build(libtorch).files(&files).compile("tchzoo_ops");
+}
+
+/// The CUDA runtime's headers: the wheel's `nvidia/cu13/include` and CUDA's compiler headers that `scripts/setup`
+/// puts beside the venv; `None` when either is missing.
+fn cuda_includes(libtorch: &Path) -> Option<[PathBuf; 2]> {
+    // site-packages/torch → site-packages/nvidia; the venv's cuda-headers folder sits beside site-packages' lib.
+    let cuda_rt = libtorch.join("..").join("nvidia/cu13/include");
+    let extra = libtorch.join("../../../..").join("cuda-headers/nvidia/cu13/include");
+    (cuda_rt.join("cuda_runtime_api.h").exists() && extra.join("crt/host_config.h").exists())
+        .then_some([cuda_rt, extra])
+}
+
+/// `csrc/cuda_graph.cpp` (CUDA graph capture and the caching allocator's statistics) when libtorch has CUDA and
+/// the CUDA runtime's headers are at hand; cfg `tchzoo_cuda` says it was built.
+fn compile_cuda(libtorch: &Path, cuda: bool) {
+    let Some(includes) = cuda_includes(libtorch).filter(|_| cuda) else {
+        return;
+    };
+    let mut build = torch_build(libtorch);
+    build.file("csrc/cuda_graph.cpp").define("USE_CUDA", None);
+    for dir in &includes {
+        build.include(dir);
+    }
+    build.compile("tchzoo_cuda");
+    println!("cargo:rustc-cfg=tchzoo_cuda");
+    // at::cuda::CUDAGraph lives in libtorch_cuda (linked above), the streams and the allocator in libc10_cuda, and
+    // the header-only CUDAEvent calls the CUDA runtime, which the wheel ships as libcudart.so.13 (no unversioned
+    // link name): linked by file name, found at run time through an rpath as libtorch_cuda finds it.
+    println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    let cudart_dir = libtorch.join("..").join("nvidia/cu13/lib");
+    if let Some(cudart) = std::fs::read_dir(&cudart_dir).ok().and_then(|d| {
+        d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .find(|n| n.starts_with("libcudart.so."))
+    }) {
+        println!("cargo:rustc-link-search=native={}", cudart_dir.display());
+        println!("cargo:rustc-link-arg=-l:{cudart}");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", cudart_dir.display());
+    }
 }
 
 fn compile_dist(libtorch: &Path, cuda: bool) {
@@ -75,13 +117,8 @@ fn compile_dist(libtorch: &Path, cuda: bool) {
     }
     let mut build = torch_build(libtorch);
     build.file("csrc/dist.cpp").define("USE_C10D_GLOO", None).include(&gloo);
-    // site-packages/torch → site-packages/nvidia; the venv's cuda-headers folder sits beside site-packages' lib.
-    let site = libtorch.join("..").join("nvidia");
-    let nccl = site.join("nccl/include");
-    let cuda_rt = site.join("cu13/include");
-    let venv = libtorch.join("../../../..");
-    let extra = venv.join("cuda-headers/nvidia/cu13/include");
-    if cuda && nccl.join("nccl.h").exists() && extra.join("crt/host_config.h").exists() {
+    let nccl = libtorch.join("..").join("nvidia/nccl/include");
+    if let (true, true, Some([cuda_rt, extra])) = (cuda, nccl.join("nccl.h").exists(), cuda_includes(libtorch)) {
         build
             .define("USE_C10D_NCCL", None)
             .define("USE_CUDA", None)

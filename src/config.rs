@@ -83,6 +83,8 @@ pub struct RunConfig {
     pub precision: crate::train::amp::Precision,
     /// Weights and inputs in channels-last memory format (faster convolutions on recent GPUs).
     pub channels_last: bool,
+    /// Capture each full training step as one CUDA graph and replay it (CUDA only; see `train::cuda_graph`).
+    pub cuda_graph: bool,
 }
 
 impl Default for RunConfig {
@@ -129,6 +131,7 @@ impl Default for RunConfig {
             sync_bn: false,
             precision: crate::train::amp::Precision::Fp32,
             channels_last: false,
+            cuda_graph: false,
         }
     }
 }

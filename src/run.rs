@@ -128,6 +128,14 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         }
         None => vec![],
     };
+    if config.cuda_graph {
+        crate::train::cuda_graph::check_supported(
+            device,
+            config.optimizer,
+            config.precision,
+            crate::dist::current().is_some(),
+        )?;
+    }
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
@@ -315,6 +323,7 @@ fn execute(
         run_dir: Some(dir.clone()),
         distributed: crate::dist::current(),
         check_replicas: crate::dist::checks_replicas(),
+        cuda_graph: config.cuda_graph,
         ..FitConfig::default()
     };
     crate::train::resume::install_signal_handler();

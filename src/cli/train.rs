@@ -155,6 +155,10 @@ pub struct TrainArgs {
     /// Weights and inputs in channels-last memory format.
     #[arg(long)]
     pub channels_last: bool,
+    /// Capture each full training step (forward, loss, backward, SGD step) as one CUDA graph and replay it; CUDA
+    /// only, --optimizer sgd, fp32 or bf16.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// Check after every step that all ranks hold the same parameters (costs an all-reduce of them a step).
     #[arg(long)]
     pub dist_check: bool,
@@ -239,6 +243,7 @@ impl TrainArgs {
         c.centered |= self.centered;
         c.sync_bn |= self.sync_bn;
         c.channels_last |= self.channels_last;
+        c.cuda_graph |= self.cuda_graph;
         if let Some(p) = &self.precision {
             c.precision = crate::train::amp::Precision::parse(p)?;
         }

@@ -40,6 +40,9 @@ pub struct FitConfig {
     /// With `distributed`: after every step, check that every rank holds the same parameters (one all-reduce of
     /// them a step), and stop with an error naming the first that differs.
     pub check_replicas: bool,
+    /// Replay each full training batch's step from a CUDA graph (see [`crate::train::cuda_graph`]); checked by
+    /// `cuda_graph::check_supported` when the run is set up.
+    pub cuda_graph: bool,
 }
 
 impl Default for FitConfig {
@@ -56,6 +59,7 @@ impl Default for FitConfig {
             aux_loss_weight: 0.3,
             distributed: None,
             check_replicas: false,
+            cuda_graph: false,
         }
     }
 }
@@ -270,6 +274,7 @@ impl Trainer {
                 }
             };
         }
+        let mut graphed = config.cuda_graph.then(|| super::cuda_graph::GraphedStep::new(device));
         let mut stop = false;
         {
             let mut ctx = ctx!(&history);
@@ -304,7 +309,13 @@ impl Trainer {
                     // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
                     g.broadcast_from_chief(&buffers)?;
                 }
-                let (loss, logits) = self.step(&xs, &ys, config.aux_loss_weight, &params, group.as_deref())?;
+                let (loss, logits) = match &mut graphed {
+                    Some(g) => {
+                        let lr = self.optimizer.lr();
+                        g.run(&xs, &ys, lr, &mut |xs, ys| self.step(xs, ys, config.aux_loss_weight, &params, None))?
+                    }
+                    None => self.step(&xs, &ys, config.aux_loss_weight, &params, group.as_deref())?,
+                };
                 if let (Some(g), true) = (&group, config.check_replicas) {
                     check_replicas(g, &self.store, epoch, batch)?;
                 }
