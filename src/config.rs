@@ -136,6 +136,9 @@ impl Default for RunConfig {
     }
 }
 
+/// The most intra-op threads a run may ask for (more only exhausts memory in OpenMP's thread pool).
+pub const MAX_THREADS: usize = 1024;
+
 impl RunConfig {
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -181,6 +184,12 @@ impl RunConfig {
         }
         if self.threads == Some(0) {
             return Err(Error::config("threads 0: give at least 1, or leave it unset for libtorch's default"));
+        }
+        if let Some(t) = self.threads.filter(|&t| t > MAX_THREADS) {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            return Err(Error::config(format!(
+                "threads {t} is more than {MAX_THREADS} (this machine has {cores} cores); give at most {cores}"
+            )));
         }
         if let Some(f) = self.validation_split {
             if !(f > 0.0 && f < 1.0) {

@@ -253,6 +253,28 @@ pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Ca
         // Every rank uses rank 0's folder (a default name holds the time, which differs between processes).
         dir = PathBuf::from(g.share_string("run_dir", &dir.display().to_string())?);
     }
+    if dir.as_os_str().is_empty() {
+        return Err(Error::config("--out '' names no folder; give the run folder, e.g. --out runs/first"));
+    }
+    if dir.is_dir() && crate::dist::writes_files() {
+        let not_ours = || {
+            Error::config(format!(
+                "{} is a folder that is not a tchzoo run folder and is not empty; choose a new or empty --out \
+                 (tchzoo does not write into other folders)",
+                dir.display()
+            ))
+        };
+        // Our lock file and temporary files (of a run killed before it wrote config.json) do not count.
+        let empty = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten().all(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name == crate::train::resume::LOCK_FILE || (name.starts_with('.') && name.contains(".tmp"))
+        });
+        if !empty && RunConfig::from_json_file(&dir.join("config.json")).is_err() {
+            return Err(not_ours());
+        }
+        // A folder another process trains in is refused naming that process.
+        drop(crate::train::resume::lock(&dir)?);
+    }
     if dir.join(crate::train::resume::RESUME_FILE).exists() {
         return Err(Error::config(format!(
             "{} already holds a run; continue it with --resume {0}, or choose another --out",
@@ -260,6 +282,26 @@ pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Ca
         )));
     }
     let config = RunConfig { out: Some(dir.display().to_string()), ..config.clone() };
+    if let Some(p) = &config.csv_logger {
+        // Keras' CSVLogger overwrites; a file outside the run folder is the user's, so it is refused, not replaced.
+        let joined = if Path::new(p).is_relative() { dir.join(p) } else { PathBuf::from(p) };
+        // Lexically: the run folder may not exist yet, so `run/../x` cannot be resolved by the file system.
+        let mut resolved = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                c => resolved.push(c),
+            }
+        }
+        if crate::train::resume::confine(&dir, p, "--csv-logger").is_err() && resolved.exists() {
+            return Err(Error::config(format!(
+                "--csv-logger {p} already exists outside the run folder; tchzoo does not overwrite it: remove it or \
+                 give a new file"
+            )));
+        }
+    }
     execute(&config, verbosity, callbacks, None)
 }
 
@@ -272,8 +314,20 @@ pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>
         return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
     }
     let config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
+    // Paths read back from the folder are confined to it (a tampered config.json must not write elsewhere).
+    if let Some(c) = &config.checkpoint {
+        let c = crate::train::callbacks::ModelCheckpointConfig::parse(c)?;
+        crate::train::resume::confine(dir, &c.filepath, "checkpoint")?;
+    }
+    if let Some(p) = &config.csv_logger {
+        crate::train::resume::confine(dir, p, "csv_logger")?;
+    }
+    if crate::dist::writes_files() {
+        drop(crate::train::resume::lock(dir)?);
+    }
     let state = crate::train::resume::read(dir)?;
-    if state.finished {
+    let complete = crate::train::resume::FINAL_FILES.iter().all(|f| dir.join(f).exists());
+    if state.finished && complete {
         return Err(Error::config(format!(
             "the run in {} already finished ({} epochs); nothing to resume",
             dir.display(),
@@ -294,6 +348,18 @@ fn execute(
     let dir = run_dir(config);
     let chief = crate::dist::writes_files();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    // One process per run folder, for the run's life; the checks made before the lock are made again under it.
+    let _lock = if chief { Some(crate::train::resume::lock(&dir)?) } else { None };
+    let resumed = match resumed {
+        Some(_) if chief => Some(crate::train::resume::read(&dir)?),
+        None if chief && dir.join(crate::train::resume::RESUME_FILE).exists() => {
+            return Err(Error::config(format!(
+                "{} already holds a run; continue it with --resume {0}, or choose another --out",
+                dir.display()
+            )))
+        }
+        other => other,
+    };
     if chief {
         write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
     }
@@ -312,8 +378,13 @@ fn execute(
         }
         None => (0, History::default()),
     };
+    // A run whose training ended (a kill came before its final files were written) trains no further epoch.
+    let epochs = match &resumed {
+        Some(state) if state.ended || state.finished => state.epoch,
+        _ => config.epochs,
+    };
     let fit = FitConfig {
-        epochs: config.epochs,
+        epochs,
         batch_size: config.batch_size,
         shuffle: config.shuffle,
         initial_epoch,
@@ -337,6 +408,10 @@ fn execute(
             all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
         let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };
         crate::plot::plot_runs(&[("", &history)], &dir.join("curves.png"), &options)?;
+        if dir.join(crate::train::resume::RESUME_FILE).exists() {
+            // Last: a kill before this leaves a state that `--resume` completes.
+            crate::train::resume::mark_finished(&dir)?;
+        }
     }
     if let Some(g) = crate::dist::current() {
         // The others wait until rank 0 has written the run folder, so a launcher sees it whole when all exit.

@@ -93,3 +93,180 @@ pub fn install_panic_hook() {
         eprintln!("error: internal error: {} (please report this)", first_line(&text));
     }));
 }
+
+/// JSON that keeps non-finite numbers, in the convention of Python's `json` module (which `json.load` and pandas
+/// read): the bare tokens `NaN`, `Infinity` and `-Infinity`. serde_json writes them as `null` and cannot read them
+/// back, so a value serialised with [`json::f64_value`] (or [`json::f64_lists`]) goes out as a marked string that
+/// [`json::to_string_pretty`] turns into the bare token, and [`json::from_str`] turns the bare tokens back into
+/// marked strings before parsing. `null` reads as NaN (files written before this convention).
+pub mod json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const MARK: char = '\u{1}';
+    const TOKENS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+
+    /// A float that serialises non-finite values as marked strings.
+    #[derive(Debug, Clone, Copy)]
+    pub struct F64(pub f64);
+
+    fn token(v: f64) -> &'static str {
+        if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+    }
+
+    impl Serialize for F64 {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if self.0.is_finite() {
+                s.serialize_f64(self.0)
+            } else {
+                s.serialize_str(&format!("{MARK}{}", token(self.0)))
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for F64 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<F64, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = F64;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a number, NaN, Infinity or -Infinity")
+                }
+                fn visit_f64<E>(self, v: f64) -> std::result::Result<F64, E> {
+                    Ok(F64(v))
+                }
+                fn visit_i64<E>(self, v: i64) -> std::result::Result<F64, E> {
+                    Ok(F64(v as f64))
+                }
+                fn visit_u64<E>(self, v: u64) -> std::result::Result<F64, E> {
+                    Ok(F64(v as f64))
+                }
+                fn visit_unit<E>(self) -> std::result::Result<F64, E> {
+                    Ok(F64(f64::NAN))
+                }
+                fn visit_none<E>(self) -> std::result::Result<F64, E> {
+                    Ok(F64(f64::NAN))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<F64, E> {
+                    match v.trim_start_matches(MARK) {
+                        "NaN" => Ok(F64(f64::NAN)),
+                        "Infinity" => Ok(F64(f64::INFINITY)),
+                        "-Infinity" => Ok(F64(f64::NEG_INFINITY)),
+                        _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                    }
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// `#[serde(with = "crate::util::json::f64_value")]` for an `f64` field.
+    pub mod f64_value {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+            F64(*v).serialize(s)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+            F64::deserialize(d).map(|v| v.0)
+        }
+    }
+
+    /// `#[serde(with = "crate::util::json::f64_lists")]` for a `BTreeMap<String, Vec<f64>>` field.
+    pub mod f64_lists {
+        use std::collections::BTreeMap;
+
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &BTreeMap<String, Vec<f64>>, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let m: BTreeMap<&String, Vec<F64>> =
+                v.iter().map(|(k, l)| (k, l.iter().map(|x| F64(*x)).collect())).collect();
+            m.serialize(s)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<BTreeMap<String, Vec<f64>>, D::Error> {
+            let m = BTreeMap::<String, Vec<F64>>::deserialize(d)?;
+            Ok(m.into_iter().map(|(k, l)| (k, l.into_iter().map(|x| x.0).collect())).collect())
+        }
+    }
+
+    /// Pretty JSON with the marked non-finite values as bare `NaN`, `Infinity`, `-Infinity`.
+    pub fn to_string_pretty<T: Serialize>(v: &T) -> serde_json::Result<String> {
+        let mut text = serde_json::to_string_pretty(v)?;
+        for t in TOKENS {
+            text = text.replace(&format!("\"\\u0001{t}\""), t);
+        }
+        Ok(text)
+    }
+
+    /// Parses JSON that may hold the bare tokens `NaN`, `Infinity`, `-Infinity` outside strings.
+    pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+        let mut out = String::with_capacity(text.len());
+        let (mut in_string, mut escaped) = (false, false);
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_string = false;
+                }
+            } else if c == '"' {
+                in_string = true;
+            } else if let Some(t) = TOKENS.iter().find(|t| rest.starts_with(**t)) {
+                out.push_str(&format!("\"\\u0001{t}\""));
+                rest = &rest[t.len()..];
+                continue;
+            }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        serde_json::from_str(&out)
+    }
+}
+
+/// Bytes this process may still allocate: the smaller of the machine's available memory (`MemAvailable`) and what
+/// its address-space limit (`ulimit -v`, `prlimit --as`) leaves above its current size. `u64::MAX` when unknown.
+pub fn memory_available() -> u64 {
+    let field = |text: &str, key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let mut budget = u64::MAX;
+    if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
+        if let Some(kb) = field(&meminfo, "MemAvailable:") {
+            budget = budget.min(kb.saturating_mul(1024));
+        }
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        // "Max address space  <soft> <hard> bytes"
+        if let Some(soft) = field(&limits, "Max address space") {
+            let used = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| field(&s, "VmSize:"))
+                .map_or(0, |kb| kb.saturating_mul(1024));
+            budget = budget.min(soft.saturating_sub(used));
+        }
+    }
+    budget
+}
+
+/// Fails in one line when `bytes` (what `what` would allocate) exceed [`memory_available`], before allocating.
+pub fn check_memory(bytes: u64, what: impl std::fmt::Display) -> Result<()> {
+    let have = memory_available();
+    if bytes > have {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        return Err(Error::invalid(format!(
+            "{what} would need {:.2} GiB of memory, more than the {:.2} GiB this process can still allocate",
+            gib(bytes),
+            gib(have)
+        )));
+    }
+    Ok(())
+}

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 const MAX_DEPTH: usize = 100;
 /// The most a deflated record can expand (deflate's limit is about 1032:1).
 const MAX_DEFLATE_RATIO: u64 = 1100;
+/// The most bytes a view that repeats its storage's elements (stride 0) may expand to.
+const MAX_EXPANDED_VIEW: u64 = 64 << 20;
 
 type Archive = zip::ZipArchive<BufReader<File>>;
 
@@ -61,7 +63,7 @@ pub(crate) fn read(path: &Path) -> std::result::Result<Object, Msg> {
             other => return Err(format!("unknown byteorder '{}'", String::from_utf8_lossy(other))),
         }
     }
-    let pkl = read_small(&mut zip, &format!("{prefix}/data.pkl"), file_len)?;
+    let pkl = read_pickle(&mut zip, &format!("{prefix}/data.pkl"), file_len)?;
     let value = pickle::unpickle(&pkl)?;
     // Shared containers could expand exponentially into the owned tree ("billion laughs"); a real file's tree has
     // fewer nodes than its pickle has bytes.
@@ -77,6 +79,35 @@ fn read_small(zip: &mut Archive, name: &str, file_len: u64) -> std::result::Resu
     f.take(file_len.saturating_mul(MAX_DEFLATE_RATIO))
         .read_to_end(&mut out)
         .map_err(|e| format!("record {name} cannot be read ({e}); the file is truncated or damaged"))?;
+    Ok(out)
+}
+
+/// The most a `data.pkl` may hold: a state dict's pickle takes about 200 bytes a tensor.
+const MAX_PICKLE: u64 = 256 << 20;
+/// Unpickling takes up to this many bytes of memory per byte of pickle (a one-byte opcode can push an object).
+const PICKLE_EXPANSION: u64 = 64;
+
+/// Reads `data.pkl`, bounded by [`MAX_PICKLE`] and by the memory unpickling it would take.
+fn read_pickle(zip: &mut Archive, name: &str, file_len: u64) -> std::result::Result<Vec<u8>, Msg> {
+    let f = zip.by_name(name).map_err(|e| format!("record {name}: {e}"))?;
+    check_record(&f, name, f.size(), file_len)?;
+    let limit = MAX_PICKLE.min(crate::util::memory_available() / PICKLE_EXPANSION);
+    let refuse = |n: u64| {
+        format!(
+            "record {name} expands to {n} bytes or more, more than a pickle may take here ({limit} bytes: at most \
+             {MAX_PICKLE}, and {PICKLE_EXPANSION} bytes of memory per byte); the file is damaged or malicious"
+        )
+    };
+    if f.size() > limit {
+        return Err(refuse(f.size()));
+    }
+    let mut out = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("record {name} cannot be read ({e}); the file is truncated or damaged"))?;
+    if out.len() as u64 > limit {
+        return Err(refuse(out.len() as u64));
+    }
     Ok(out)
 }
 
@@ -139,6 +170,7 @@ impl Loader {
             ));
         }
         check_record(&f, &name, needed, self.file_len)?;
+        crate::util::check_memory(needed, format!("{}storage '{}'", at(ctx), s.key)).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; needed as usize];
         f.take(needed)
             .read_exact(&mut buf)
@@ -183,6 +215,15 @@ impl Loader {
         };
         if end > r.storage.numel {
             return Err(bad(format!("reaches past the storage (needs {end} elements)")));
+        }
+        // A view with more elements than its storage repeats them (stride 0, or overlapping strides); whatever
+        // uses it later makes it whole, so such an expansion is bounded.
+        let bytes = (numel as u64).saturating_mul(r.storage.kind.elt_size_in_bytes() as u64);
+        if numel > r.storage.numel && bytes > MAX_EXPANDED_VIEW {
+            return Err(bad(format!(
+                "repeats its storage's elements into {numel} elements ({bytes} bytes, more than the {MAX_EXPANDED_VIEW} \
+                 an overlapping view may take)"
+            )));
         }
         storage
             .f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)

@@ -25,6 +25,9 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 
 /// Reads every tensor, in the order of their data in the file.
 pub(crate) fn read(path: &Path) -> std::result::Result<Vec<(String, Tensor)>, Msg> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    // The file, and the tensors copied out of it.
+    crate::util::check_memory(len.saturating_mul(2), path.display()).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("not a readable safetensors file: {e}"))?;
     let mut views = st.tensors();

@@ -31,8 +31,23 @@ impl MlpConfig {
         if !(0.0..1.0).contains(&dropout) {
             return Err(Error::config(format!("mlp option dropout={dropout} must be in [0, 1)")));
         }
+        // The parameters, counted before any is allocated: training holds them about four times (weights,
+        // gradients, two optimizer slots).
+        let in_features: i64 = c.input_shape.iter().product();
+        let params = hidden
+            .iter()
+            .chain([&c.num_outputs])
+            .try_fold((0u64, in_features.max(1) as u64), |(sum, width), &h| {
+                let layer = width.checked_mul(h as u64)?.checked_add(h as u64)?;
+                Some((sum.checked_add(layer)?, h as u64))
+            })
+            .map(|(sum, _)| sum);
+        match params {
+            Some(p) => crate::util::check_memory(p.saturating_mul(16), format!("mlp with {p} parameters"))?,
+            None => return Err(Error::config("mlp option hidden: the layer sizes overflow; give sizes like 64x32")),
+        }
         Ok(MlpConfig {
-            in_features: c.input_shape.iter().product(),
+            in_features,
             hidden,
             num_outputs: c.num_outputs,
             activation: c.opt("activation", Activation::Relu)?,

@@ -85,6 +85,19 @@ impl OptimizerConfig {
         if !(self.lr >= 0.0 && self.lr.is_finite()) {
             return bad(format!("learning rate {} must be a finite number ≥ 0", self.lr));
         }
+        // libtorch takes the hyper-parameters as float32 scalars: beyond its range they overflow (a panic).
+        for (name, v) in [
+            ("learning rate", self.lr),
+            ("momentum", self.momentum),
+            ("dampening", self.dampening),
+            ("weight decay", self.weight_decay),
+            ("eps", self.eps),
+            ("alpha", self.alpha),
+        ] {
+            if !v.is_finite() || v.abs() > f32::MAX as f64 {
+                return bad(format!("{name} {v} is not a finite float32 number (|value| ≤ 3.4e38)"));
+            }
+        }
         if self.momentum < 0.0 || self.weight_decay < 0.0 || self.eps < 0.0 {
             return bad("momentum, weight decay and eps must be ≥ 0".into());
         }

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 pub struct History {
     /// Epoch numbers (0-based, as Keras' `history.epoch`).
     pub epoch: Vec<usize>,
-    /// Metric name -> value per epoch, in epoch order.
+    /// Metric name -> value per epoch, in epoch order (non-finite values as Python's `json` writes them).
+    #[serde(with = "crate::util::json::f64_lists")]
     pub history: BTreeMap<String, Vec<f64>>,
 }
 
@@ -40,12 +41,12 @@ impl History {
     }
 
     pub fn save_json(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
+        let text = crate::util::json::to_string_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
         crate::util::write_atomic(path, text.as_bytes())
     }
     pub fn load_json(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::data(path.display(), format!("not a history file: {e}")))
+        crate::util::json::from_str(&text).map_err(|e| Error::data(path.display(), format!("not a history file: {e}")))
     }
     /// One row per epoch: `epoch,<metric>,...` with the metric columns sorted by name.
     pub fn save_csv(&self, path: &Path) -> Result<()> {

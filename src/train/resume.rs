@@ -57,9 +57,15 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
 pub struct ResumeState {
     /// Epochs completed (the next epoch to run, 0-based).
     pub epoch: usize,
-    /// True once training ended (all epochs, or a callback stopped it).
+    /// True once the run is complete: training ended and the final files (`history.json`, `model.pt`,
+    /// `model.safetensors`, `curves.png`) are written; set last, by [`mark_finished`].
     pub finished: bool,
+    /// True once training ended (all epochs, or a callback stopped it); the final files may still be missing, and
+    /// `--resume` writes them without training further.
+    #[serde(default)]
+    pub ended: bool,
     pub dir: String,
+    #[serde(with = "crate::util::json::f64_value")]
     pub lr: f64,
     pub history: History,
     pub callbacks: BTreeMap<String, serde_json::Value>,
@@ -77,17 +83,25 @@ pub struct TrainingState<'a> {
     pub grad_scaler: Option<crate::train::amp::ScalerState>,
 }
 
-/// Writes the state after `epoch` (0-based) completed.
+/// Writes the state after `epoch` (0-based) completed; `ended`: training stops after this epoch.
 pub fn save(
     run_dir: &Path,
     epoch: usize,
-    finished: bool,
+    ended: bool,
     state: TrainingState<'_>,
     history: &History,
     callbacks: &[Box<dyn Callback>],
 ) -> Result<()> {
     let rel = format!("resume/epoch-{:05}", epoch + 1);
     let dir = run_dir.join(&rel);
+    let state_root = run_dir.join("resume");
+    // Never write or delete through a symbolic link: `resume/` and the state folder must be real folders.
+    refuse_symlink(&state_root)?;
+    if let Ok(m) = std::fs::symlink_metadata(&dir) {
+        if !m.is_dir() {
+            std::fs::remove_file(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let loss = history.last("loss").unwrap_or(f64::NAN);
     let TrainingState { store, optimizer, grad_scaler } = state;
@@ -102,25 +116,128 @@ pub fn save(
     crate::checkpoint::write_state_dict(&dir.join("callbacks.safetensors"), &tensors)?;
     let state = ResumeState {
         epoch: epoch + 1,
-        finished,
+        finished: false,
+        ended,
         dir: rel.clone(),
         lr: optimizer.lr(),
         history: history.clone(),
         callbacks: states,
         grad_scaler,
     };
-    let text = serde_json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
+    let text = crate::util::json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())?;
-    // Older states are no longer named by resume.json.
-    if let Ok(entries) = std::fs::read_dir(run_dir.join("resume")) {
+    // Older states are no longer named by resume.json. Only what this code writes is deleted: real folders named
+    // `epoch-NNNNN` (a symbolic link is never followed; `remove_dir_all` does not follow links inside).
+    if let Ok(entries) = std::fs::read_dir(&state_root) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy() != rel.trim_start_matches("resume/") {
+            let name = e.file_name().to_string_lossy().to_string();
+            let ours =
+                name.strip_prefix("epoch-").is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
+            let real_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if ours && real_dir && name != rel.trim_start_matches("resume/") {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
     Ok(())
 }
+
+/// The advisory lock on a run folder (`flock` on `RUN/.lock`, which holds the owner's pid), held while the value
+/// lives; the kernel releases it when the process ends, even on kill -9.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the run folder's lock, or fails in one line naming the process that holds it.
+pub fn lock(run_dir: &Path) -> Result<RunLock> {
+    use std::io::{Read, Seek, Write};
+    let path = run_dir.join(LOCK_FILE);
+    refuse_symlink(&path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.is_empty() { "another process".to_string() } else { format!("process {pid}") };
+            return Err(Error::config(format!(
+                "{} is in use by {holder} (a train or --resume on the same folder); wait for it to end or choose \
+                 another --out",
+                run_dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(std::process::id().to_string().as_bytes()))
+        .and_then(|_| file.flush());
+    written.map_err(|e| Error::io(&path, e))?;
+    Ok(RunLock { _file: file })
+}
+
+/// Fails when `path` is a symbolic link (a run folder writes and deletes only inside itself).
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::config(format!(
+            "{} is a symbolic link; a run folder writes and deletes only inside itself: replace it by a folder",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `rel` (a path read back from a run folder) resolved inside `run_dir`: not absolute, no `..`, and no symbolic
+/// link on the way (a tampered run folder must not make a resumed run write outside it).
+pub fn confine(run_dir: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let p = Path::new(rel);
+    let outside = || {
+        Error::config(format!(
+            "{what} '{rel}' in {} points outside the run folder; a resumed run writes only inside its folder \
+             (start a new run to write elsewhere)",
+            run_dir.join("config.json").display()
+        ))
+    };
+    let mut at = run_dir.to_path_buf();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => {
+                at.push(n);
+                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(outside());
+                }
+            }
+            Component::CurDir => {}
+            _ => return Err(outside()),
+        }
+    }
+    Ok(at)
+}
+
+/// Marks the run in `run_dir` complete, once its final files are written (a kill before this leaves a state that
+/// `--resume` completes).
+pub fn mark_finished(run_dir: &Path) -> Result<()> {
+    let mut state = read(run_dir)?;
+    state.ended = true;
+    state.finished = true;
+    let text = crate::util::json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())
+}
+
+/// The files a complete run folder holds besides its resume state.
+pub const FINAL_FILES: [&str; 4] = ["history.json", "model.pt", "model.safetensors", "curves.png"];
 
 /// Reads `resume.json` of a run folder.
 pub fn read(run_dir: &Path) -> Result<ResumeState> {
@@ -132,7 +249,7 @@ pub fn read(run_dir: &Path) -> Result<ResumeState> {
         )));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: not a resume file: {e}", path.display())))
+    crate::util::json::from_str(&text).map_err(|e| Error::config(format!("{}: not a resume file: {e}", path.display())))
 }
 
 /// Restores weights, optimizer state and learning rate, and every callback's state. Returns the history so far.
@@ -143,7 +260,7 @@ pub fn restore(
     optimizer: &mut Optimizer,
     callbacks: &mut [Box<dyn Callback>],
 ) -> Result<()> {
-    let dir: PathBuf = run_dir.join(&state.dir);
+    let dir: PathBuf = confine(run_dir, &state.dir, "the resume state folder")?;
     crate::checkpoint::load_checkpoint(&dir.join("checkpoint.pt"), store, optimizer)?;
     optimizer.set_lr(state.lr);
     let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors")).unwrap_or_default();

@@ -40,6 +40,9 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
     if text.trim().is_empty() {
         return Err(Error::data(&name, "the file is empty; expected a header row and one row per sample"));
     }
+    // Every field costs a parsed cell (about 32 bytes) however short it is: a file of separators is a bomb.
+    let cells = bytes.iter().filter(|&&b| b == sep || b == b'\n').count() as u64 + 1;
+    crate::util::check_memory(cells * 40, &name)?;
     let mut records = parse(text, sep, &name)?.into_iter();
     let (_, header) = records.next().ok_or_else(|| Error::data(&name, "the file is empty"))?;
     let header: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
@@ -82,6 +85,20 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
             feature_cols.push(col);
         }
     }
+    // A column of numbers that are all NaN or infinite is no text column to skip quietly.
+    for col in (0..n_cols).filter(|&c| c != label_col && !feature_cols.contains(&c)) {
+        let parsed =
+            rows.iter().filter(|(_, f)| !f[col].trim().is_empty()).all(|(_, f)| f[col].trim().parse::<f64>().is_ok());
+        if parsed && rows.iter().any(|(_, f)| !f[col].trim().is_empty()) {
+            return Err(Error::data(
+                &name,
+                format!(
+                    "column '{}' holds no finite number (only NaN, infinite or empty cells); fill it in or remove it",
+                    show(&header[col])
+                ),
+            ));
+        }
+    }
     if feature_cols.is_empty() {
         return Err(Error::data(
             &name,
@@ -107,6 +124,15 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
     }
     if let Some((line, _)) = rows.iter().zip(&labels).find(|(_, l)| l.is_empty()).map(|(r, _)| r) {
         return Err(Error::data(&name, format!("line {line}: the label '{shown_label}' is empty; fill it in")));
+    }
+    // Labels that all read as numbers but are not all finite: a NaN label, not a set of text classes.
+    if labels.iter().all(|l| l.parse::<f64>().is_ok()) {
+        if let Some(((line, _), l)) = rows.iter().zip(&labels).find(|(_, l)| number(l).is_none()) {
+            return Err(Error::data(
+                &name,
+                format!("line {line}: the label '{shown_label}' is {}; class labels must be finite numbers", show(l)),
+            ));
+        }
     }
     let numeric: Option<Vec<f64>> = labels.iter().map(|l| number(l)).collect();
     let (ys, class_names) = match numeric {
@@ -174,9 +200,9 @@ fn show(text: &str) -> String {
     format!("{}{more}", cut.escape_debug())
 }
 
-/// A finite number, or `None`.
+/// A number finite in float32 (the type the values are trained in), or `None`.
 fn number(cell: &str) -> Option<f64> {
-    cell.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+    cell.trim().parse::<f64>().ok().filter(|v| v.is_finite() && v.abs() <= f32::MAX as f64)
 }
 
 fn cell_number(name: &str, line: usize, column: &str, cell: &str) -> Result<f64> {
@@ -184,6 +210,8 @@ fn cell_number(name: &str, line: usize, column: &str, cell: &str) -> Result<f64>
     number(cell).ok_or_else(|| {
         let what = if cell.is_empty() {
             "is empty; fill in the missing value".to_string()
+        } else if cell.parse::<f64>().is_ok() {
+            format!("'{}' is not finite in float32 (|value| ≤ 3.4e38, no NaN or inf); fix the cell", show(cell))
         } else {
             format!("'{}' is not a number; fix the cell", show(cell))
         };

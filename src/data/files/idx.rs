@@ -198,6 +198,8 @@ fn decode<R: Read>(reader: R, stored: u64, gz: bool, name: &str) -> Result<IdxAr
     } else if stored != header_len + n_bytes {
         return Err(size_error(format!("the file has {} bytes after the header", stored.saturating_sub(header_len))));
     }
+    // The values, and the float32 tensor the loaders make of them (twice, while converting).
+    crate::util::check_memory(n_bytes + n_bytes / dtype.size() as u64 * 8, name)?;
     let mut data = Vec::new();
     if !gz {
         data.reserve_exact(n_bytes as usize);

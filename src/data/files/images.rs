@@ -83,7 +83,7 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
         if buf.is_empty() {
             stride = w as usize * h as usize * channels.unwrap_or(3);
             let need = n as u64 * stride as u64 * 5;
-            if need > MAX_MEMORY {
+            if need > MAX_MEMORY.min(crate::util::memory_available()) {
                 return Err(Error::data(
                     &name,
                     format!("{n} images of {h}x{w} would take {} GiB in memory; pass a smaller size=HxW", need >> 30),
@@ -149,7 +149,16 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<(String, Vec<PathBuf>)>) -> Resu
 }
 
 fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let open = || -> Result<_> {
+        let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        reader.with_guessed_format().map_err(|e| Error::io(path, e))
+    };
+    // The size from the header, checked before decoding: a few hundred KB of PNG can declare gigapixels.
+    let (w, h) = open()?
+        .into_dimensions()
+        .map_err(|e| Error::data(path.display(), format!("cannot read the image header: {e}; fix or remove it")))?;
+    // Decoded RGBA (up to 16 bits a channel), and a converted copy.
+    crate::util::check_memory(w as u64 * h as u64 * 8 * 2, format!("{} ({w}x{h} pixels)", path.display()))?;
+    let reader = open()?;
     reader.decode().map_err(|e| Error::data(path.display(), format!("cannot decode the image: {e}; fix or remove it")))
 }

@@ -78,6 +78,18 @@ fn read_array<R: Read>(mut reader: R, stored: u64, limit: u64, name: &str) -> Re
     if n_bytes > limit {
         return Err(size_error(format!("the archive holds at most {limit} bytes for it")));
     }
+    // An empty array's other dimensions cost nothing in the file but are looped over later: bound them by it.
+    if let Some(d) = header.shape.iter().find(|&&d| d as u64 > limit.max(1 << 16)) {
+        return Err(Error::data(
+            name,
+            format!(
+                "the header's shape {:?} has a dimension of {d} in a {stored}-byte file; the file is corrupt",
+                header.shape
+            ),
+        ));
+    }
+    // The array, and the float32 copy the loaders make of it.
+    crate::util::check_memory(n_bytes + n_bytes / header.dtype.size() as u64 * 8, name)?;
     let mut data = Vec::with_capacity(n_bytes.min(limit) as usize);
     reader
         .take(n_bytes + 1)

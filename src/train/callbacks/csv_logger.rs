@@ -10,11 +10,37 @@ pub struct CsvLogger {
     pub separator: char,
     pub append: bool,
     keys: Option<Vec<String>>,
+    /// Set by `load_state`: the log is cut back to the resumed epoch at train begin.
+    resumed: bool,
 }
 
 impl CsvLogger {
     pub fn new(path: impl Into<PathBuf>, append: bool) -> Self {
-        CsvLogger { path: path.into(), separator: ',', append, keys: None }
+        CsvLogger { path: path.into(), separator: ',', append, keys: None, resumed: false }
+    }
+}
+
+impl CsvLogger {
+    /// Keeps the header and the rows of epochs `0..epochs`.
+    fn truncate(&self, epochs: usize) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else { return Ok(()) };
+        let mut lines = text.lines();
+        let Some(header) = lines.next() else { return Ok(()) };
+        let mut out = format!("{header}\n");
+        let mut dropped = false;
+        for line in lines {
+            let epoch = line.split(self.separator).next().and_then(|e| e.trim().parse::<usize>().ok());
+            if epoch.is_some_and(|e| e < epochs) {
+                out.push_str(line);
+                out.push('\n');
+            } else {
+                dropped = true;
+            }
+        }
+        if dropped {
+            crate::util::write_atomic(&self.path, out.as_bytes())?;
+        }
+        Ok(())
     }
 }
 
@@ -22,7 +48,11 @@ impl Callback for CsvLogger {
     fn name(&self) -> &'static str {
         "csv_logger"
     }
-    fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
+        if self.resumed && crate::dist::writes_files() {
+            // A kill between this row and the resume state leaves rows of epochs the resumed run repeats.
+            self.truncate(ctx.history.len())?;
+        }
         // In a distributed run only rank 0 writes the log.
         if !self.append && crate::dist::writes_files() {
             let _ = std::fs::remove_file(&self.path);
@@ -50,8 +80,9 @@ impl Callback for CsvLogger {
         f.write_all(text.as_bytes()).and_then(|_| f.flush()).map_err(|e| Error::io(&self.path, e))
     }
     fn load_state(&mut self, _state: &serde_json::Value) -> Result<()> {
-        // A resumed run appends to the log it already has.
+        // A resumed run appends to the log it already has (cut back to the resumed epoch).
         self.append = true;
+        self.resumed = true;
         Ok(())
     }
 }

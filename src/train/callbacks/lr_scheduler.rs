@@ -22,9 +22,20 @@ impl LearningRateScheduler {
     pub fn parse(spec: &str, epochs: usize) -> Result<Schedule> {
         let s = Spec::parse(spec, "lr schedule")?;
         let num = |k: &str, d: f64| -> Result<f64> {
-            s.options.get(k).map_or(Ok(d), |v| {
+            let v = s.options.get(k).map_or(Ok(d), |v| {
                 v.parse().map_err(|_| Error::config(format!("lr schedule option {k}={v} is not a number")))
-            })
+            })?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::config(format!("lr schedule option {k}={v} must be a finite number ≥ 0")));
+            }
+            Ok(v)
+        };
+        let count = |k: &str, d: f64| -> Result<usize> {
+            let v = num(k, d)?;
+            if v < 1.0 || v.fract() != 0.0 || v > 1e9 {
+                return Err(Error::config(format!("lr schedule option {k}={v} must be a whole number ≥ 1")));
+            }
+            Ok(v as usize)
         };
         let known: &[&str] = match s.source.as_str() {
             "constant" => &[],
@@ -46,9 +57,9 @@ impl LearningRateScheduler {
         }
         Ok(match s.source.as_str() {
             "cosine" => {
-                Schedule::Cosine { t_max: num("t_max", epochs as f64)? as usize, eta_min: num("eta_min", 0.0)? }
+                Schedule::Cosine { t_max: count("t_max", epochs.max(1) as f64)?, eta_min: num("eta_min", 0.0)? }
             }
-            "step" => Schedule::Step { step_size: num("step_size", 10.0)? as usize, gamma: num("gamma", 0.1)? },
+            "step" => Schedule::Step { step_size: count("step_size", 10.0)?, gamma: num("gamma", 0.1)? },
             "exponential" => Schedule::Exponential { gamma: num("gamma", 0.95)? },
             _ => Schedule::Constant,
         })

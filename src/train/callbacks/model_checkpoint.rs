@@ -84,11 +84,21 @@ impl ModelCheckpointConfig {
         if self.save_freq == 0 {
             return Err(Error::config("--checkpoint: save_freq must be at least 1"));
         }
-        let mut logs = Logs::new();
-        for key in template_keys(&self.filepath)? {
-            logs.insert(key, 0.0);
+        let keys = template_keys(&self.filepath)?;
+        // The longest name the template can give (a float32 loss is at most 3.4e38 in size; epochs stay below
+        // 10^9) must fit the file system's 255 bytes per name, or the run would fail after its first epoch.
+        for (epoch, value) in [(0, 0.0), (999_999_998, -(f32::MAX as f64))] {
+            let logs: Logs = keys.iter().map(|k| (k.clone(), value)).collect();
+            let path = fill_template(&self.filepath, epoch, &logs)?;
+            if let Some(long) = Path::new(&path).iter().find(|c| c.len() > 255) {
+                return Err(Error::config(format!(
+                    "checkpoint path '{}': a name of the path can reach {} bytes; file names hold at most 255",
+                    self.filepath,
+                    long.len()
+                )));
+            }
         }
-        fill_template(&self.filepath, 0, &logs).map(|_| ())
+        Ok(())
     }
 }
 
@@ -144,16 +154,18 @@ fn format_value(v: f64, spec: &str, template: &str) -> Result<String> {
     if spec.is_empty() {
         return Ok(if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") });
     }
+    // Widths and precisions beyond a file name's 255 bytes are refused before `format!` (which panics on huge ones).
+    let bounded = |n: usize| if n <= 255 { Ok(n) } else { Err(bad()) };
     if let Some(d) = spec.strip_suffix('d') {
         let zero = d.starts_with('0');
-        let width: usize = if d.is_empty() { 0 } else { d.parse().map_err(|_| bad())? };
+        let width: usize = bounded(if d.is_empty() { 0 } else { d.parse().map_err(|_| bad())? })?;
         let n = v.round() as i64;
         return Ok(if zero { format!("{n:0width$}") } else { format!("{n:width$}") });
     }
     if let Some(f) = spec.strip_suffix('f') {
         let (width, prec) = f.split_once('.').ok_or_else(bad)?;
-        let prec: usize = prec.parse().map_err(|_| bad())?;
-        let width: usize = if width.is_empty() { 0 } else { width.parse().map_err(|_| bad())? };
+        let prec: usize = bounded(prec.parse().map_err(|_| bad())?)?;
+        let width: usize = bounded(if width.is_empty() { 0 } else { width.parse().map_err(|_| bad())? })?;
         return Ok(format!("{v:width$.prec$}"));
     }
     Err(bad())
