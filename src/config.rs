@@ -22,7 +22,7 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub shuffle: bool,
     pub optimizer: OptimizerKind,
-    /// `null` = the optimizer's default (Adam 1e-3, SGD 1e-2 here, RMSprop 1e-2).
+    /// `null` = the optimizer's default (Keras' and torch's: SGD 1e-2, Adam, AdamW and RMSprop 1e-3).
     pub lr: Option<f64>,
     pub momentum: f64,
     pub dampening: f64,
@@ -64,7 +64,8 @@ pub struct RunConfig {
     /// Stop at the end of an epoch whose loss is NaN or infinite.
     pub terminate_on_nan: bool,
     /// Training-time image augmentation: `affine[:rotate=10,scale=0.1,shift=0.1]` or `crop_flip[:pad=4,flip=true]`
-    /// (CIFAR's); `null` = none.
+    /// (CIFAR's); `null` = none; `auto` (the default) = `affine` for images ([C, H, W] samples), none otherwise,
+    /// resolved when the data is read (the run's config.json records the result).
     pub augment: Option<String>,
     /// Pretrained weights loaded non-strictly before training (transfer learning): what matches loads, a
     /// classifier of another size is dropped, and the load is reported.
@@ -87,6 +88,9 @@ pub struct RunConfig {
     pub cuda_graph: bool,
 }
 
+/// The default `augment`: affine for image data, none for anything else.
+pub const AUTO_AUGMENT: &str = "auto";
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
@@ -98,7 +102,7 @@ impl Default for RunConfig {
             batch_size: 32,
             shuffle: true,
             optimizer: OptimizerKind::Adam,
-            lr: Some(2e-3),
+            lr: None,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
@@ -116,13 +120,13 @@ impl Default for RunConfig {
             threads: None,
             weights: None,
             strict: true,
-            augment: Some("affine".into()),
+            augment: Some(AUTO_AUGMENT.into()),
             early_stopping: None,
             checkpoint: None,
             reduce_lr_on_plateau: None,
             csv_logger: None,
             terminate_on_nan: true,
-            lr_schedule: Some("cosine".into()),
+            lr_schedule: None,
             pretrained: None,
             freeze: None,
             unfreeze_at: None,
@@ -140,6 +144,26 @@ impl Default for RunConfig {
 pub const MAX_THREADS: usize = 1024;
 
 impl RunConfig {
+    /// Resolves `augment: auto` for data whose samples have `sample_shape`: affine for images ([C, H, W]).
+    pub fn resolve_augment(&mut self, sample_shape: &[i64]) {
+        if self.augment.as_deref() == Some(AUTO_AUGMENT) {
+            self.augment = (sample_shape.len() == 3).then(|| "affine".to_string());
+        }
+    }
+
+    /// A user's config file: as `from_json_file`, with the input paths it names (`data`, `validation_data`,
+    /// `weights`, `pretrained`, `booster_weights`) found beside the file first, then in the current folder.
+    pub fn from_user_file(path: &Path) -> Result<Self> {
+        let mut c = Self::from_json_file(path)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        c.data = resolve_spec_paths(&c.data, base);
+        c.validation_data = c.validation_data.map(|d| resolve_spec_paths(&d, base));
+        for p in [&mut c.weights, &mut c.pretrained, &mut c.booster_weights].into_iter().flatten() {
+            *p = resolve_path(p, base);
+        }
+        Ok(c)
+    }
+
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
@@ -151,9 +175,11 @@ impl RunConfig {
     /// The optimizer's hyper-parameters: `torch.optim`'s defaults where the config leaves them unset.
     pub fn optimizer_config(&self) -> Result<OptimizerConfig> {
         let mut c = OptimizerConfig::new(self.optimizer);
-        if self.optimizer == OptimizerKind::Sgd {
-            c.lr = 1e-2;
-        }
+        // Keras' defaults (torch.optim's for SGD, Adam and AdamW; torch's RMSprop takes 1e-2, Keras' 1e-3).
+        c.lr = match self.optimizer {
+            OptimizerKind::Sgd => 1e-2,
+            OptimizerKind::Adam | OptimizerKind::Adamw | OptimizerKind::Rmsprop => 1e-3,
+        };
         if let Some(lr) = self.lr {
             c.lr = lr;
         }
@@ -216,7 +242,7 @@ impl RunConfig {
                 ));
             }
         }
-        if let Some(a) = &self.augment {
+        if let Some(a) = self.augment.as_deref().filter(|a| *a != AUTO_AUGMENT) {
             crate::data::augment::Augment::parse(a)?;
         }
         crate::device::parse(&self.device)?;
@@ -234,5 +260,41 @@ impl RunConfig {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }
         Ok(())
+    }
+}
+
+/// `p` beside `base` when it is relative and exists there; otherwise `p` as given (the current folder's).
+fn resolve_path(p: &str, base: &Path) -> String {
+    let path = Path::new(p);
+    if path.is_relative() && !p.is_empty() && base.join(path).exists() {
+        base.join(path).display().to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+/// A data spec with its file paths (`DIR`, `FILE:opts`, `cifar10:DIR`, `path=FILE`) resolved by `resolve_path`.
+fn resolve_spec_paths(spec: &str, base: &Path) -> String {
+    for prefix in ["cifar10:", "mnist:", "fashion_mnist:"] {
+        if let Some(rest) = spec.strip_prefix(prefix) {
+            let (dir, opts) = rest.split_once(',').map_or((rest, None), |(d, o)| (d, Some(o)));
+            let dir = resolve_path(dir, base);
+            return format!("{prefix}{dir}{}", opts.map(|o| format!(",{o}")).unwrap_or_default());
+        }
+    }
+    let (source, opts) = spec.split_once(':').map_or((spec, None), |(s, o)| (s, Some(o)));
+    let source = resolve_path(source, base);
+    let opts = opts.map(|o| {
+        o.split(',')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if k.trim() == "path" => format!("{k}={}", resolve_path(v.trim(), base)),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    match opts {
+        Some(o) => format!("{source}:{o}"),
+        None => source,
     }
 }

@@ -26,16 +26,28 @@ impl RunOutcome {
     /// The one-line summary printed at the end of `tchzoo train`.
     pub fn summary_line(&self, config: &RunConfig) -> String {
         let mut parts = vec![format!(
-            "{} on {}: {} epochs in {:.1}s on {}",
-            config.model, config.data, self.epochs_run, self.seconds, self.device
+            "{} on {}: {} epoch{} in {:.1}s on {}",
+            config.model,
+            config.data,
+            self.epochs_run,
+            if self.epochs_run == 1 { "" } else { "s" },
+            self.seconds,
+            self.device
         )];
         for key in ["loss", "accuracy", "val_loss", "val_accuracy", "mae", "val_mae"] {
             if let Some(v) = self.history.last(key) {
                 parts.push(format!("{key} {v:.4}"));
             }
         }
-        if let Some(best) = self.history.get("val_accuracy").and_then(|v| v.iter().cloned().reduce(f64::max)) {
-            parts.push(format!("best val_accuracy {best:.4}"));
+        // The value the curves mark as best (early stopping's monitor, else a best-only checkpoint's, else
+        // val_loss or loss), so the line and the plot agree.
+        if let Some((name, maximize)) = curve_marks(config, &Default::default()).monitor {
+            let values =
+                self.history.get(&name).map(|v| v.iter().cloned().filter(|v| v.is_finite()).collect::<Vec<_>>());
+            let best = values.and_then(|v| v.into_iter().reduce(if maximize { f64::max } else { f64::min }));
+            if let Some(best) = best {
+                parts.push(format!("best {name} {best:.4}"));
+            }
         }
         parts.push(format!("→ {}", self.dir.display()));
         parts.join(", ")
@@ -147,11 +159,18 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
 
 /// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
 /// training indices, and no label beyond the training classes (the model has outputs for those only).
-fn conform_validation(mut v: Dataset, train: &Dataset) -> Result<Dataset> {
+fn conform_validation(v: Dataset, train: &Dataset) -> Result<Dataset> {
+    conform_to(v, train.task, train.class_names.as_ref())
+}
+
+/// `v` with its labels renumbered to `class_names` by name (a folder of 3 of the 10 classes keeps their labels)
+/// and checked against `task`: the data a model trained for `task` is validated or evaluated on.
+pub fn conform_to(mut v: Dataset, task: crate::data::Task, class_names: Option<&Vec<String>>) -> Result<Dataset> {
     use crate::data::Task;
-    match (train.task, v.task) {
+    let train_task = task;
+    match (train_task, v.task) {
         (Task::Classification { n_classes }, Task::Classification { .. }) => {
-            if let (Some(train_names), Some(val_names)) = (&train.class_names, &v.class_names) {
+            if let (Some(train_names), Some(val_names)) = (class_names, &v.class_names) {
                 if train_names != val_names {
                     let mut index = Vec::with_capacity(val_names.len());
                     for name in val_names {
@@ -159,7 +178,7 @@ fn conform_validation(mut v: Dataset, train: &Dataset) -> Result<Dataset> {
                             Error::data(
                                 &v.name,
                                 format!(
-                                    "validation class '{name}' is not among the training classes ({})",
+                                    "class '{name}' is not among the training classes ({})",
                                     train_names.join(", ")
                                 ),
                             )
@@ -181,9 +200,9 @@ fn conform_validation(mut v: Dataset, train: &Dataset) -> Result<Dataset> {
                     ),
                 ));
             }
-            v.task = train.task;
+            v.task = train_task;
             if v.class_names.is_none() {
-                v.class_names = train.class_names.clone();
+                v.class_names = class_names.cloned();
             }
             Ok(v)
         }
@@ -202,6 +221,62 @@ fn describe(task: crate::data::Task) -> String {
     }
 }
 
+/// The class names of a run, index = label (written when the data names its classes).
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// The class names recorded in a run folder, if any.
+pub fn read_class_names(dir: &Path) -> Result<Option<Vec<String>>> {
+    let path = dir.join(CLASSES_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::config(format!("{}: not a list of class names: {e}", path.display())))
+}
+
+/// Keras' line before the first epoch: "Found 300 images of 3×32×32 in 10 classes; 240 for training, 60 for
+/// validation; augment: affine".
+pub fn data_summary(train: &Dataset, validation: Option<&Dataset>, augment: Option<&str>) -> String {
+    let shape = train.sample_shape();
+    let (t, v) = (train.len(), validation.map_or(0, |v| v.len()));
+    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
+    let what = match shape.len() {
+        3 => format!("{} images of {dims}", t + v),
+        1 => format!("{} samples of {dims} features", t + v),
+        _ => format!("{} samples of shape {dims}", t + v),
+    };
+    let targets = match train.task {
+        crate::data::Task::Classification { n_classes } => format!("in {n_classes} classes"),
+        crate::data::Task::Regression { n_outputs } => {
+            format!("with {n_outputs} real target{}", if n_outputs == 1 { "" } else { "s" })
+        }
+    };
+    let split = match validation {
+        Some(_) => format!("{t} for training, {v} for validation"),
+        None => format!("{t} for training, no validation"),
+    };
+    format!("Found {what} {targets}; {split}; augment: {}", augment.unwrap_or("none"))
+}
+
+/// A new folder `runs/<model>-<data>-<time>` for a run without `--out`, claimed by creating it: a run started in
+/// the same second gets `-2`, `-3`, … instead of failing.
+pub fn claim_default_dir(config: &RunConfig) -> Result<PathBuf> {
+    let base = run_dir(&RunConfig { out: None, ..config.clone() });
+    let parent = base.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    for n in 1.. {
+        let dir = if n == 1 { base.clone() } else { PathBuf::from(format!("{}-{n}", base.display())) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+    unreachable!("an unbounded range ends only by returning")
+}
+
 /// The run folder: `config.out`, or `runs/<model>-<data>-<time>`.
 pub fn run_dir(config: &RunConfig) -> PathBuf {
     if let Some(out) = &config.out {
@@ -218,6 +293,12 @@ pub fn run_dir(config: &RunConfig) -> PathBuf {
 
 /// The callbacks a config asks for, in a fixed order (a resume file keys their state by position and name).
 pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Callback>>> {
+    config_callbacks_with(config, dir, true)
+}
+
+/// As `config_callbacks`; `verbose: false` (`-q`) silences the callbacks' own lines (checkpoint saved, early
+/// stopping, learning rate reduced) whatever their `verbose` option says.
+pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> Result<Vec<Box<dyn Callback>>> {
     use crate::train::callbacks::*;
     let mut all: Vec<Box<dyn Callback>> = vec![];
     if let Some(s) = &config.lr_schedule {
@@ -227,13 +308,16 @@ pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Ca
         all.push(Box::new(TerminateOnNaN::default()));
     }
     if let Some(s) = &config.reduce_lr_on_plateau {
-        all.push(Box::new(ReduceLrOnPlateau::new(ReduceLrOnPlateauConfig::parse(s)?)?));
+        let c = ReduceLrOnPlateauConfig::parse(s)?;
+        all.push(Box::new(ReduceLrOnPlateau::new(ReduceLrOnPlateauConfig { verbose: c.verbose && verbose, ..c })?));
     }
     if let Some(s) = &config.early_stopping {
-        all.push(Box::new(EarlyStopping::new(EarlyStoppingConfig::parse(s)?)?));
+        let c = EarlyStoppingConfig::parse(s)?;
+        all.push(Box::new(EarlyStopping::new(EarlyStoppingConfig { verbose: c.verbose && verbose, ..c })?));
     }
     if let Some(s) = &config.checkpoint {
-        let mut mc = ModelCheckpoint::new(ModelCheckpointConfig::parse(s)?)?;
+        let c = ModelCheckpointConfig::parse(s)?;
+        let mut mc = ModelCheckpoint::new(ModelCheckpointConfig { verbose: c.verbose && verbose, ..c })?;
         mc.base_dir = Some(dir.to_path_buf());
         all.push(Box::new(mc));
     }
@@ -248,7 +332,8 @@ pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Ca
 /// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
 /// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
 pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    let mut dir = run_dir(config);
+    let mut dir =
+        if config.out.is_none() && crate::dist::writes_files() { claim_default_dir(config)? } else { run_dir(config) };
     if let Some(g) = crate::dist::current() {
         // Every rank uses rank 0's folder (a default name holds the time, which differs between processes).
         dir = PathBuf::from(g.share_string("run_dir", &dir.display().to_string())?);
@@ -309,11 +394,23 @@ pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Ca
 /// state and history come back; the shuffles and libtorch's generator depend on (seed, epoch) only, so the
 /// continued run gives the same history as one that never stopped.
 pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    resume_to(dir, None, verbosity, callbacks)
+}
+
+/// As `resume`, to `epochs` in all when given (Keras' `initial_epoch`, Lightning's larger `max_epochs`): a run
+/// that finished its epochs continues from its last one as if it had been asked for `epochs` from the start. The
+/// learning-rate schedule is recomputed for the new total (the epochs already run keep the rates they had).
+pub fn resume_to(
+    dir: &Path,
+    epochs: Option<usize>,
+    verbosity: Verbosity,
+    callbacks: Vec<Box<dyn Callback>>,
+) -> Result<RunOutcome> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
     }
-    let config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
+    let mut config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
     // Paths read back from the folder are confined to it (a tampered config.json must not write elsewhere).
     if let Some(c) = &config.checkpoint {
         let c = crate::train::callbacks::ModelCheckpointConfig::parse(c)?;
@@ -325,11 +422,37 @@ pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>
     if crate::dist::writes_files() {
         drop(crate::train::resume::lock(dir)?);
     }
-    let state = crate::train::resume::read(dir)?;
+    let mut state = crate::train::resume::read(dir)?;
     let complete = crate::train::resume::FINAL_FILES.iter().all(|f| dir.join(f).exists());
+    let stopped_early = state.finished && state.epoch < config.epochs;
+    match epochs {
+        Some(e) if e <= state.epoch => {
+            return Err(Error::config(format!(
+                "the run in {} has already run {} epoch{}; give --epochs more than that to continue it",
+                dir.display(),
+                state.epoch,
+                if state.epoch == 1 { "" } else { "s" }
+            )))
+        }
+        Some(_) if stopped_early => {
+            return Err(Error::config(format!(
+                "the run in {} was stopped by a callback after epoch {} of {}; a longer run would have stopped \
+                 there too",
+                dir.display(),
+                state.epoch,
+                config.epochs
+            )))
+        }
+        Some(e) => {
+            config.epochs = e;
+            state.finished = false;
+            state.ended = false;
+        }
+        None => {}
+    }
     if state.finished && complete {
         return Err(Error::config(format!(
-            "the run in {} already finished ({} epochs); nothing to resume",
+            "the run in {} already finished ({} epochs); nothing to resume (give --epochs N to extend it)",
             dir.display(),
             state.epoch
         )));
@@ -345,13 +468,26 @@ fn execute(
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
     let Prepared { mut trainer, train, validation, frozen } = prepare(config)?;
+    let mut config = config.clone();
+    config.resolve_augment(&train.sample_shape());
+    // config.json records the learning rate the run used (the optimizer's default when none was given).
+    config.lr = Some(config.optimizer_config()?.lr);
+    let config = &config;
     let dir = run_dir(config);
     let chief = crate::dist::writes_files();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     // One process per run folder, for the run's life; the checks made before the lock are made again under it.
     let _lock = if chief { Some(crate::train::resume::lock(&dir)?) } else { None };
     let resumed = match resumed {
-        Some(_) if chief => Some(crate::train::resume::read(&dir)?),
+        Some(passed) if chief => {
+            let mut state = crate::train::resume::read(&dir)?;
+            if !passed.finished && !passed.ended {
+                // An extended run (`--resume RUN --epochs N`): its end was lifted by resume_to.
+                state.finished = false;
+                state.ended = false;
+            }
+            Some(state)
+        }
         None if chief && dir.join(crate::train::resume::RESUME_FILE).exists() => {
             return Err(Error::config(format!(
                 "{} already holds a run; continue it with --resume {0}, or choose another --out",
@@ -362,12 +498,21 @@ fn execute(
     };
     if chief {
         write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+        if let Some(names) = &train.class_names {
+            let text = serde_json::to_string_pretty(names).map_err(|e| Error::invalid(e.to_string()))?;
+            write_atomic(&dir.join(CLASSES_FILE), text.as_bytes())?;
+        }
     }
-    let mut all = config_callbacks(config, &dir)?;
+    let mut all = config_callbacks_with(config, &dir, verbosity != Verbosity::Silent)?;
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
     }
     all.extend(callbacks);
+    if chief && verbosity != Verbosity::Silent {
+        // After fit's own checks, so that a run refused before its first epoch prints only its error.
+        trainer.check_fit(&train, validation.as_ref(), &all)?;
+        println!("{}", data_summary(&train, validation.as_ref(), config.augment.as_deref()));
+    }
     let (initial_epoch, history) = match &resumed {
         Some(state) => {
             crate::train::resume::restore(&dir, state, &trainer.store, &mut trainer.optimizer, &mut all)?;
@@ -434,6 +579,33 @@ pub struct LoadedModel {
     pub input_shape: Vec<i64>,
     /// The run's config when loaded from a run folder.
     pub config: Option<RunConfig>,
+    /// The run's class names (index = label), when its data named them.
+    pub class_names: Option<Vec<String>>,
+    /// The task the model was trained for (from the run's data).
+    pub task: Option<crate::data::Task>,
+}
+
+/// Loads `tensors` strictly; a mismatch says how to load the file for evaluation (the model it was saved from,
+/// and `--num-classes` with its classifier's size), not `--strict false`, which would drop the classifier.
+fn load_strict(store: &VarStore, tensors: &[(String, tch::Tensor)], origin: &Path, classifier: &str) -> Result<()> {
+    store.load_state_dict(tensors, true, &origin.display().to_string()).map(|_| ()).map_err(|e| match e {
+        Error::Checkpoint { path, msg } => {
+            let msg = msg.trim_end_matches("; use --strict false to load only what matches");
+            let outputs = tensors
+                .iter()
+                .find(|(k, _)| *k == format!("{classifier}.weight") || *k == format!("{classifier}.bias"))
+                .and_then(|(_, t)| t.size().first().copied());
+            let hint = match outputs {
+                Some(n) => format!(
+                    "; the file's classifier '{classifier}' has {n} outputs: give --num-classes {n} (and the --model \
+                     it was saved from)"
+                ),
+                None => "; give the --model the file was saved from (and --num-classes N for its classifier)".into(),
+            };
+            Error::Checkpoint { path, msg: format!("{msg}{hint}") }
+        }
+        other => other,
+    })
 }
 
 /// Where a model comes from: a run folder (its config and `model.pt`, or other `weights`), or a registry spec with
@@ -461,7 +633,20 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         let data = data::load(&config.data, config.seed)?;
         let loss = Loss::parse(&config.loss, data.task)?;
         let input_shape = data.sample_shape();
-        let weights = src.weights.clone().unwrap_or_else(|| run.join("model.pt"));
+        let weights = match &src.weights {
+            Some(w) => w.clone(),
+            // An interrupted run has no model.pt yet: its resume state holds the last completed epoch's weights.
+            None if !run.join("model.pt").exists() && run.join(crate::train::resume::RESUME_FILE).exists() => {
+                let state = crate::train::resume::read(run)?;
+                eprintln!(
+                    "note: {} has not finished; using the weights of its last completed epoch ({})",
+                    run.display(),
+                    state.epoch
+                );
+                run.join(&state.dir).join("checkpoint.pt")
+            }
+            None => run.join("model.pt"),
+        };
         if !weights.exists() {
             return Err(Error::config(format!(
                 "{} does not exist (the run has not finished?); give --weights, e.g. a checkpoint of the run",
@@ -475,17 +660,23 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         };
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let model = models::build_with(&config.model, &store, loss.num_outputs(data.task), &input_shape, &extra)?;
-        store.load_state_dict(&tensors, true, &weights.display().to_string())?;
+        let tensors = crate::checkpoint::strip_module_prefix(&store, tensors);
+        let entry = models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
+        let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
+        load_strict(&store, &tensors, &weights, &classifier)?;
         let metrics = if config.metrics.is_empty() {
             Metric::defaults(loss)
         } else {
             config.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?
         };
         let opt = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+        let class_names = read_class_names(run)?.or(data.class_names);
         return Ok(LoadedModel {
             trainer: Trainer::new(model, store, opt, loss, metrics),
             input_shape,
             config: Some(config),
+            class_names,
+            task: Some(data.task),
         });
     }
     let spec =
@@ -509,12 +700,16 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         }
     };
     let model = models::build(spec, &store, num_outputs, &input_shape)?;
-    crate::checkpoint::load_weights(&store, weights, true)?;
+    let tensors = crate::checkpoint::strip_module_prefix(&store, crate::checkpoint::read_state_dict(weights)?);
+    let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
+    load_strict(&store, &tensors, weights, &classifier)?;
     let opt = Optimizer::new(crate::optim::OptimizerConfig::new(crate::optim::OptimizerKind::Sgd), store.parameters())?;
     Ok(LoadedModel {
         trainer: Trainer::new(model, store, opt, loss, Metric::defaults(loss)),
         input_shape,
         config: None,
+        class_names: None,
+        task: None,
     })
 }
 

@@ -213,7 +213,7 @@ fn model_checkpoint_best_only_threshold_and_frequency() {
         run(&format!("{t},monitor=val_accuracy,save_best_only=true,initial_value_threshold=0.75,verbose=false")),
         ["m-04-0.80.pt"]
     );
-    assert_eq!(run(&format!("{t},save_freq=2,verbose=false")), ["m-02-0.70.pt", "m-04-0.80.pt"]);
+    assert_eq!(run(&format!("{t},period=2,verbose=false")), ["m-02-0.70.pt", "m-04-0.80.pt"]);
     // mode=min on an accuracy: nothing after the first epoch is lower.
     assert_eq!(run(&format!("{t},monitor=val_accuracy,mode=min,save_best_only=true,verbose=false")), ["m-01-0.50.pt"]);
 }

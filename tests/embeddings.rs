@@ -179,8 +179,9 @@ fn nearest_and_pca_on_known_vectors() {
 fn write_config(dir: &Path, csv: &Path, example: &str, epochs: usize) -> PathBuf {
     let example = common::root().join("examples/entity_embeddings").join(example);
     let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
-    let data = config["data"].as_str().unwrap().replace("data/les_miserables.csv", csv.to_str().unwrap());
-    let data = data.replace("data/davis_southern_women.csv", csv.to_str().unwrap());
+    // The example names its data beside the repository root's data/, relative to its own folder.
+    let data = config["data"].as_str().unwrap().replace("../../data/les_miserables.csv", csv.to_str().unwrap());
+    let data = data.replace("../../data/davis_southern_women.csv", csv.to_str().unwrap());
     config["data"] = data.into();
     config["epochs"] = epochs.into();
     config["device"] = "cpu".into();

@@ -37,7 +37,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut config = RunConfig::from_json_file(&args.config)?;
+    let mut config = RunConfig::from_user_file(&args.config)?;
     config.device = args.device.clone();
     if let Some(out) = &args.out {
         config.out = Some(out.display().to_string());

@@ -62,7 +62,7 @@ fn rmse(a: &Tensor, b: &Tensor) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut config = RunConfig::from_json_file(&args.config)?;
+    let mut config = RunConfig::from_user_file(&args.config)?;
     config.device = args.device.clone();
     if let Some(d) = &args.data {
         config.data = d.clone();

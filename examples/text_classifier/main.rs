@@ -42,7 +42,7 @@ const SENTENCES: &[&str] = &[
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut config = RunConfig::from_json_file(&args.config)?;
+    let mut config = RunConfig::from_user_file(&args.config)?;
     config.device = args.device.clone();
     let dir = tchzoo::run::run_dir(&config);
     let _ = std::fs::remove_dir_all(&dir);

@@ -257,8 +257,23 @@ pub fn save_weights(store: &VarStore, path: &Path) -> Result<()> {
 /// Loads weights into `store`. Strict: every name and shape must match, and all differences are listed in one
 /// error; otherwise what matches loads and the report lists the rest.
 pub fn load_weights(store: &VarStore, path: &Path, strict: bool) -> Result<LoadReport> {
-    let tensors = read_state_dict(path)?;
+    let tensors = strip_module_prefix(store, read_state_dict(path)?);
     store.load_state_dict(&tensors, strict, &path.display().to_string())
+}
+
+/// A DataParallel/DDP state dict (`module.` before every name) with the prefix removed, unless the model's own
+/// names start with `module.`.
+pub fn strip_module_prefix(store: &VarStore, mut tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let prefixed = |k: &String| k.starts_with("module.");
+    if !tensors.is_empty()
+        && tensors.iter().all(|(k, _)| prefixed(k))
+        && !store.state_dict().iter().any(|(k, _)| prefixed(k))
+    {
+        for (k, _) in tensors.iter_mut() {
+            *k = k["module.".len()..].to_string();
+        }
+    }
+    tensors
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);

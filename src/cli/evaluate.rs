@@ -17,7 +17,10 @@ pub struct EvaluateArgs {
     /// Weights: a state dict (.pt, .safetensors) or a checkpoint of the run (e.g. best.pt).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// The data [default: the run's validation data].
+    /// Output units of the model given by --model [default: the registry's, e.g. 1000 for ImageNet models].
+    #[arg(long)]
+    pub num_classes: Option<i64>,
+    /// The data [default: the run's validation data]. Class folders are matched to the run's classes by name.
     #[arg(long)]
     pub data: Option<String>,
     #[arg(long, default_value_t = 256)]
@@ -27,10 +30,17 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
+    if args.run.is_some() && (args.model.is_some() || args.num_classes.is_some()) {
+        return Err(Error::config(
+            "--run takes the model and its classes from the run folder: give --run DIR, or --model NAME --weights W \
+             [--num-classes N], not both",
+        ));
+    }
     let loaded = load_model(&ModelSource {
         run: args.run.clone(),
         model: args.model.clone(),
         weights: args.weights.clone(),
+        num_classes: args.num_classes,
         device: args.device.clone(),
         ..ModelSource::default()
     })?;
@@ -46,7 +56,26 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         }
         (None, None) => return Err(Error::config("give --data to evaluate on")),
     };
-    let logs = loaded.trainer.evaluate(&data, args.batch_size)?;
+    let data = match loaded.task {
+        Some(task) => crate::run::conform_to(data, task, loaded.class_names.as_ref())?,
+        None => data,
+    };
+    let (got, want) = (data.sample_shape(), &loaded.input_shape);
+    let result = crate::util::catch_torch(|| loaded.trainer.evaluate(&data, args.batch_size));
+    let logs = match result {
+        Ok(Ok(logs)) => logs,
+        _ if got != *want => {
+            return Err(Error::data(
+                &data.name,
+                format!(
+                    "samples of shape {got:?}, but the model was built for {want:?} and cannot take them; evaluate \
+                     on data of shape {want:?} (the size and channels of its training data)"
+                ),
+            ))
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(e) => return Err(Error::data(&data.name, format!("the model cannot take it: {e}"))),
+    };
     let line: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
     println!("{} samples - {}", data.len(), line.join(" - "));
     Ok(())

@@ -62,8 +62,30 @@ fn table(tensors: &[(String, Tensor)]) -> String {
     for (name, shape, dtype) in &rows {
         out.push_str(&format!("{name:<w0$}  {shape:<w1$}  {dtype}\n"));
     }
-    let total: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();
-    out.push_str(&format!("Total parameters: {} in {} tensors", super::models::group(total), tensors.len()));
+    // A file holds no parameter/buffer flag: BatchNorm's running statistics and counters are told by name, so the
+    // parameter count matches `tchzoo summary` and `sum(p.numel() for p in model.parameters())`.
+    let is_buffer = |k: &str| {
+        let last = k.rsplit('.').next().unwrap_or(k);
+        matches!(last, "running_mean" | "running_var" | "num_batches_tracked")
+    };
+    let count = |buffers: bool| -> i64 {
+        tensors.iter().filter(|(k, _)| is_buffer(k) == buffers).map(|(_, t)| t.numel() as i64).sum()
+    };
+    let (params, buffers) = (count(false), count(true));
+    let group = super::models::group;
+    out.push_str(&format!(
+        "Total parameters: {} in {} tensors",
+        group(params),
+        tensors.iter().filter(|(k, _)| !is_buffer(k)).count()
+    ));
+    if buffers > 0 {
+        out.push_str(&format!(
+            "\nBuffers (BatchNorm running statistics and counters): {} in {} tensors\nTotal values: {}",
+            group(buffers),
+            tensors.iter().filter(|(k, _)| is_buffer(k)).count(),
+            group(params + buffers)
+        ));
+    }
     out
 }
 

@@ -72,7 +72,10 @@ where
             let text = e.render().to_string();
             let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
             let line = line.trim_start_matches("error: ");
-            return Err(crate::error::Error::config(format!("{line} (see tchzoo --help)")));
+            // clap's suggestion ("tip: a similar argument exists: '--epochs'") is on a later line: keep it.
+            let tips: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("tip: ")).collect();
+            let tips = tips.iter().map(|t| format!("; {t}")).collect::<String>();
+            return Err(crate::error::Error::config(format!("{line}{tips} (see tchzoo --help)")));
         }
     };
     match cli.command {

@@ -22,6 +22,18 @@ pub fn count_parameters(entry: &ModelEntry) -> Result<i64> {
 /// The registry grouped by the survey's categories (`models::CATEGORIES`), each model with its family, parameter
 /// count at its default classes, smallest input and description.
 pub fn run(args: ModelsArgs) -> Result<()> {
+    if let Some(f) = &args.filter {
+        let all = models::registry()?;
+        let matches = |e: &&ModelEntry| {
+            e.name.contains(f.as_str()) || e.family.contains(f.as_str()) || models::category(e).contains(f.as_str())
+        };
+        if !all.iter().any(|e| matches(&e)) {
+            return Err(crate::error::Error::config(format!(
+                "no model matches '{f}'{}; `tchzoo models` lists them all",
+                crate::error::did_you_mean(f, all.iter().map(|e| e.name))
+            )));
+        }
+    }
     println!("{:<30} {:<16} {:>14} {:<12} description", "name", "family", "parameters", "input");
     for category in models::CATEGORIES {
         let mut heading = false;

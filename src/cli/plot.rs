@@ -28,6 +28,9 @@ pub struct PlotArgs {
     /// With --embeddings: the entity whose nearest neighbours are highlighted.
     #[arg(long, requires = "embeddings")]
     pub query: Option<String>,
+    /// With --query: how many to highlight, the query included (as `tchzoo similar -k`).
+    #[arg(short, default_value_t = 5, requires = "query")]
+    pub k: usize,
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
@@ -35,7 +38,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         let [run] = args.what.as_slice() else {
             return Err(Error::config("--embeddings draws one run folder: tchzoo plot RUN_DIR --embeddings"));
         };
-        crate::cli::similar::plot_run(Path::new(run), args.query.as_deref(), args.output)?
+        crate::cli::similar::plot_run(Path::new(run), args.query.as_deref(), args.k, args.output)?
     } else if args.what.len() == 1 && args.what[0] == "activations" {
         let acts = match &args.names {
             None => crate::plot::activations::DEFAULT.to_vec(),
@@ -57,7 +60,8 @@ pub fn run(args: PlotArgs) -> Result<()> {
 
 fn history_path(target: &Path) -> Result<PathBuf> {
     let history_path = if target.is_dir() { target.join("history.json") } else { target.to_path_buf() };
-    if !history_path.is_file() {
+    // An interrupted run has no history.json yet; its resume state holds the history of the completed epochs.
+    if !history_path.is_file() && !(target.is_dir() && target.join(crate::train::resume::RESUME_FILE).is_file()) {
         return Err(Error::config(format!(
             "plot {}: no such run folder or history file; use `tchzoo plot activations` or a run folder with a \
              history.json",
@@ -65,6 +69,15 @@ fn history_path(target: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(history_path)
+}
+
+/// The history at `path` (history.json), or else the resume state's in its folder (a run still going or stopped).
+fn load_history(path: &Path) -> Result<crate::train::History> {
+    if path.is_file() {
+        return crate::train::History::load_json(path);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Ok(crate::train::resume::read(dir)?.history)
 }
 
 /// Redraws the curves of a run folder or a history.json; returns the image written.
@@ -76,7 +89,7 @@ pub fn plot_run(target: &Path, output: Option<PathBuf>) -> Result<PathBuf> {
 /// resume.json). Several: overlaid, labelled by folder name. Returns the image written.
 pub fn plot_runs(targets: &[&Path], output: Option<PathBuf>, metrics: Option<Vec<String>>) -> Result<PathBuf> {
     let paths = targets.iter().map(|t| history_path(t)).collect::<Result<Vec<_>>>()?;
-    let histories = paths.iter().map(|p| crate::train::History::load_json(p)).collect::<Result<Vec<_>>>()?;
+    let histories = paths.iter().map(|p| load_history(p)).collect::<Result<Vec<_>>>()?;
     let labels: Vec<String> = paths
         .iter()
         .map(|p| {

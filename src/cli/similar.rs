@@ -181,10 +181,11 @@ impl RunEmbeddings {
 }
 
 /// `tchzoo plot RUN --embeddings [--query NAME]`: writes `embeddings.png` in the run folder (or `output`).
-pub fn plot_run(run: &Path, query: Option<&str>, output: Option<PathBuf>) -> Result<PathBuf> {
+/// `k` counts the query, as `tchzoo similar -k`: the map highlights the same `k − 1` neighbours the listing gives.
+pub fn plot_run(run: &Path, query: Option<&str>, k: usize, output: Option<PathBuf>) -> Result<PathBuf> {
     let emb = load_run_embeddings(run, "entity", None)?;
     let out = output.unwrap_or_else(|| run.join("embeddings.png"));
-    emb.plot(query, 6, &out)?;
+    emb.plot(query, k, &out)?;
     Ok(out)
 }
 

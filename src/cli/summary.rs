@@ -57,6 +57,14 @@ pub fn render(model_spec: &str, input: Option<&[i64]>, classes: Option<i64>) -> 
 
 pub fn run(args: SummaryArgs) -> Result<()> {
     let input = args.input.as_deref().map(parse_shape).transpose()?;
+    if let (Some(text), Some([h, w, c])) = (&args.input, input.as_deref()) {
+        // Keras writes images H×W×C; the models here take C×H×W (PyTorch's order).
+        if (*c == 1 || *c == 3) && *h > 4 && *w > 4 {
+            return Err(Error::config(format!(
+                "--input {text} looks like height×width×channels; give channels×height×width, e.g. {c}x{h}x{w}"
+            )));
+        }
+    }
     println!("{}", render(&args.model, input.as_deref(), args.classes)?);
     Ok(())
 }

@@ -23,19 +23,21 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: Option<String>,
     /// Explicit validation data (a data spec as --data).
-    #[arg(long)]
+    #[arg(long, alias = "validation_data")]
     pub validation_data: Option<String>,
     /// Hold out the last fraction (before shuffling) for validation [default: 0.2].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, alias = "validation_split", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
     /// Train without validation data.
-    #[arg(long)]
+    #[arg(long, alias = "no_validation")]
     pub no_validation: bool,
+    /// Epochs to train [default: 50].
     #[arg(long)]
     pub epochs: Option<usize>,
-    #[arg(long)]
+    /// Samples per batch [default: 32].
+    #[arg(long, alias = "batch_size")]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: the optimizer's].
+    /// Learning rate [default: the optimizer's, as Keras: sgd 0.01; adam, adamw and rmsprop 0.001].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     // A string parsed in `resolve`, so that a bad name fails in one line like every other config error.
@@ -48,7 +50,7 @@ pub struct TrainArgs {
     pub dampening: Option<f64>,
     #[arg(long)]
     pub nesterov: bool,
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, alias = "weight_decay", allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     #[arg(long, allow_negative_numbers = true)]
     pub beta1: Option<f64>,
@@ -75,7 +77,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Do not shuffle the training data between epochs.
-    #[arg(long)]
+    #[arg(long, alias = "no_shuffle")]
     pub no_shuffle: bool,
     /// The run folder [default: runs/<model>-<data>-<time>].
     #[arg(long)]
@@ -86,31 +88,31 @@ pub struct TrainArgs {
     /// Initial weights (a state dict file) to load before training.
     #[arg(long)]
     pub weights: Option<String>,
-    /// Learning-rate schedule: cosine, step:step_size=10,gamma=0.1, exponential:gamma=0.95, or none [default: cosine].
-    #[arg(long)]
+    /// Learning-rate schedule: cosine, step:step_size=10,gamma=0.1, exponential:gamma=0.95, or none [default: none].
+    #[arg(long, alias = "lr_schedule")]
     pub lr_schedule: Option<String>,
     /// EarlyStopping, e.g. monitor=val_loss,patience=200,min_delta=0,mode=min,baseline=0.4,restore_best_weights=true.
-    #[arg(long)]
+    #[arg(long, alias = "early_stopping")]
     pub early_stopping: Option<String>,
     /// ModelCheckpoint: path-template[,monitor=…,mode=…,save_best_only=true,save_weights_only=true,save_freq=N]
     /// (e.g. "ckpt-{epoch:03d}-{val_loss:.4f}.pt"; a relative path is inside the run folder).
     #[arg(long)]
     pub checkpoint: Option<String>,
     /// ReduceLROnPlateau, e.g. monitor=val_loss,factor=0.5,patience=5,cooldown=0,min_lr=1e-5.
-    #[arg(long)]
+    #[arg(long, alias = "reduce_lr_on_plateau")]
     pub reduce_lr_on_plateau: Option<String>,
     /// CSVLogger: write one row per epoch to this file (relative = inside the run folder).
-    #[arg(long)]
+    #[arg(long, alias = "csv_logger")]
     pub csv_logger: Option<String>,
     /// Keep training when the loss becomes NaN (TerminateOnNaN is on by default).
-    #[arg(long)]
+    #[arg(long, alias = "no_terminate_on_nan")]
     pub no_terminate_on_nan: bool,
-    /// Continue the run in this folder from its last completed epoch (other flags are ignored: the run's
-    /// config.json is used).
+    /// Continue the run in this folder from its last completed epoch (the run's config.json is used and other
+    /// flags are ignored, but --epochs N continues a run, finished or not, to N epochs in all).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Image augmentation during training: affine[:rotate=10,scale=0.1,shift=0.1], crop_flip[:pad=4,flip=true]
-    /// (CIFAR's), or none.
+    /// (CIFAR's), or none [default: affine for image data, none for other data].
     #[arg(long)]
     pub augment: Option<String>,
     /// With --weights: `false` loads only the tensors whose names and shapes match (transfer learning).
@@ -125,13 +127,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub freeze: Option<String>,
     /// Train the frozen parameters too from this epoch on (1-based): two-stage fine-tuning.
-    #[arg(long)]
+    #[arg(long, alias = "unfreeze_at")]
     pub unfreeze_at: Option<usize>,
     /// channel_boost: the registered model whose feature maps are the auxiliary channels (frozen), e.g. resnet18.
     #[arg(long)]
     pub booster: Option<String>,
     /// channel_boost: the booster's pretrained weights (a state dict, loaded strictly).
-    #[arg(long)]
+    #[arg(long, alias = "booster_weights")]
     pub booster_weights: Option<String>,
     /// Print only the final summary line.
     #[arg(long, short)]
@@ -141,26 +143,26 @@ pub struct TrainArgs {
     #[arg(long)]
     pub distributed: bool,
     /// The process group's backend: auto (NCCL for CUDA, Gloo for the CPU), gloo or nccl.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, alias = "dist_backend", default_value = "auto")]
     pub dist_backend: String,
     /// Seconds to wait for the other ranks (joining, and every collective) before failing.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, alias = "dist_timeout", default_value_t = 300)]
     pub dist_timeout: u64,
     /// Synchronised batch normalisation over the ranks (PyTorch's SyncBatchNorm).
-    #[arg(long)]
+    #[arg(long, alias = "sync_bn")]
     pub sync_bn: bool,
     /// Mixed precision: fp32, bf16 (autocast to bfloat16) or fp16 (autocast to float16 with a gradient scaler).
     #[arg(long)]
     pub precision: Option<String>,
     /// Weights and inputs in channels-last memory format.
-    #[arg(long)]
+    #[arg(long, alias = "channels_last")]
     pub channels_last: bool,
     /// Capture each full training step (forward, loss, backward, SGD step) as one CUDA graph and replay it; CUDA
     /// only, --optimizer sgd, fp32 or bf16.
     #[arg(long)]
     pub cuda_graph: bool,
     /// Check after every step that all ranks hold the same parameters (costs an all-reduce of them a step).
-    #[arg(long)]
+    #[arg(long, alias = "dist_check")]
     pub dist_check: bool,
 }
 
@@ -168,7 +170,7 @@ impl TrainArgs {
     /// The defaults, then the config file, then the flags.
     pub fn resolve(&self) -> Result<RunConfig> {
         let mut c = match &self.config {
-            Some(p) => RunConfig::from_json_file(p)?,
+            Some(p) => RunConfig::from_user_file(p)?,
             None => RunConfig::default(),
         };
         macro_rules! set {
@@ -219,7 +221,7 @@ impl TrainArgs {
         set!(unfreeze_at, opt);
         set!(booster, opt);
         set!(booster_weights, opt);
-        // ReduceLROnPlateau owns the learning rate: the default schedule gives way unless one is asked for.
+        // ReduceLROnPlateau owns the learning rate: a schedule from a config file gives way unless one is asked for.
         if self.reduce_lr_on_plateau.is_some() && self.lr_schedule.is_none() {
             c.lr_schedule = None;
         }
@@ -263,9 +265,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = match &args.resume {
         // A folder without config.json: run::resume says it is not a run folder.
         Some(dir) if !dir.join("config.json").exists() => {
-            return crate::run::resume(dir, verbosity, vec![]).map(|_| ())
+            return crate::run::resume_to(dir, args.epochs, verbosity, vec![]).map(|_| ())
         }
-        Some(dir) => crate::config::RunConfig::from_json_file(&dir.join("config.json"))?,
+        Some(dir) => {
+            let mut c = crate::config::RunConfig::from_json_file(&dir.join("config.json"))?;
+            c.epochs = args.epochs.unwrap_or(c.epochs);
+            c
+        }
         None => args.resolve()?,
     };
     if args.distributed {
@@ -279,7 +285,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Err(crate::error::Error::config("--sync-bn and --dist-check are for a --distributed run"));
     }
     let outcome = match &args.resume {
-        Some(dir) => crate::run::resume(dir, verbosity, vec![])?,
+        Some(dir) => crate::run::resume_to(dir, args.epochs, verbosity, vec![])?,
         None => crate::run::train(&config, verbosity, vec![])?,
     };
     if crate::dist::writes_files() {

@@ -60,7 +60,8 @@ pub fn plot_runs(runs: &[(&str, &History)], path: &Path, options: &CurveOptions)
         None => available.clone(),
         Some(wanted) => {
             for w in wanted {
-                if !available.contains(w) {
+                // lr and epoch_time are not drawn by default, but may be asked for.
+                if !available.contains(w) && !first.get(w).is_some_and(|v| !v.is_empty()) {
                     return Err(Error::config(format!(
                         "--metrics {w}: the history has no '{w}'{} (it has {})",
                         did_you_mean(w, available.iter().map(String::as_str)),

@@ -17,6 +17,11 @@ pub enum Verbosity {
 pub struct Progress {
     verbosity: Verbosity,
     bar: Option<ProgressBar>,
+    /// The bar's running loss, as Keras' progbar: the sum of the epoch's batch losses on the device (read only
+    /// when the bar is redrawn, a few times a second), and their count.
+    loss_sum: Option<tch::Tensor>,
+    batches: usize,
+    shown: Option<std::time::Instant>,
 }
 
 impl Progress {
@@ -25,22 +30,37 @@ impl Progress {
             Verbosity::Auto if !std::io::stderr().is_terminal() => Verbosity::Lines,
             v => v,
         };
-        Progress { verbosity, bar: None }
+        Progress { verbosity, bar: None, loss_sum: None, batches: 0, shown: None }
     }
     pub fn epoch_begin(&mut self, epoch: usize, epochs: usize, batches: usize) {
         if self.verbosity == Verbosity::Auto {
             let bar = ProgressBar::new(batches as u64);
-            let style = ProgressStyle::with_template("Epoch {msg} [{bar:30}] {pos}/{len} {elapsed}")
+            let style = ProgressStyle::with_template("Epoch {prefix} [{bar:30}] {pos}/{len} - ETA {eta} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
             bar.set_style(style);
-            bar.set_message(format!("{}/{}", epoch + 1, epochs));
+            bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
             self.bar = Some(bar);
+            self.loss_sum = None;
+            self.batches = 0;
+            self.shown = None;
         }
     }
-    pub fn batch_end(&self) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
+    /// One batch done; `loss` is its mean loss (shown as the epoch's running mean).
+    pub fn batch_end(&mut self, loss: &tch::Tensor) {
+        let Some(bar) = &self.bar else { return };
+        let loss = loss.detach().to_kind(tch::Kind::Double);
+        self.loss_sum = Some(match self.loss_sum.take() {
+            Some(sum) => sum + loss,
+            None => loss,
+        });
+        self.batches += 1;
+        bar.inc(1);
+        if self.shown.is_none_or(|t| t.elapsed().as_millis() >= 250) {
+            if let Some(sum) = &self.loss_sum {
+                bar.set_message(format!("- loss: {:.4}", sum.double_value(&[]) / self.batches as f64));
+            }
+            self.shown = Some(std::time::Instant::now());
         }
     }
     /// Clears the bar of an epoch that will not finish.

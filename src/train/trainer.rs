@@ -209,6 +209,42 @@ impl Trainer {
         self.model.check_input(&data.xs).map_err(|e| Error::data(&data.name, e.to_string()))
     }
 
+    /// What `fit` checks before the first epoch: the data against the loss and model, and every monitored name
+    /// against what the run logs.
+    pub fn check_fit(
+        &self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        callbacks: &[Box<dyn Callback>],
+    ) -> Result<()> {
+        self.check_data(train)?;
+        if let Some(v) = validation {
+            self.check_data(v)?;
+        }
+        let produced = self.log_names(validation.is_some());
+        for cb in callbacks.iter() {
+            for m in cb.monitors() {
+                if !produced.contains(&m) {
+                    // Without validation data a `val_` name of a logged metric needs it; otherwise the name is
+                    // unknown (`val_acc` for `val_accuracy`).
+                    let needs_validation = validation.is_none()
+                        && m.strip_prefix("val_").is_some_and(|base| produced.iter().any(|p| p == base));
+                    return Err(Error::config(format!(
+                        "a callback monitors '{m}', {}{}; it logs: {}",
+                        if needs_validation { "which needs validation data" } else { "which this run does not log" },
+                        if needs_validation {
+                            "; add --validation-split or --validation-data".to_string()
+                        } else {
+                            crate::error::did_you_mean(&m, produced.iter().map(String::as_str))
+                        },
+                        produced.join(", "),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Trains for `config.epochs − config.initial_epoch` epochs and returns the history of this call.
     pub fn fit(
         &mut self,
@@ -232,22 +268,7 @@ impl Trainer {
         if config.batch_size == 0 {
             return Err(Error::config("batch size must be at least 1"));
         }
-        self.check_data(train)?;
-        if let Some(v) = validation {
-            self.check_data(v)?;
-        }
-        let produced = self.log_names(validation.is_some());
-        for cb in callbacks.iter() {
-            for m in cb.monitors() {
-                if !produced.contains(&m) {
-                    return Err(Error::config(format!(
-                        "a callback monitors '{m}', which this run does not produce (it logs: {}){}",
-                        produced.join(", "),
-                        if m.starts_with("val_") { "; add validation data or --validation-split" } else { "" }
-                    )));
-                }
-            }
-        }
+        self.check_fit(train, validation, callbacks)?;
         let device = self.device();
         let train = train.to_device(device);
         let validation = validation.map(|v| v.to_device(device));
@@ -320,7 +341,7 @@ impl Trainer {
                     check_replicas(g, &self.store, epoch, batch)?;
                 }
                 acc.add(&loss, &logits, &ys);
-                progress.batch_end();
+                progress.batch_end(&loss);
                 if resume::stop_requested() {
                     progress.abandon();
                     return Err(Error::Interrupted(match &config.run_dir {

@@ -17,7 +17,7 @@ pub struct ModelCheckpointConfig {
     pub save_best_only: bool,
     pub save_weights_only: bool,
     pub mode: Mode,
-    /// Save every N epochs.
+    /// Save every N epochs (`period=N`; Keras' `save_freq=epoch` is 1).
     pub save_freq: usize,
     pub initial_value_threshold: Option<f64>,
 }
@@ -57,10 +57,26 @@ impl ModelCheckpointConfig {
                 "save_weights_only",
                 "mode",
                 "save_freq",
+                "period",
                 "initial_value_threshold",
             ],
             WHAT,
         )?;
+        // Keras' `save_freq` is "epoch" or a number of batches; checkpoints here are written at epoch ends, so a
+        // number of epochs is `period` (Keras 2's name for it).
+        let save_freq = match (o.get("save_freq").map(String::as_str), o.get("period")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(format!("{WHAT}: give save_freq=epoch or period=N, not both")))
+            }
+            (Some("epoch"), None) | (None, None) => 1,
+            (Some(n), None) => {
+                return Err(Error::config(format!(
+                    "{WHAT}: save_freq={n}: a number counts batches in Keras, and checkpoints here are written at \
+                     the end of an epoch; use save_freq=epoch, or period=N to save every N epochs"
+                )))
+            }
+            (None, Some(_)) => get(&o, "period", 1, WHAT)?,
+        };
         let d = Self::new(path);
         let c = ModelCheckpointConfig {
             monitor: get(&o, "monitor", d.monitor.clone(), WHAT)?,
@@ -68,7 +84,7 @@ impl ModelCheckpointConfig {
             save_best_only: get(&o, "save_best_only", false, WHAT)?,
             save_weights_only: get(&o, "save_weights_only", false, WHAT)?,
             mode: get(&o, "mode", d.mode, WHAT)?,
-            save_freq: get(&o, "save_freq", 1, WHAT)?,
+            save_freq,
             initial_value_threshold: o
                 .get("initial_value_threshold")
                 .map(|v| v.parse())
@@ -77,12 +93,13 @@ impl ModelCheckpointConfig {
             ..d
         };
         c.check_template()?;
+        check_extension(&c.filepath)?;
         Ok(c)
     }
     /// Fails now, not at epoch 200, on a template that cannot be filled.
     pub fn check_template(&self) -> Result<()> {
         if self.save_freq == 0 {
-            return Err(Error::config("--checkpoint: save_freq must be at least 1"));
+            return Err(Error::config("--checkpoint: period must be at least 1"));
         }
         let keys = template_keys(&self.filepath)?;
         // The longest name the template can give (a float32 loss is at most 3.4e38 in size; epochs stay below
@@ -100,6 +117,18 @@ impl ModelCheckpointConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses Keras' file formats: a `.h5`/`.hdf5`/`.keras` name would hold a PyTorch file that no tool reads as such.
+pub fn check_extension(template: &str) -> Result<()> {
+    let ext = Path::new(template).extension().and_then(|e| e.to_str()).map(|e| e.to_lowercase());
+    if let Some(ext @ ("h5" | "hdf5" | "keras")) = ext.as_deref() {
+        return Err(Error::config(format!(
+            "--checkpoint {template}: .{ext} is a Keras format, which tchzoo does not write; use .pt (a PyTorch \
+             checkpoint) or .safetensors (with save_weights_only=true)"
+        )));
+    }
+    Ok(())
 }
 
 /// The names a template uses (besides `epoch`).
@@ -189,6 +218,7 @@ pub struct ModelCheckpoint {
 impl ModelCheckpoint {
     pub fn new(config: ModelCheckpointConfig) -> Result<Self> {
         config.check_template()?;
+        check_extension(&config.filepath)?;
         let monitor = Monitor::new(&config.monitor, config.mode, 0.0)?;
         Ok(ModelCheckpoint { config, monitor, state: ModelCheckpointState::default(), restored: false, base_dir: None })
     }
