@@ -309,8 +309,11 @@ fn image_folder() {
     image::RgbImage::from_pixel(12, 8, image::Rgb([1, 2, 3])).save(dir.path().join("dog/x.png")).unwrap();
     std::fs::write(dir.path().join("dog/notes.txt"), "not an image").unwrap();
 
-    let d = files::load_path(dir.path(), &opts(&[])).unwrap();
-    assert_eq!(d.xs.size(), [3, 3, 4, 6], "resized to the first image's size");
+    // Sizes differ: the size is never taken silently from the first file.
+    let msg = err(files::load_path(dir.path(), &opts(&[])));
+    assert!(msg.contains("x.png") && msg.contains("size=4x6"), "{msg}");
+    let d = files::load_path(dir.path(), &opts(&[("size", "4x6")])).unwrap();
+    assert_eq!(d.xs.size(), [3, 3, 4, 6], "resized to size=4x6");
     assert_eq!(i64s(&d.ys), [0, 0, 1], "classes in sorted folder order, files sorted");
     assert_eq!(d.class_names.as_deref(), Some(&["cat".to_string(), "dog".to_string()][..]));
     // cat/a.png (pure green) comes first.

@@ -11,12 +11,16 @@ use crate::error::{Error, Result};
 pub mod augment;
 pub mod digits;
 pub mod files;
+pub mod folder;
 pub mod generators;
 pub mod loader;
 pub mod pairs;
 pub mod sequences;
+pub mod transforms;
+pub mod workers;
 
 pub use loader::Loader;
+pub use workers::DataLoader;
 
 /// What the targets mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +44,9 @@ pub struct Dataset {
     pub class_names: Option<Vec<String>>,
     /// Where it came from, for messages.
     pub name: String,
+    /// A lazily read image set (a folder): decoded and transformed by workers, batch by batch. `xs` then holds
+    /// one zero sample of the transformed shape, and `ys` all the labels.
+    pub images: Option<std::sync::Arc<workers::ImageSet>>,
 }
 
 impl Dataset {
@@ -68,11 +75,11 @@ impl Dataset {
             }
             Task::Regression { n_outputs } => ys.to_kind(Kind::Float).reshape([n, n_outputs as i64]),
         };
-        Ok(Dataset { xs, ys, task, class_names: None, name })
+        Ok(Dataset { xs, ys, task, class_names: None, name, images: None })
     }
 
     pub fn len(&self) -> usize {
-        self.xs.size()[0] as usize
+        self.ys.size()[0] as usize
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -94,19 +101,25 @@ impl Dataset {
             task: self.task,
             class_names: self.class_names.clone(),
             name: self.name.clone(),
+            images: self.images.clone(),
         }
     }
     /// Rows `start..end` (no copy).
     pub fn slice(&self, start: usize, end: usize) -> Dataset {
+        if let Some(set) = &self.images {
+            return workers::subset_of(self, set, &(start..end).collect::<Vec<_>>(), set.train);
+        }
         Dataset {
             xs: self.xs.narrow(0, start as i64, (end - start) as i64),
             ys: self.ys.narrow(0, start as i64, (end - start) as i64),
             task: self.task,
             class_names: self.class_names.clone(),
             name: self.name.clone(),
+            images: None,
         }
     }
-    /// Keras' `validation_split`: the last `fraction` of the samples, taken before any shuffling.
+    /// Keras' `validation_split`: the last `fraction` of the samples, taken before any shuffling. (An image
+    /// folder is split by [`workers::split_stratified`] instead: its last fraction would be its last classes.)
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(Error::config(format!("validation split {fraction} is outside (0, 1); use e.g. 0.2")));
