@@ -447,3 +447,50 @@ fn transforms_come_from_the_model_and_are_recorded() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).starts_with("12 samples"), "{}", text(&o.stdout));
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// Sharding and in-memory pixels
+
+#[test]
+fn a_rank_reads_its_shard_of_the_lazy_index() {
+    let data = common::tempdir();
+    jpeg_folder(data.path(), 3, 5, 10, true);
+    let t = Transforms::preset(8, 0.875, vec![0.0; 3], vec![1.0; 3], Interpolation::Bilinear);
+    let cfg = workers::WorkerConfig { workers: 2, prefetch: 1, skip_bad: false };
+    let d = workers::folder_dataset(data.path(), t, true, cfg, 0).unwrap();
+    let labels = |b: Vec<(Tensor, Tensor)>| -> Vec<i64> {
+        b.iter().flat_map(|(_, y)| Vec::<i64>::try_from(y).unwrap()).collect()
+    };
+    let mut seen = 0;
+    for rank in 0..2 {
+        let lazy = tchzoo::data::DataLoader::new(&d, 4, true, 3).shard(rank, 2, true);
+        let batches: Vec<(Tensor, Tensor)> = lazy.epoch(1).map(|b| b.unwrap()).collect();
+        assert_eq!(batches[0].0.size(), [4, 3, 8, 8]);
+        assert_eq!(batches[0].0.kind(), Kind::Float);
+        // The in-memory loader's shard of the same labels (DistributedSampler's, padded).
+        let memory = tchzoo::data::Loader::new(&d.ys, &d.ys, 4, true, 3).shard(rank, 2, true);
+        let want: Vec<(Tensor, Tensor)> = memory.batches(1).collect();
+        assert_eq!(labels(batches), labels(want), "rank {rank}");
+        seen += lazy.len();
+    }
+    assert_eq!(seen, 4, "8 samples a rank (15 padded to 16), in batches of 4");
+}
+
+#[test]
+fn in_memory_pixels_stay_uint8_and_batches_are_float() {
+    let dir = common::tempdir();
+    for class in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        for i in 0..3 {
+            picture(6, 5, i).save(dir.path().join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let d = tchzoo::data::files::load_path(dir.path(), &Default::default()).unwrap();
+    assert_eq!((d.xs.kind(), d.xs.size()), (Kind::Uint8, vec![6, 3, 5, 6]));
+    let loader = tchzoo::data::DataLoader::new(&d, 4, false, 0);
+    let (xs, _) = loader.epoch(0).next().unwrap().unwrap();
+    assert_eq!(xs.kind(), Kind::Float);
+    let want = d.xs.narrow(0, 0, 4).to_kind(Kind::Float) / 255.0;
+    assert_eq!(xs.sum(Kind::Double).double_value(&[]), want.sum(Kind::Double).double_value(&[]));
+    assert!(xs.max().double_value(&[]) <= 1.0 && xs.max().double_value(&[]) > 0.1);
+}

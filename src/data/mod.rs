@@ -35,7 +35,8 @@ pub enum Task {
 /// An in-memory dataset: features and targets on one device, first dimension the sample index.
 #[derive(Debug)]
 pub struct Dataset {
-    /// float32 [N, ...] (images are [N, C, H, W]).
+    /// float32 [N, ...], or uint8 pixels [N, C, H, W] that batches turn into float32 in [0, 1] (a quarter of the
+    /// memory); [`Dataset::features`] gives the float32 form.
     pub xs: Tensor,
     /// int64 [N] for classification, float32 [N, k] for regression.
     pub ys: Tensor,
@@ -60,7 +61,7 @@ impl Dataset {
         if ys.size().first().copied() != Some(n) {
             return Err(Error::data(&name, format!("{} feature rows but {:?} targets", n, ys.size())));
         }
-        let xs = xs.to_kind(Kind::Float);
+        let xs = if xs.kind() == Kind::Uint8 { xs } else { xs.to_kind(Kind::Float) };
         let ys = match task {
             Task::Classification { n_classes } => {
                 let ys = ys.to_kind(Kind::Int64);
@@ -78,6 +79,10 @@ impl Dataset {
         Ok(Dataset { xs, ys, task, class_names: None, name, images: None })
     }
 
+    /// The features as float32: uint8 pixels scaled to [0, 1], other data as stored.
+    pub fn features(&self) -> Tensor {
+        pixels_to_float(&self.xs)
+    }
     pub fn len(&self) -> usize {
         self.ys.size()[0] as usize
     }
@@ -132,6 +137,15 @@ impl Dataset {
             )));
         }
         Ok((self.slice(0, n - n_val), self.slice(n - n_val, n)))
+    }
+}
+
+/// uint8 pixels as float32 in [0, 1] (as `ToTensor`); other tensors unchanged.
+pub fn pixels_to_float(xs: &Tensor) -> Tensor {
+    if xs.kind() == Kind::Uint8 {
+        xs.to_kind(Kind::Float) / 255.0
+    } else {
+        xs.shallow_clone()
     }
 }
 

@@ -257,7 +257,7 @@ impl Iterator for EpochBatches<'_> {
     type Item = Result<(Tensor, Tensor)>;
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            EpochBatches::Memory(b) => b.next().map(Ok),
+            EpochBatches::Memory(b) => b.next().map(|(xs, ys)| Ok((super::pixels_to_float(&xs), ys))),
             EpochBatches::Images(s) => s.next(),
         }
     }

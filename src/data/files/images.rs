@@ -98,7 +98,7 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
         }
         if buf.is_empty() {
             stride = w as usize * h as usize * channels.unwrap_or(3);
-            let need = n as u64 * stride as u64 * 5;
+            let need = n as u64 * stride as u64 * 2;
             if need > MAX_MEMORY {
                 return Err(Error::data(
                     &name,
@@ -126,7 +126,8 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
     if channels.is_none() && all_gray {
         xs = xs.narrow(1, 0, 1);
     }
-    let xs = xs.to_kind(Kind::Float).contiguous() / 255.0;
+    // uint8 in memory; batches become float32 in [0, 1].
+    let xs = xs.contiguous();
     let ys = Tensor::from_slice(&ys);
     let mut data = Dataset::new(&name, xs, ys, Task::Classification { n_classes: classes.len() })?;
     data.class_names = Some(classes.into_iter().map(|(c, _)| c).collect());
