@@ -95,7 +95,7 @@ impl Transforms {
                 self.mean, self.std
             )));
         }
-        if self.std.iter().any(|s| !(*s > 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || self.mean.iter().any(|m| !m.is_finite()) {
             return Err(Error::config(format!("std {:?} must be positive and mean finite", self.std)));
         }
         Ok(())
