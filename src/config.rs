@@ -86,6 +86,26 @@ pub struct RunConfig {
     pub channels_last: bool,
     /// Capture each full training step as one CUDA graph and replay it (CUDA only; see `train::cuda_graph`).
     pub cuda_graph: bool,
+    /// Image folders (torchvision's reference-script names): the training RandomResizedCrop's side; `null` = the
+    /// model's. A run writes the values it used into its config.json.
+    pub train_crop_size: Option<u32>,
+    /// Evaluation: the shorter side after Resize; `null` = ⌊val_crop_size / crop fraction⌋ of the model.
+    pub val_resize_size: Option<u32>,
+    /// Evaluation: the side of the CenterCrop; `null` = the training crop.
+    pub val_crop_size: Option<u32>,
+    /// `bilinear` or `bicubic`; `null` = the model's.
+    pub interpolation: Option<String>,
+    /// Normalize's per-channel mean and std on [0, 1] pixels; `null` = the model's (ImageNet's, or 0 and 1).
+    pub mean: Option<Vec<f64>>,
+    pub std: Option<Vec<f64>>,
+    /// Threads that decode and transform images; `null` = the number of cores.
+    pub workers: Option<usize>,
+    /// Batches in flight per worker; `null` = 2.
+    pub prefetch: Option<usize>,
+    /// Skip (and count) images that do not decode instead of stopping.
+    pub skip_bad_images: bool,
+    /// Cross-entropy's label smoothing (nn.CrossEntropyLoss(label_smoothing=...)), in [0, 1).
+    pub label_smoothing: f64,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -136,6 +156,16 @@ impl Default for RunConfig {
             precision: crate::train::amp::Precision::Fp32,
             channels_last: false,
             cuda_graph: false,
+            train_crop_size: None,
+            val_resize_size: None,
+            val_crop_size: None,
+            interpolation: None,
+            mean: None,
+            std: None,
+            workers: None,
+            prefetch: None,
+            skip_bad_images: false,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -255,6 +285,18 @@ impl RunConfig {
         }
         if self.pretrained.is_some() && self.weights.is_some() {
             return Err(Error::config("give --weights (strict) or --pretrained (transfer learning), not both"));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::config(format!(
+                "label smoothing {} is outside [0, 1); use e.g. 0.1",
+                self.label_smoothing
+            )));
+        }
+        if self.workers == Some(0) || self.prefetch == Some(0) {
+            return Err(Error::config("--workers and --prefetch take at least 1"));
+        }
+        if let Some(i) = &self.interpolation {
+            crate::data::transforms::Interpolation::parse(i)?;
         }
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));

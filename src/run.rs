@@ -61,6 +61,8 @@ pub struct Prepared {
     pub validation: Option<Dataset>,
     /// The parameters `--freeze` took out of training (for `--unfreeze-at`).
     pub frozen: Vec<String>,
+    /// The transforms of an image folder's pipeline (`None` for data held in memory).
+    pub transforms: Option<crate::data::transforms::Transforms>,
 }
 
 /// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
@@ -75,18 +77,26 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         device = crate::device::parse(&format!("cuda:{}", g.local_rank))?;
     }
     tch::manual_seed(config.seed as i64);
-    let full = data::load(&config.data, config.seed)?;
-    let (train, validation) = match (&config.validation_data, config.validation_split) {
-        (Some(spec), _) => (full, Some(data::load(spec, config.seed)?)),
-        (None, Some(f)) => {
-            let (t, v) = full.split_validation(f)?;
-            (t, Some(v))
+    // An image folder is read lazily by workers, with the run's transforms; other data is loaded here.
+    let (train, validation, transforms) = match data::workers::for_run(config)? {
+        Some((t, v, transforms)) => (t, v, Some(transforms)),
+        None => {
+            let full = data::load(&config.data, config.seed)?;
+            let (train, validation) = match (&config.validation_data, config.validation_split) {
+                (Some(spec), _) => (full, Some(data::load(spec, config.seed)?)),
+                (None, Some(f)) => {
+                    let (t, v) = full.split_validation(f)?;
+                    (t, Some(v))
+                }
+                (None, None) => (full, None),
+            };
+            (train, validation, None)
         }
-        (None, None) => (full, None),
     };
     let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
     if let Some(v) = &validation {
-        if v.sample_shape() != train.sample_shape() {
+        // A lazy folder's evaluation crop may differ from its training crop (models that pool globally take both).
+        if v.sample_shape() != train.sample_shape() && transforms.is_none() {
             return Err(Error::data(
                 &v.name,
                 format!(
@@ -151,10 +161,11 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
+    trainer.label_smoothing = config.label_smoothing;
     if config.channels_last {
         trainer.set_channels_last();
     }
-    Ok(Prepared { trainer, train, validation, frozen })
+    Ok(Prepared { trainer, train, validation, frozen, transforms })
 }
 
 /// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
@@ -467,11 +478,22 @@ fn execute(
     resumed: Option<crate::train::resume::ResumeState>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
-    let Prepared { mut trainer, train, validation, frozen } = prepare(config)?;
+    let Prepared { mut trainer, train, validation, frozen, transforms } = prepare(config)?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).
     config.lr = Some(config.optimizer_config()?.lr);
+    // The run records the transforms it used, so `--run` and a resume see the same sizes and statistics.
+    if let Some(t) = &transforms {
+        config.train_crop_size = Some(t.train_crop_size);
+        config.val_resize_size = Some(t.val_resize_size);
+        config.val_crop_size = Some(t.val_crop_size);
+        config.interpolation = Some(t.interpolation.name().to_string());
+        config.mean = Some(t.mean.clone());
+        config.std = Some(t.std.clone());
+        // RandomResizedCrop and the flip are the augmentation of an image folder.
+        config.augment = None;
+    }
     let config = &config;
     let dir = run_dir(config);
     let chief = crate::dist::writes_files();
@@ -630,7 +652,12 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
             return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", run.display())));
         }
         let config = RunConfig::from_json_file(&config_path)?;
-        let data = data::load(&config.data, config.seed)?;
+        // An image folder's run: the index and the recorded transforms give the classes and the input size.
+        let lazy = RunConfig { validation_data: None, validation_split: None, ..config.clone() };
+        let data = match data::workers::for_run(&lazy)? {
+            Some((train, _, _)) => train,
+            None => data::load(&config.data, config.seed)?,
+        };
         let loss = Loss::parse(&config.loss, data.task)?;
         let input_shape = data.sample_shape();
         let weights = match &src.weights {

@@ -200,13 +200,14 @@ fn idx_folder_raw_and_gz() {
     let d = files::load_path(dir.path(), &opts(&[])).unwrap();
     assert_eq!(d.xs.size(), [3, 1, 2, 4]);
     let want: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
-    assert_eq!(f32s(&d.xs), want);
+    assert_eq!(d.xs.kind(), Kind::Uint8, "pixels stay uint8 in memory");
+    assert_eq!(f32s(&d.features()), want);
     assert_eq!(i64s(&d.ys), [2, 0, 1]);
     assert_eq!(d.task, Task::Classification { n_classes: 3 });
 
     let d = files::load_path(dir.path(), &opts(&[("split", "test"), ("classes", "10")])).unwrap();
     assert_eq!(d.xs.size(), [1, 1, 2, 4]);
-    assert_eq!(f32s(&d.xs), [1.0; 8]);
+    assert_eq!(f32s(&d.features()), [1.0; 8]);
     assert_eq!(d.task, Task::Classification { n_classes: 10 });
 
     let msg = err(files::load_path(dir.path(), &opts(&[("split", "valid")])));
@@ -285,7 +286,7 @@ fn cifar_folder() {
     assert_eq!(d.task, Task::Classification { n_classes: 10 });
     assert_eq!(d.class_names.as_ref().unwrap()[3], "cat");
     // Record 2, channel 2 (blue), row 1, column 3 = pixel 35 of the channel.
-    let v = d.xs.double_value(&[2, 2, 1, 3]);
+    let v = d.features().double_value(&[2, 2, 1, 3]);
     assert!((v - ((100 + 160 + 35) % 256) as f64 / 255.0).abs() < 1e-6, "{v}");
     let d = files::load_path(dir.path(), &opts(&[("split", "test")])).unwrap();
     assert_eq!(d.len(), 1);
@@ -309,13 +310,16 @@ fn image_folder() {
     image::RgbImage::from_pixel(12, 8, image::Rgb([1, 2, 3])).save(dir.path().join("dog/x.png")).unwrap();
     std::fs::write(dir.path().join("dog/notes.txt"), "not an image").unwrap();
 
-    let d = files::load_path(dir.path(), &opts(&[])).unwrap();
-    assert_eq!(d.xs.size(), [3, 3, 4, 6], "resized to the first image's size");
+    // Sizes differ: the size is never taken silently from the first file.
+    let msg = err(files::load_path(dir.path(), &opts(&[])));
+    assert!(msg.contains("x.png") && msg.contains("size=4x6"), "{msg}");
+    let d = files::load_path(dir.path(), &opts(&[("size", "4x6")])).unwrap();
+    assert_eq!(d.xs.size(), [3, 3, 4, 6], "resized to size=4x6");
     assert_eq!(i64s(&d.ys), [0, 0, 1], "classes in sorted folder order, files sorted");
     assert_eq!(d.class_names.as_deref(), Some(&["cat".to_string(), "dog".to_string()][..]));
     // cat/a.png (pure green) comes first.
-    assert_eq!(d.xs.double_value(&[0, 1, 2, 3]), 1.0);
-    assert!((d.xs.double_value(&[1, 0, 0, 0]) - 200.0 / 255.0).abs() < 1e-6);
+    assert_eq!(d.features().double_value(&[0, 1, 2, 3]), 1.0);
+    assert!((d.features().double_value(&[1, 0, 0, 0]) - 200.0 / 255.0).abs() < 1e-6);
     let d = files::load_path(dir.path(), &opts(&[("size", "2x3")])).unwrap();
     assert_eq!(d.xs.size(), [3, 3, 2, 3]);
 
@@ -326,7 +330,7 @@ fn image_folder() {
     }
     let d = files::load_path(gray.path(), &opts(&[])).unwrap();
     assert_eq!(d.xs.size(), [2, 1, 5, 5], "all grayscale: one channel");
-    assert_eq!(f32s(&d.xs.select(0, 1)), [1.0; 25]);
+    assert_eq!(f32s(&d.features().select(0, 1)), [1.0; 25]);
 
     std::fs::write(gray.path().join("1/broken.png"), b"not a png").unwrap();
     let msg = err(files::load_path(gray.path(), &opts(&[])));
@@ -482,7 +486,7 @@ fn npz_arrays() {
     }
     let d = files::load_path(&p, &opts(&[])).unwrap();
     assert_eq!(d.xs.size(), [2, 1, 2, 3]);
-    assert_eq!(f32s(&d.xs.select(0, 0)), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+    assert_eq!(f32s(&d.features().select(0, 0)), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
     assert_eq!(i64s(&d.ys), [4, 1]);
     assert_eq!(d.task, Task::Classification { n_classes: 5 });
 

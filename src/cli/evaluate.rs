@@ -46,6 +46,14 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     })?;
     let data = match (&args.data, &loaded.config) {
         (Some(spec), c) => crate::data::load(spec, c.as_ref().map_or(0, |c| c.seed))?,
+        (None, Some(c)) if crate::data::workers::image_folder_spec(&c.data)?.is_some() => {
+            // An image folder's run: its validation set through the same pipeline and evaluation transform.
+            match crate::data::workers::for_run(c)? {
+                Some((_, Some(v), _)) => v,
+                Some((t, None, _)) => crate::data::workers::for_evaluation(&t),
+                None => return Err(Error::config("the run's data is no longer an image folder")),
+            }
+        }
         (None, Some(c)) => {
             let full = crate::data::load(&c.data, c.seed)?;
             match (&c.validation_data, c.validation_split) {

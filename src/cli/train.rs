@@ -164,6 +164,30 @@ pub struct TrainArgs {
     /// Check after every step that all ranks hold the same parameters (costs an all-reduce of them a step).
     #[arg(long, alias = "dist_check")]
     pub dist_check: bool,
+    /// Image folders: threads that decode and transform images [default: the number of cores].
+    #[arg(long, short = 'j')]
+    pub workers: Option<usize>,
+    /// Image folders: batches in flight per worker [default: 2].
+    #[arg(long)]
+    pub prefetch: Option<usize>,
+    /// Image folders: RandomResizedCrop's side for training [default: the model's input size].
+    #[arg(long)]
+    pub train_crop_size: Option<u32>,
+    /// Image folders: the shorter side after Resize for evaluation [default: ⌊crop / 0.875⌋ or the model's].
+    #[arg(long)]
+    pub val_resize_size: Option<u32>,
+    /// Image folders: the CenterCrop's side for evaluation [default: the training crop].
+    #[arg(long)]
+    pub val_crop_size: Option<u32>,
+    /// Image folders: bilinear or bicubic [default: the model's].
+    #[arg(long)]
+    pub interpolation: Option<String>,
+    /// Image folders: skip (and count) images that do not decode instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+    /// Cross-entropy's label smoothing, as nn.CrossEntropyLoss(label_smoothing=...).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
 }
 
 impl TrainArgs {
@@ -221,6 +245,14 @@ impl TrainArgs {
         set!(unfreeze_at, opt);
         set!(booster, opt);
         set!(booster_weights, opt);
+        set!(workers, opt);
+        set!(prefetch, opt);
+        set!(train_crop_size, opt);
+        set!(val_resize_size, opt);
+        set!(val_crop_size, opt);
+        set!(interpolation, opt);
+        set!(label_smoothing);
+        c.skip_bad_images |= self.skip_bad_images;
         // ReduceLROnPlateau owns the learning rate: a schedule from a config file gives way unless one is asked for.
         if self.reduce_lr_on_plateau.is_some() && self.lr_schedule.is_none() {
             c.lr_schedule = None;

@@ -68,6 +68,16 @@ pub fn load_path(path: &Path, options: &BTreeMap<String, String>) -> Result<Data
     ))
 }
 
+/// Whether `dir` is read as an image folder (one sub-folder per class): not an IDX or CIFAR-10 folder.
+pub fn is_image_folder(dir: &Path) -> Result<bool> {
+    let nested = dir.join("cifar-10-batches-bin");
+    let raw = dir.join("raw");
+    Ok(!(cifar::is_cifar_dir(dir)
+        || cifar::is_cifar_dir(&nested)
+        || idx::is_idx_dir(dir)?
+        || (raw.is_dir() && idx::is_idx_dir(&raw)?)))
+}
+
 fn load_dir(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> {
     if cifar::is_cifar_dir(dir) {
         return cifar::load_folder(dir, options);

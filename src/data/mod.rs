@@ -11,12 +11,16 @@ use crate::error::{Error, Result};
 pub mod augment;
 pub mod digits;
 pub mod files;
+pub mod folder;
 pub mod generators;
 pub mod loader;
 pub mod pairs;
 pub mod sequences;
+pub mod transforms;
+pub mod workers;
 
 pub use loader::Loader;
+pub use workers::DataLoader;
 
 /// What the targets mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,7 +35,8 @@ pub enum Task {
 /// An in-memory dataset: features and targets on one device, first dimension the sample index.
 #[derive(Debug)]
 pub struct Dataset {
-    /// float32 [N, ...] (images are [N, C, H, W]).
+    /// float32 [N, ...], or uint8 pixels [N, C, H, W] that batches turn into float32 in [0, 1] (a quarter of the
+    /// memory); [`Dataset::features`] gives the float32 form.
     pub xs: Tensor,
     /// int64 [N] for classification, float32 [N, k] for regression.
     pub ys: Tensor,
@@ -40,6 +45,9 @@ pub struct Dataset {
     pub class_names: Option<Vec<String>>,
     /// Where it came from, for messages.
     pub name: String,
+    /// A lazily read image set (a folder): decoded and transformed by workers, batch by batch. `xs` then holds
+    /// one zero sample of the transformed shape, and `ys` all the labels.
+    pub images: Option<std::sync::Arc<workers::ImageSet>>,
 }
 
 impl Dataset {
@@ -53,7 +61,7 @@ impl Dataset {
         if ys.size().first().copied() != Some(n) {
             return Err(Error::data(&name, format!("{} feature rows but {:?} targets", n, ys.size())));
         }
-        let xs = xs.to_kind(Kind::Float);
+        let xs = if xs.kind() == Kind::Uint8 { xs } else { xs.to_kind(Kind::Float) };
         let ys = match task {
             Task::Classification { n_classes } => {
                 let ys = ys.to_kind(Kind::Int64);
@@ -68,11 +76,15 @@ impl Dataset {
             }
             Task::Regression { n_outputs } => ys.to_kind(Kind::Float).reshape([n, n_outputs as i64]),
         };
-        Ok(Dataset { xs, ys, task, class_names: None, name })
+        Ok(Dataset { xs, ys, task, class_names: None, name, images: None })
     }
 
+    /// The features as float32: uint8 pixels scaled to [0, 1], other data as stored.
+    pub fn features(&self) -> Tensor {
+        pixels_to_float(&self.xs)
+    }
     pub fn len(&self) -> usize {
-        self.xs.size()[0] as usize
+        self.ys.size()[0] as usize
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -94,19 +106,25 @@ impl Dataset {
             task: self.task,
             class_names: self.class_names.clone(),
             name: self.name.clone(),
+            images: self.images.clone(),
         }
     }
     /// Rows `start..end` (no copy).
     pub fn slice(&self, start: usize, end: usize) -> Dataset {
+        if let Some(set) = &self.images {
+            return workers::subset_of(self, set, &(start..end).collect::<Vec<_>>(), set.train);
+        }
         Dataset {
             xs: self.xs.narrow(0, start as i64, (end - start) as i64),
             ys: self.ys.narrow(0, start as i64, (end - start) as i64),
             task: self.task,
             class_names: self.class_names.clone(),
             name: self.name.clone(),
+            images: None,
         }
     }
-    /// Keras' `validation_split`: the last `fraction` of the samples, taken before any shuffling.
+    /// Keras' `validation_split`: the last `fraction` of the samples, taken before any shuffling. (An image
+    /// folder is split by [`workers::split_stratified`] instead: its last fraction would be its last classes.)
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(Error::config(format!("validation split {fraction} is outside (0, 1); use e.g. 0.2")));
@@ -119,6 +137,15 @@ impl Dataset {
             )));
         }
         Ok((self.slice(0, n - n_val), self.slice(n - n_val, n)))
+    }
+}
+
+/// uint8 pixels as float32 in [0, 1] (as `ToTensor`); other tensors unchanged.
+pub fn pixels_to_float(xs: &Tensor) -> Tensor {
+    if xs.kind() == Kind::Uint8 {
+        xs.to_kind(Kind::Float) / 255.0
+    } else {
+        xs.shallow_clone()
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Progress {
     loss_sum: Option<tch::Tensor>,
     batches: usize,
     shown: Option<std::time::Instant>,
+    /// The share of the epoch the model waited for data (image pipelines), shown as `data 3%`.
+    data_wait: Option<f64>,
 }
 
 impl Progress {
@@ -30,7 +32,11 @@ impl Progress {
             Verbosity::Auto if !std::io::stderr().is_terminal() => Verbosity::Lines,
             v => v,
         };
-        Progress { verbosity, bar: None, loss_sum: None, batches: 0, shown: None }
+        Progress { verbosity, bar: None, loss_sum: None, batches: 0, shown: None, data_wait: None }
+    }
+    /// The share of the coming epoch line's time spent waiting for the data workers.
+    pub fn set_data_wait(&mut self, share: f64) {
+        self.data_wait = Some(share);
     }
     pub fn epoch_begin(&mut self, epoch: usize, epochs: usize, batches: usize) {
         if self.verbosity == Verbosity::Auto {
@@ -74,7 +80,11 @@ impl Progress {
             bar.finish_and_clear();
         }
         if self.verbosity != Verbosity::Silent {
-            println!("{}", epoch_line(epoch, epochs, logs, seconds));
+            let mut line = epoch_line(epoch, epochs, logs, seconds);
+            if let Some(share) = self.data_wait.take() {
+                line.push_str(&format!(" - data {:.0}%", share * 100.0));
+            }
+            println!("{line}");
         }
     }
 }

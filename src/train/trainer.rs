@@ -10,7 +10,7 @@ use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
 use super::progress::{Progress, Verbosity};
 use super::resume;
-use crate::data::{Dataset, Loader};
+use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::nn::VarStore;
@@ -68,16 +68,41 @@ impl Default for FitConfig {
 /// output, plus `aux_weight` × the loss of each auxiliary classifier for models that have them
 /// ([`Model::aux_outputs_t`]).
 pub fn training_loss(model: &dyn Model, loss: Loss, xs: &Tensor, ys: &Tensor, aux_weight: f64) -> (Tensor, Tensor) {
+    training_loss_smoothed(model, loss, xs, ys, aux_weight, 0.0)
+}
+
+/// As [`training_loss`], with cross-entropy's label smoothing (`nn.CrossEntropyLoss(label_smoothing=...)`).
+pub fn training_loss_smoothed(
+    model: &dyn Model,
+    loss: Loss,
+    xs: &Tensor,
+    ys: &Tensor,
+    aux_weight: f64,
+    smoothing: f64,
+) -> (Tensor, Tensor) {
     match model.aux_outputs_t(xs) {
         None => {
             let logits = model.forward_t(xs, true);
-            (loss.compute(&logits, ys), logits)
+            (criterion(loss, &logits, ys, smoothing), logits)
         }
         Some((logits, aux)) => {
-            let main = loss.compute(&logits, ys);
-            (aux.iter().fold(main, |total, a| total + loss.compute(a, ys) * aux_weight), logits)
+            let main = criterion(loss, &logits, ys, smoothing);
+            (aux.iter().fold(main, |total, a| total + criterion(loss, a, ys, smoothing) * aux_weight), logits)
         }
     }
+}
+
+/// The loss of a batch, with label smoothing for cross-entropy.
+fn criterion(loss: Loss, logits: &Tensor, ys: &Tensor, smoothing: f64) -> Tensor {
+    match loss {
+        Loss::CrossEntropy if smoothing > 0.0 => smoothed_cross_entropy(logits, ys, smoothing),
+        _ => loss.compute(logits, ys),
+    }
+}
+
+/// `nn.CrossEntropyLoss(label_smoothing=smoothing)` of logits [N, K] and class labels [N], mean over the batch.
+pub fn smoothed_cross_entropy(logits: &Tensor, ys: &Tensor, smoothing: f64) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(ys, None, tch::Reduction::Mean, -100, smoothing)
 }
 
 pub struct Trainer {
@@ -92,6 +117,8 @@ pub struct Trainer {
     pub scaler: Option<GradScaler>,
     /// Inputs (and, from `set_channels_last`, 4-D weights) in channels-last memory format.
     pub channels_last: bool,
+    /// Cross-entropy's label smoothing (training and evaluation loss, as torchvision's reference criterion).
+    pub label_smoothing: f64,
 }
 
 impl Trainer {
@@ -105,6 +132,7 @@ impl Trainer {
             precision: Precision::Fp32,
             scaler: None,
             channels_last: false,
+            label_smoothing: 0.0,
         }
     }
 
@@ -143,7 +171,7 @@ impl Trainer {
         self.optimizer.zero_grad();
         let xs = self.prepare_input(xs.shallow_clone());
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
-            training_loss(self.model.as_ref(), self.loss, &xs, ys, aux_weight)
+            training_loss_smoothed(self.model.as_ref(), self.loss, &xs, ys, aux_weight, self.label_smoothing)
         });
         match &self.scaler {
             Some(s) => s.scale_loss(&loss).f_backward()?,
@@ -274,8 +302,7 @@ impl Trainer {
         let validation = validation.map(|v| v.to_device(device));
         let group = config.distributed.clone();
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank, g.world));
-        let loader =
-            Loader::new(&train.xs, &train.ys, config.batch_size, config.shuffle, config.seed).shard(rank, world, true);
+        let loader = DataLoader::new(&train, config.batch_size, config.shuffle, config.seed).shard(rank, world, true);
         let mut progress = Progress::new(config.verbosity);
         let params = self.store.parameters();
         let buffers = self.store.buffers();
@@ -321,7 +348,9 @@ impl Trainer {
             let lr = self.optimizer.lr();
             progress.epoch_begin(epoch, config.epochs, loader.len());
             let mut acc = Accumulator::new(self.loss, &self.metrics);
-            for (batch, (xs, ys)) in loader.batches(epoch).enumerate() {
+            let mut batches = loader.epoch(epoch);
+            for (batch, item) in batches.by_ref().enumerate() {
+                let (xs, ys) = item?;
                 let xs = match &config.augment {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
                     None => xs,
@@ -362,6 +391,10 @@ impl Trainer {
                     stop |= ctx.stop_training;
                 }
             }
+            if train.images.is_some() {
+                progress.set_data_wait(batches.waited().as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9));
+            }
+            drop(batches);
             if let Some(g) = &group {
                 acc.all_reduce(g, device)?;
             }
@@ -424,16 +457,18 @@ impl Trainer {
         let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world));
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         tch::no_grad(|| {
-            let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0).shard(rank, world, false);
-            for (xs, ys) in loader.batches(0) {
+            let loader = DataLoader::new(data, batch_size.max(1), false, 0).shard(rank, world, false);
+            for item in loader.epoch(0) {
+                let (xs, ys) = item?;
                 let (xs, ys) = (self.prepare_input(xs.to_device(device)), ys.to_device(device));
                 let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {
                     let logits = self.model.forward_t(&xs, false);
-                    (self.loss.compute(&logits, &ys), logits)
+                    (criterion(self.loss, &logits, &ys, self.label_smoothing), logits)
                 });
                 acc.add(&loss, &logits, &ys);
             }
-        });
+            Ok::<(), Error>(())
+        })?;
         if let Some(g) = group {
             acc.all_reduce(g, device)?;
         }

@@ -67,7 +67,7 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
     let n = (bytes.len() / RECORD) as i64;
     let records = Tensor::f_from_data_size(&bytes, &[n, RECORD as i64], Kind::Uint8).map_err(torch_err(&name))?;
     let ys = records.narrow(1, 0, 1).reshape([n]).to_kind(Kind::Int64);
-    let xs = records.narrow(1, 1, IMAGE_BYTES as i64).reshape([n, 3, 32, 32]).to_kind(Kind::Float) / 255.0;
+    let xs = records.narrow(1, 1, IMAGE_BYTES as i64).reshape([n, 3, 32, 32]).contiguous();
 
     let meta = dir.join("batches.meta.txt");
     let class_names: Option<Vec<String>> = if meta.is_file() {

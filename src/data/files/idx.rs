@@ -352,7 +352,8 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
         ));
     }
     let xs = images.to_tensor()?.f_reshape(&shape).map_err(torch_err(&images_name))?;
-    let xs = if images.dtype == IdxType::U8 { xs.to_kind(Kind::Float) / 255.0 } else { xs.to_kind(Kind::Float) };
+    // uint8 pixels stay uint8 in memory (a quarter of float32); batches become float32 in [0, 1].
+    let xs = if images.dtype == IdxType::U8 { xs } else { xs.to_kind(Kind::Float) };
     let ys = labels.to_tensor()?.to_kind(Kind::Int64);
     let lower = name.to_ascii_lowercase();
     let fashion = lower.contains("fashion");

@@ -17,8 +17,8 @@ const UNSUPPORTED: [&str; 7] = ["ppm", "bmp", "pgm", "tif", "tiff", "webp", "gif
 const MAX_MEMORY: u64 = 32 << 30;
 const MAX_DEPTH: usize = 32;
 
-/// Loads one sub-folder of images per class. All images are resized (bilinear) to the first image's size or to
-/// option `size=HxW`; 3 channels (RGB, alpha dropped) unless every image is grayscale, or option `channels=1|3`.
+/// Loads one sub-folder of images per class into memory. All images must have one size, or option `size=HxW`
+/// gives the size they are resized (bilinear) to; 3 channels (RGB, alpha dropped) unless every image is grayscale, or option `channels=1|3`.
 pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> {
     let name = dir.display().to_string();
     check_options(&name, options, &["size", "channels"])?;
@@ -71,18 +71,34 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
     let n = samples.len();
     let mut ys: Vec<i64> = Vec::with_capacity(n);
     let mut buf: Vec<u8> = Vec::new();
+    let given = size.is_some();
     let mut target: Option<(u32, u32)> = size.map(|(h, w)| (w as u32, h as u32));
+    let mut first: Option<&Path> = None;
     let mut all_gray = true;
     let mut stride = 0usize;
     for (path, label) in &samples {
         let img = decode(path)?;
         let (w, h) = *target.get_or_insert((img.width(), img.height()));
+        let first = *first.get_or_insert(path);
+        if !given && (img.width(), img.height()) != (w, h) {
+            // A size is never taken silently from one file.
+            return Err(Error::data(
+                path.display(),
+                format!(
+                    "the image is {}x{} but {} is {h}x{w}; give the size all images become, e.g. {name}:size={h}x{w}, \
+                     or train with the lazy pipeline (--train-crop-size)",
+                    img.height(),
+                    img.width(),
+                    first.display()
+                ),
+            ));
+        }
         if w == 0 || h == 0 {
             return Err(Error::data(path.display(), "the image is 0 pixels wide or high; remove it"));
         }
         if buf.is_empty() {
             stride = w as usize * h as usize * channels.unwrap_or(3);
-            let need = n as u64 * stride as u64 * 5;
+            let need = n as u64 * stride as u64 * 2;
             if need > MAX_MEMORY.min(crate::util::memory_available()) {
                 return Err(Error::data(
                     &name,
@@ -110,7 +126,8 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
     if channels.is_none() && all_gray {
         xs = xs.narrow(1, 0, 1);
     }
-    let xs = xs.to_kind(Kind::Float).contiguous() / 255.0;
+    // uint8 in memory; batches become float32 in [0, 1].
+    let xs = xs.contiguous();
     let ys = Tensor::from_slice(&ys);
     let mut data = Dataset::new(&name, xs, ys, Task::Classification { n_classes: classes.len() })?;
     data.class_names = Some(classes.into_iter().map(|(c, _)| c).collect());

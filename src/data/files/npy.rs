@@ -388,7 +388,8 @@ pub fn load_npz(path: &Path, options: &BTreeMap<String, String>) -> Result<Datas
             4 if matches!(size[3], 1 | 3) && !matches!(size[1], 1 | 3) => xs.permute([0, 3, 1, 2]),
             _ => xs,
         };
-        xs.to_kind(Kind::Float) / 255.0
+        // uint8 pixels stay uint8 in memory; batches become float32 in [0, 1].
+        xs.contiguous()
     } else if size.len() == 1 {
         xs.to_kind(Kind::Float).unsqueeze(1)
     } else {
