@@ -718,7 +718,7 @@ fn every_subcommand_ends_with_0_or_2() {
     let p = |name: &str| -> PathBuf { tmp.path().join(name) };
     let pt = run_dir.join("model.pt");
     write_npy(&p("x.npy"), &vec![0.25; 5 * 1024], &[5, 1, 32, 32]);
-    write_npy(&p("wrong.npy"), &vec![0.25; 5 * 7], &[5, 7]);
+    write_npy(&p("wrong.npy"), &[0.25; 5 * 7], &[5, 7]);
     std::fs::write(p("short.pt"), &std::fs::read(&pt).unwrap()[..300]).unwrap();
     std::fs::write(p("history.json"), r#"{"epoch": [0, 1, 2], "history": {"loss": [1.0], "val_loss": [1.0, 0.5]}}"#)
         .unwrap();

@@ -61,7 +61,8 @@ pub fn run(args: PlotArgs) -> Result<()> {
 fn history_path(target: &Path) -> Result<PathBuf> {
     let history_path = if target.is_dir() { target.join("history.json") } else { target.to_path_buf() };
     // An interrupted run has no history.json yet; its resume state holds the history of the completed epochs.
-    if !history_path.is_file() && !(target.is_dir() && target.join(crate::train::resume::RESUME_FILE).is_file()) {
+    let resumable = target.is_dir() && target.join(crate::train::resume::RESUME_FILE).is_file();
+    if !(history_path.is_file() || resumable) {
         return Err(Error::config(format!(
             "plot {}: no such run folder or history file; use `tchzoo plot activations` or a run folder with a \
              history.json",
