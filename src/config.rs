@@ -83,6 +83,33 @@ pub struct RunConfig {
     pub precision: crate::train::amp::Precision,
     /// Weights and inputs in channels-last memory format (faster convolutions on recent GPUs).
     pub channels_last: bool,
+    // Trainer features with Lightning's names (issue #17; parsed and checked in `train::features`).
+    /// `MAX[,norm_type=2|inf]`: `clip_grad_norm_` before every optimizer step; `grad_norm` is logged.
+    pub clip_grad_norm: Option<String>,
+    /// `clip_grad_value_`: every gradient element clamped to [−V, V] before every optimizer step.
+    pub clip_grad_value: Option<f64>,
+    /// One optimizer step every K batches, the loss divided by K (Lightning's `accumulate_grad_batches`).
+    pub accumulate_grad_batches: usize,
+    /// `decay=0.999[,warmup=true][,use_buffers=true]`: a moving average of the weights (`AveragedModel`);
+    /// validation uses it and the run folder gets `model_ema.pt`.
+    pub ema: Option<String>,
+    /// `HH:MM:SS` or `DD:HH:MM:SS`: stop after the batch during which this much training time has passed.
+    pub max_time: Option<String>,
+    /// Training batches per epoch: an integer = batches, a float = fraction of them.
+    pub limit_train_batches: Option<crate::train::features::Limit>,
+    /// Validation batches per evaluation: an integer = batches, a float = fraction; 0 = no validation.
+    pub limit_val_batches: Option<crate::train::features::Limit>,
+    /// N training and N validation batches, one epoch, no checkpoint, early stopping or CSV logger.
+    pub fast_dev_run: Option<usize>,
+    /// Train (without shuffling) and validate on the first batches only: an integer = batches, a float = fraction.
+    pub overfit_batches: Option<crate::train::features::Limit>,
+    /// `torch.use_deterministic_algorithms(True)` and cuDNN's deterministic mode; a nondeterministic op is an error.
+    pub deterministic: bool,
+    /// cuDNN benchmarks its algorithms per shape and keeps the fastest (`torch.backends.cudnn.benchmark`).
+    pub cudnn_benchmark: bool,
+    /// Written by the run (read back and replaced on `--resume`): seed, libtorch and tchzoo versions, threads,
+    /// device.
+    pub environment: Option<serde_json::Value>,
 }
 
 impl Default for RunConfig {
@@ -129,6 +156,18 @@ impl Default for RunConfig {
             sync_bn: false,
             precision: crate::train::amp::Precision::Fp32,
             channels_last: false,
+            clip_grad_norm: None,
+            clip_grad_value: None,
+            accumulate_grad_batches: 1,
+            ema: None,
+            max_time: None,
+            limit_train_batches: None,
+            limit_val_batches: None,
+            fast_dev_run: None,
+            overfit_batches: None,
+            deterministic: false,
+            cudnn_benchmark: false,
+            environment: None,
         }
     }
 }
@@ -218,6 +257,7 @@ impl RunConfig {
         if self.pretrained.is_some() && self.weights.is_some() {
             return Err(Error::config("give --weights (strict) or --pretrained (transfer learning), not both"));
         }
+        crate::train::features::validate(self)?;
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }

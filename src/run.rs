@@ -57,6 +57,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
+    crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark);
     let mut device = crate::device::parse(&config.device)?;
     if let (Some(g), tch::Device::Cuda(_)) = (crate::dist::current(), device) {
         // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.
@@ -134,6 +135,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if config.channels_last {
         trainer.set_channels_last();
     }
+    crate::train::features::configure_trainer(config, &mut trainer)?;
     Ok(Prepared { trainer, train, validation, frozen })
 }
 
@@ -287,9 +289,13 @@ fn execute(
     let chief = crate::dist::writes_files();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     if chief {
-        write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+        let recorded = RunConfig {
+            environment: Some(crate::train::features::environment(config, trainer.device())),
+            ..config.clone()
+        };
+        write_atomic(&dir.join("config.json"), recorded.to_json().as_bytes())?;
     }
-    let mut all = config_callbacks(config, &dir)?;
+    let mut all = config_callbacks(&crate::train::features::effective(config), &dir)?;
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
     }
@@ -300,11 +306,15 @@ fn execute(
             if let (Some(scaler), Some(saved)) = (trainer.scaler.as_mut(), &state.grad_scaler) {
                 scaler.load_state(saved);
             }
+            if let (Some(ema), Some(n)) = (trainer.ema.as_mut(), state.ema_updates) {
+                let path = dir.join(&state.dir).join(crate::train::resume::EMA_FILE);
+                ema.load(&crate::checkpoint::read_state_dict(&path)?, n)?;
+            }
             (state.epoch, state.history.clone())
         }
         None => (0, History::default()),
     };
-    let fit = FitConfig {
+    let fit = crate::train::features::configure_fit(config, FitConfig {
         epochs: config.epochs,
         batch_size: config.batch_size,
         shuffle: config.shuffle,
@@ -316,14 +326,23 @@ fn execute(
         distributed: crate::dist::current(),
         check_replicas: crate::dist::checks_replicas(),
         ..FitConfig::default()
-    };
+    })?;
     crate::train::resume::install_signal_handler();
-    let history = trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?;
+    let history = if config.deterministic {
+        // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.
+        crate::util::catch_torch(|| trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history))
+            .map_err(|e| Error::config(format!("--deterministic: {e}")))??
+    } else {
+        trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?
+    };
     if chief {
         history.save_json(&dir.join("history.json"))?;
         history.save_csv(&dir.join("history.csv"))?;
         crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
         crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
+        if let Some(ema) = &trainer.ema {
+            crate::checkpoint::write_state_dict(&dir.join("model_ema.pt"), &ema.state_dict())?;
+        }
         let states: std::collections::BTreeMap<String, serde_json::Value> =
             all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
         let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };

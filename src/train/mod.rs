@@ -1,6 +1,7 @@
 //! Training: `fit`, `evaluate`, `predict` with Keras' meaning, metrics, history and callbacks.
 pub mod amp;
 pub mod callbacks;
+pub mod features;
 pub mod history;
 pub mod metrics;
 pub mod progress;
