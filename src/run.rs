@@ -314,19 +314,22 @@ fn execute(
         }
         None => (0, History::default()),
     };
-    let fit = crate::train::features::configure_fit(config, FitConfig {
-        epochs: config.epochs,
-        batch_size: config.batch_size,
-        shuffle: config.shuffle,
-        initial_epoch,
-        seed: config.seed,
-        verbosity,
-        augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
-        run_dir: Some(dir.clone()),
-        distributed: crate::dist::current(),
-        check_replicas: crate::dist::checks_replicas(),
-        ..FitConfig::default()
-    })?;
+    let fit = crate::train::features::configure_fit(
+        config,
+        FitConfig {
+            epochs: config.epochs,
+            batch_size: config.batch_size,
+            shuffle: config.shuffle,
+            initial_epoch,
+            seed: config.seed,
+            verbosity,
+            augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
+            run_dir: Some(dir.clone()),
+            distributed: crate::dist::current(),
+            check_replicas: crate::dist::checks_replicas(),
+            ..FitConfig::default()
+        },
+    )?;
     crate::train::resume::install_signal_handler();
     let history = if config.deterministic {
         // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.

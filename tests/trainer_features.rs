@@ -22,6 +22,13 @@ use tchzoo::train::progress::Verbosity;
 use tchzoo::train::{FitConfig, History, Loss, Metric, Trainer};
 
 const IN: i64 = 6;
+
+/// Runs through `tchzoo::run` set libtorch's global determinism switches: tests that use them hold this.
+static GLOBAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn global() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 const CLASSES: i64 = 4;
 
 /// One `fit` and its PyTorch twin.
@@ -338,6 +345,7 @@ fn batches(config: RunConfig) -> (Vec<usize>, tchzoo::run::RunOutcome) {
 
 #[test]
 fn limits_fast_dev_run_and_overfit_batches_have_lightnings_meaning() {
+    let _g = global();
     let dir = common::tempdir();
     let at = |name: &str| moons(&dir.path().join(name));
     let (n, _) = batches(RunConfig { limit_train_batches: Some(Limit::Batches(3)), ..at("int") });
@@ -427,6 +435,7 @@ impl Callback for StopAt {
 
 #[test]
 fn the_ema_survives_a_resume_exactly() {
+    let _g = global();
     let dir = common::tempdir();
     let config = |name: &str| RunConfig {
         ema: Some("decay=0.9,use_buffers=true".into()),
@@ -496,4 +505,44 @@ fn bad_values_are_one_line_and_exit_2_before_training() {
         assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
         assert!(!out.join("history.json").exists(), "{context}");
     }
+}
+
+#[test]
+fn config_json_records_the_environment_and_deterministic_mode() {
+    let dir = common::tempdir();
+    let out = dir.path().join("run");
+    let o = common::tchzoo()
+        .args(["train", "--model", "mlp", "--data", "moons:n_samples=200", "--epochs", "1", "--threads", "1"])
+        .args(["--device", "cpu", "--seed", "7", "--deterministic", "--cudnn-benchmark", "-q", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let env = &config["environment"];
+    let torch = common::run_python("import torch; print(torch.__version__.split('+')[0])", &[]);
+    assert_eq!(env["libtorch"].as_str(), Some(torch.trim()), "{env}");
+    assert_eq!(env["tchzoo"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(env["seed"].as_u64(), Some(7));
+    assert_eq!(env["threads"].as_i64(), Some(1));
+    assert_eq!(env["device"].as_str(), Some("cpu"));
+    assert_eq!(env["deterministic"].as_bool(), Some(true), "ATen's switch was on during the run: {env}");
+    assert_eq!((config["deterministic"].as_bool(), config["cudnn_benchmark"].as_bool()), (Some(true), Some(true)));
+    // The recorded config reads back (as --resume does).
+    RunConfig::from_json_file(&out.join("config.json")).unwrap();
+}
+
+#[test]
+fn deterministic_mode_makes_an_op_without_a_deterministic_kernel_an_error() {
+    let _g = global();
+    let put = || {
+        let mut t = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let _ = t.put_(&Tensor::from_slice(&[0i64, 0]), &Tensor::from_slice(&[1f32, 2.0]), false);
+    };
+    tchzoo::train::features::set_determinism(true, false);
+    let err = tchzoo::util::catch_torch(put);
+    tchzoo::train::features::set_determinism(false, false);
+    let err = err.expect_err("put_ has no deterministic kernel on the CPU, as torch.use_deterministic_algorithms says");
+    assert!(err.contains("deterministic"), "{err}");
+    assert!(tchzoo::util::catch_torch(put).is_ok(), "switched off again");
 }

@@ -59,7 +59,7 @@ impl GradClip {
         if !(max_norm > 0.0 && max_norm.is_finite()) {
             return Err(bad(format!("the maximum norm {max_norm} must be a finite number > 0")));
         }
-        if !(norm_type > 0.0) {
+        if norm_type.is_nan() || norm_type <= 0.0 {
             return Err(bad(format!("norm_type {norm_type} must be > 0 (2 for the L2 norm, inf for the largest)")));
         }
         Ok(GradClip::Norm { max_norm, norm_type })
@@ -237,11 +237,13 @@ impl Limit {
         let t = text.trim();
         let limit = if t.contains(['.', 'e', 'E']) {
             Limit::Fraction(
-                t.parse().map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
+                t.parse()
+                    .map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
             )
         } else {
             Limit::Batches(
-                t.parse().map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
+                t.parse()
+                    .map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
             )
         };
         limit.check(flag)?;
@@ -286,7 +288,12 @@ impl Limit {
 /// `--max-time`: `HH:MM:SS` or `DD:HH:MM:SS` (Lightning's string form).
 pub fn parse_max_time(text: &str) -> Result<Duration> {
     let bad = || Error::config(format!("--max-time '{text}' is not HH:MM:SS or DD:HH:MM:SS (e.g. 00:12:00)"));
-    let parts: Vec<u64> = text.trim().split(':').map(|p| p.trim().parse::<u64>()).collect::<std::result::Result<_, _>>().map_err(|_| bad())?;
+    let parts: Vec<u64> = text
+        .trim()
+        .split(':')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
     let (d, h, m, s) = match parts[..] {
         [h, m, s] => (0, h, m, s),
         [d, h, m, s] => (d, h, m, s),
