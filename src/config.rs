@@ -110,6 +110,8 @@ pub struct RunConfig {
     /// Written by the run (read back and replaced on `--resume`): seed, libtorch and tchzoo versions, threads,
     /// device.
     pub environment: Option<serde_json::Value>,
+    /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
+    pub optimizer_impl: crate::optim::OptimizerImpl,
 }
 
 impl Default for RunConfig {
@@ -168,6 +170,7 @@ impl Default for RunConfig {
             deterministic: false,
             cudnn_benchmark: false,
             environment: None,
+            optimizer_impl: crate::optim::OptimizerImpl::Single,
         }
     }
 }
@@ -203,6 +206,7 @@ impl RunConfig {
         c.amsgrad = self.amsgrad;
         c.alpha = self.alpha;
         c.centered = self.centered;
+        c.implementation = self.optimizer_impl;
         c.validate()?;
         Ok(c)
     }

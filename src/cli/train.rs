@@ -193,6 +193,9 @@ pub struct TrainArgs {
     /// cuDNN's benchmark mode (torch.backends.cudnn.benchmark = True).
     #[arg(long)]
     pub cudnn_benchmark: bool,
+    /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
+    #[arg(long)]
+    pub optimizer_impl: Option<String>,
 }
 
 impl TrainArgs {
@@ -288,6 +291,9 @@ impl TrainArgs {
         set!(fast_dev_run, opt);
         c.deterministic |= self.deterministic;
         c.cudnn_benchmark |= self.cudnn_benchmark;
+        if let Some(i) = &self.optimizer_impl {
+            c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+        }
         use crate::train::features::Limit;
         for (flag, text, field) in [
             ("limit-train-batches", &self.limit_train_batches, &mut c.limit_train_batches),
