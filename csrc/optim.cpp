@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <vector>
 
 namespace {
 
@@ -185,6 +186,72 @@ char* tz_rmsprop_step(at::Tensor** params, at::Tensor** square_avgs, at::Tensor*
         param.addcdiv_(grad, avg, -lr);
       }
     }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+// torch.optim.Adam / AdamW with fused=True (`_fused_adam` in torch/optim/adam.py): the parameters with a gradient,
+// their state created as `_init_group` does, the float32 `step` tensors incremented by `_foreach_add_`, then one
+// `_fused_adam_` / `_fused_adamw_` call (max_exp_avg_sqs empty unless amsgrad, as `_init_group` leaves it).
+char* tz_fused_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                         at::Tensor** max_exp_avg_sqs, double* steps, int64_t n, double lr, double beta1, double beta2,
+                         double eps, double weight_decay, int amsgrad, int decoupled) {
+  try {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> ps, gs, ms, vs, vmax, ss;
+    std::vector<int64_t> index;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      if (!param.grad().defined()) continue;
+      ps.push_back(param);
+      gs.push_back(param.grad());
+      ms.push_back(slot(exp_avgs, i, param));
+      vs.push_back(slot(exp_avg_sqs, i, param));
+      if (amsgrad) vmax.push_back(slot(max_exp_avg_sqs, i, param));
+      ss.push_back(at::scalar_tensor(steps[i], param.options().dtype(at::kFloat)));
+      index.push_back(i);
+    }
+    if (ps.empty()) return nullptr;
+    at::_foreach_add_(ss, 1);
+    if (decoupled) {
+      at::_fused_adamw_(ps, gs, ms, vs, vmax, ss, lr, beta1, beta2, weight_decay, eps, amsgrad != 0, false);
+    } else {
+      at::_fused_adam_(ps, gs, ms, vs, vmax, ss, lr, beta1, beta2, weight_decay, eps, amsgrad != 0, false);
+    }
+    for (size_t k = 0; k < index.size(); ++k) steps[index[k]] = ss[k].item<double>();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+// torch.optim.SGD with fused=True (`_fused_sgd` in torch/optim/sgd.py): on the first step (no momentum buffer yet)
+// the buffers are `empty_like(grad)` and the kernel fills them; one `_fused_sgd_` call.
+char* tz_fused_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int64_t n, double lr, double momentum,
+                        double dampening, double weight_decay, int nesterov) {
+  try {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> ps, gs, bufs;
+    bool first = true;
+    for (int64_t i = 0; i < n; ++i) {
+      if (params[i]->grad().defined() && momentum_buffers[i]->defined()) first = false;
+    }
+    first = first && momentum != 0;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      if (!param.grad().defined()) continue;
+      ps.push_back(param);
+      gs.push_back(param.grad());
+      if (momentum != 0) {
+        at::Tensor& buf = *momentum_buffers[i];
+        if (first) buf = at::empty_like(param.grad());
+        bufs.push_back(buf);
+      }
+    }
+    if (ps.empty()) return nullptr;
+    at::_fused_sgd_(ps, gs, bufs, weight_decay, momentum, lr, dampening, nesterov != 0, false, first);
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);

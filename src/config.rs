@@ -106,6 +106,35 @@ pub struct RunConfig {
     pub skip_bad_images: bool,
     /// Cross-entropy's label smoothing (nn.CrossEntropyLoss(label_smoothing=...)), in [0, 1).
     pub label_smoothing: f64,
+    // Trainer features with Lightning's names (issue #17; parsed and checked in `train::features`).
+    /// `MAX[,norm_type=2|inf]`: `clip_grad_norm_` before every optimizer step; `grad_norm` is logged.
+    pub clip_grad_norm: Option<String>,
+    /// `clip_grad_value_`: every gradient element clamped to [−V, V] before every optimizer step.
+    pub clip_grad_value: Option<f64>,
+    /// One optimizer step every K batches, the loss divided by K (Lightning's `accumulate_grad_batches`).
+    pub accumulate_grad_batches: usize,
+    /// `decay=0.999[,warmup=true][,use_buffers=true]`: a moving average of the weights (`AveragedModel`);
+    /// validation uses it and the run folder gets `model_ema.pt`.
+    pub ema: Option<String>,
+    /// `HH:MM:SS` or `DD:HH:MM:SS`: stop after the batch during which this much training time has passed.
+    pub max_time: Option<String>,
+    /// Training batches per epoch: an integer = batches, a float = fraction of them.
+    pub limit_train_batches: Option<crate::train::features::Limit>,
+    /// Validation batches per evaluation: an integer = batches, a float = fraction; 0 = no validation.
+    pub limit_val_batches: Option<crate::train::features::Limit>,
+    /// N training and N validation batches, one epoch, no checkpoint, early stopping or CSV logger.
+    pub fast_dev_run: Option<usize>,
+    /// Train (without shuffling) and validate on the first batches only: an integer = batches, a float = fraction.
+    pub overfit_batches: Option<crate::train::features::Limit>,
+    /// `torch.use_deterministic_algorithms(True)` and cuDNN's deterministic mode; a nondeterministic op is an error.
+    pub deterministic: bool,
+    /// cuDNN benchmarks its algorithms per shape and keeps the fastest (`torch.backends.cudnn.benchmark`).
+    pub cudnn_benchmark: bool,
+    /// Written by the run (read back and replaced on `--resume`): seed, libtorch and tchzoo versions, threads,
+    /// device.
+    pub environment: Option<serde_json::Value>,
+    /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
+    pub optimizer_impl: crate::optim::OptimizerImpl,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -166,6 +195,19 @@ impl Default for RunConfig {
             prefetch: None,
             skip_bad_images: false,
             label_smoothing: 0.0,
+            clip_grad_norm: None,
+            clip_grad_value: None,
+            accumulate_grad_batches: 1,
+            ema: None,
+            max_time: None,
+            limit_train_batches: None,
+            limit_val_batches: None,
+            fast_dev_run: None,
+            overfit_batches: None,
+            deterministic: false,
+            cudnn_benchmark: false,
+            environment: None,
+            optimizer_impl: crate::optim::OptimizerImpl::Single,
         }
     }
 }
@@ -226,6 +268,7 @@ impl RunConfig {
         c.amsgrad = self.amsgrad;
         c.alpha = self.alpha;
         c.centered = self.centered;
+        c.implementation = self.optimizer_impl;
         c.validate()?;
         Ok(c)
     }
@@ -298,6 +341,7 @@ impl RunConfig {
         if let Some(i) = &self.interpolation {
             crate::data::transforms::Interpolation::parse(i)?;
         }
+        crate::train::features::validate(self)?;
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }

@@ -71,6 +71,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
+    crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark);
     let mut device = crate::device::parse(&config.device)?;
     if let (Some(g), tch::Device::Cuda(_)) = (crate::dist::current(), device) {
         // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.
@@ -157,6 +158,16 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             config.precision,
             crate::dist::current().is_some(),
         )?;
+        if config.accumulate_grad_batches > 1
+            || config.clip_grad_norm.is_some()
+            || config.clip_grad_value.is_some()
+            || config.ema.is_some()
+        {
+            return Err(Error::config(
+                "--cuda-graph captures one plain step a batch: it does not yet combine with \
+                 --accumulate-grad-batches, --clip-grad-norm, --clip-grad-value or --ema; leave out one of them",
+            ));
+        }
     }
     let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
@@ -165,6 +176,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if config.channels_last {
         trainer.set_channels_last();
     }
+    crate::train::features::configure_trainer(config, &mut trainer)?;
     Ok(Prepared { trainer, train, validation, frozen, transforms })
 }
 
@@ -519,13 +531,18 @@ fn execute(
         other => other,
     };
     if chief {
-        write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+        let recorded = RunConfig {
+            environment: Some(crate::train::features::environment(config, trainer.device())),
+            ..config.clone()
+        };
+        write_atomic(&dir.join("config.json"), recorded.to_json().as_bytes())?;
         if let Some(names) = &train.class_names {
             let text = serde_json::to_string_pretty(names).map_err(|e| Error::invalid(e.to_string()))?;
             write_atomic(&dir.join(CLASSES_FILE), text.as_bytes())?;
         }
     }
-    let mut all = config_callbacks_with(config, &dir, verbosity != Verbosity::Silent)?;
+    let mut all =
+        config_callbacks_with(&crate::train::features::effective(config), &dir, verbosity != Verbosity::Silent)?;
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
     }
@@ -541,6 +558,10 @@ fn execute(
             if let (Some(scaler), Some(saved)) = (trainer.scaler.as_mut(), &state.grad_scaler) {
                 scaler.load_state(saved);
             }
+            if let (Some(ema), Some(n)) = (trainer.ema.as_mut(), state.ema_updates) {
+                let path = dir.join(&state.dir).join(crate::train::resume::EMA_FILE);
+                ema.load(&crate::checkpoint::read_state_dict(&path)?, n)?;
+            }
             (state.epoch, state.history.clone())
         }
         None => (0, History::default()),
@@ -550,27 +571,39 @@ fn execute(
         Some(state) if state.ended || state.finished => state.epoch,
         _ => config.epochs,
     };
-    let fit = FitConfig {
-        epochs,
-        batch_size: config.batch_size,
-        shuffle: config.shuffle,
-        initial_epoch,
-        seed: config.seed,
-        verbosity,
-        augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
-        run_dir: Some(dir.clone()),
-        distributed: crate::dist::current(),
-        check_replicas: crate::dist::checks_replicas(),
-        cuda_graph: config.cuda_graph,
-        ..FitConfig::default()
-    };
+    let fit = crate::train::features::configure_fit(
+        config,
+        FitConfig {
+            epochs,
+            batch_size: config.batch_size,
+            shuffle: config.shuffle,
+            initial_epoch,
+            seed: config.seed,
+            verbosity,
+            augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
+            run_dir: Some(dir.clone()),
+            distributed: crate::dist::current(),
+            check_replicas: crate::dist::checks_replicas(),
+            cuda_graph: config.cuda_graph,
+            ..FitConfig::default()
+        },
+    )?;
     crate::train::resume::install_signal_handler();
-    let history = trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?;
+    let history = if config.deterministic {
+        // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.
+        crate::util::catch_torch(|| trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history))
+            .map_err(|e| Error::config(format!("--deterministic: {e}")))??
+    } else {
+        trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?
+    };
     if chief {
         history.save_json(&dir.join("history.json"))?;
         history.save_csv(&dir.join("history.csv"))?;
         crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
         crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
+        if let Some(ema) = &trainer.ema {
+            crate::checkpoint::write_state_dict(&dir.join("model_ema.pt"), &ema.state_dict())?;
+        }
         let states: std::collections::BTreeMap<String, serde_json::Value> =
             all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
         let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };

@@ -53,6 +53,9 @@ fn run_case(case: &str) {
     c.nesterov = b("nesterov");
     c.amsgrad = b("amsgrad");
     c.centered = b("centered");
+    if b("fused") {
+        c.implementation = tchzoo::optim::OptimizerImpl::Fused;
+    }
     let mut opt = Optimizer::new(c, store.parameters()).unwrap();
     let (x, y) = (&t["x"], &t["y"]);
     for _ in 0..meta["steps"].as_u64().unwrap() {
@@ -117,6 +120,23 @@ fn rmsprop() {
 #[test]
 fn rmsprop_centered_momentum_lenet() {
     run_case("rmsprop_centered_momentum");
+}
+
+#[test]
+fn sgd_nesterov_fused_lenet() {
+    run_case("sgd_fused");
+}
+#[test]
+fn sgd_plain_fused() {
+    run_case("sgd_plain_fused");
+}
+#[test]
+fn adam_amsgrad_fused_lenet() {
+    run_case("adam_fused");
+}
+#[test]
+fn adamw_fused() {
+    run_case("adamw_fused");
 }
 
 /// `zero_grad` is `set_to_none` (PyTorch's default): no gradient afterwards, and a parameter the next backward

@@ -188,6 +188,44 @@ pub struct TrainArgs {
     /// Cross-entropy's label smoothing, as nn.CrossEntropyLoss(label_smoothing=...).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
+    // Trainer features with Lightning's names (issue #17).
+    /// Clip the gradients' global norm before every step: MAX[,norm_type=2|inf] (torch's clip_grad_norm_).
+    #[arg(long, allow_negative_numbers = true)]
+    pub clip_grad_norm: Option<String>,
+    /// Clamp every gradient element to [-V, V] before every step (torch's clip_grad_value_).
+    #[arg(long, allow_negative_numbers = true)]
+    pub clip_grad_value: Option<f64>,
+    /// One optimizer step every K batches, the loss divided by K.
+    #[arg(long)]
+    pub accumulate_grad_batches: Option<usize>,
+    /// Moving average of the weights: decay=0.999[,warmup=true][,use_buffers=true]; validation uses it.
+    #[arg(long)]
+    pub ema: Option<String>,
+    /// Stop training after this time: HH:MM:SS or DD:HH:MM:SS.
+    #[arg(long)]
+    pub max_time: Option<String>,
+    /// Training batches per epoch: an integer (batches) or a float (fraction).
+    #[arg(long, allow_negative_numbers = true)]
+    pub limit_train_batches: Option<String>,
+    /// Validation batches per evaluation: an integer (batches) or a float (fraction); 0 = no validation.
+    #[arg(long, allow_negative_numbers = true)]
+    pub limit_val_batches: Option<String>,
+    /// A smoke test: N (default 1) training and validation batches, one epoch, no checkpoints or loggers.
+    #[arg(long, num_args = 0..=1, default_missing_value = "1")]
+    pub fast_dev_run: Option<usize>,
+    /// Train (unshuffled) and validate on the first batches only: an integer (batches) or a float (fraction).
+    #[arg(long, allow_negative_numbers = true)]
+    pub overfit_batches: Option<String>,
+    /// torch.use_deterministic_algorithms(True) and cuDNN's deterministic mode (an op without a deterministic
+    /// kernel is an error).
+    #[arg(long)]
+    pub deterministic: bool,
+    /// cuDNN's benchmark mode (torch.backends.cudnn.benchmark = True).
+    #[arg(long)]
+    pub cudnn_benchmark: bool,
+    /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
+    #[arg(long)]
+    pub optimizer_impl: Option<String>,
 }
 
 impl TrainArgs {
@@ -283,6 +321,27 @@ impl TrainArgs {
         }
         if self.no_shuffle {
             c.shuffle = false;
+        }
+        set!(clip_grad_norm, opt);
+        set!(clip_grad_value, opt);
+        set!(accumulate_grad_batches);
+        set!(ema, opt);
+        set!(max_time, opt);
+        set!(fast_dev_run, opt);
+        c.deterministic |= self.deterministic;
+        c.cudnn_benchmark |= self.cudnn_benchmark;
+        if let Some(i) = &self.optimizer_impl {
+            c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+        }
+        use crate::train::features::Limit;
+        for (flag, text, field) in [
+            ("limit-train-batches", &self.limit_train_batches, &mut c.limit_train_batches),
+            ("limit-val-batches", &self.limit_val_batches, &mut c.limit_val_batches),
+            ("overfit-batches", &self.overfit_batches, &mut c.overfit_batches),
+        ] {
+            if let Some(t) = text {
+                *field = Some(Limit::parse(t, flag)?);
+            }
         }
         if self.no_validation {
             c.validation_split = None;

@@ -37,6 +37,29 @@ pub fn parse_kind(s: &str) -> Result<OptimizerKind> {
     }
 }
 
+/// Which of `torch.optim`'s implementations a step runs: the single-tensor loop (`foreach=False`, the CPU's
+/// default), or the fused kernels (`fused=True`: `_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`; no RMSprop).
+/// `foreach` is not implemented yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerImpl {
+    #[default]
+    Single,
+    Foreach,
+    Fused,
+}
+
+impl OptimizerImpl {
+    pub fn parse(s: &str) -> Result<OptimizerImpl> {
+        match s.trim().to_lowercase().as_str() {
+            "single" | "single_tensor" => Ok(OptimizerImpl::Single),
+            "foreach" => Ok(OptimizerImpl::Foreach),
+            "fused" => Ok(OptimizerImpl::Fused),
+            other => Err(Error::config(format!("--optimizer-impl '{other}': use single or fused"))),
+        }
+    }
+}
+
 /// Hyper-parameters with `torch.optim`'s names and defaults (per optimizer, see [`OptimizerConfig::new`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
@@ -54,6 +77,8 @@ pub struct OptimizerConfig {
     /// RMSprop's smoothing constant.
     pub alpha: f64,
     pub centered: bool,
+    #[serde(default)]
+    pub implementation: OptimizerImpl,
 }
 
 impl OptimizerConfig {
@@ -71,6 +96,7 @@ impl OptimizerConfig {
             amsgrad: false,
             alpha: 0.99,
             centered: false,
+            implementation: OptimizerImpl::Single,
         };
         match kind {
             OptimizerKind::Sgd => OptimizerConfig { lr: 1e-3, ..base },
@@ -106,6 +132,15 @@ impl OptimizerConfig {
         }
         if !(0.0..1.0).contains(&self.betas.0) || !(0.0..1.0).contains(&self.betas.1) {
             return bad(format!("betas {:?} must lie in [0, 1)", self.betas));
+        }
+        match (self.implementation, self.kind) {
+            (OptimizerImpl::Foreach, _) => {
+                return bad("--optimizer-impl foreach is not implemented yet; use single or fused".into())
+            }
+            (OptimizerImpl::Fused, OptimizerKind::Rmsprop) => {
+                return bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single".into())
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -219,6 +254,31 @@ mod ffi {
             momentum: f64,
             centered: i32,
         ) -> *mut c_char;
+        pub fn tz_fused_adam_step(
+            params: *const Raw,
+            exp_avgs: *const Raw,
+            exp_avg_sqs: *const Raw,
+            max_exp_avg_sqs: *const Raw,
+            steps: *mut f64,
+            n: i64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            eps: f64,
+            weight_decay: f64,
+            amsgrad: i32,
+            decoupled: i32,
+        ) -> *mut c_char;
+        pub fn tz_fused_sgd_step(
+            params: *const Raw,
+            momentum_buffers: *const Raw,
+            n: i64,
+            lr: f64,
+            momentum: f64,
+            dampening: f64,
+            weight_decay: f64,
+            nesterov: i32,
+        ) -> *mut c_char;
         pub fn tz_grads_to_none(params: *const Raw, n: i64);
         pub fn tz_keep_freed_memory();
     }
@@ -326,8 +386,40 @@ impl Optimizer {
         let steps = self.steps.as_mut_ptr();
         // SAFETY: every pointer is a live `torch::Tensor*` owned by `self` (parameters and state slots) for the
         // duration of the call; the C++ side assigns undefined slots in place and keeps no pointer.
+        let fused = c.implementation == OptimizerImpl::Fused;
         let message = unsafe {
             match c.kind {
+                OptimizerKind::Sgd if fused => {
+                    let bufs = slots(|s| &s.momentum_buffer);
+                    ffi::tz_fused_sgd_step(
+                        params.as_ptr(),
+                        bufs.as_ptr(),
+                        n,
+                        c.lr,
+                        c.momentum,
+                        c.dampening,
+                        c.weight_decay,
+                        c.nesterov as i32,
+                    )
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw if fused => {
+                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
+                    ffi::tz_fused_adam_step(
+                        params.as_ptr(),
+                        m.as_ptr(),
+                        v.as_ptr(),
+                        vmax.as_ptr(),
+                        steps,
+                        n,
+                        c.lr,
+                        c.betas.0,
+                        c.betas.1,
+                        c.eps,
+                        c.weight_decay,
+                        c.amsgrad as i32,
+                        (c.kind == OptimizerKind::Adamw) as i32,
+                    )
+                }
                 OptimizerKind::Sgd => {
                     let bufs = slots(|s| &s.momentum_buffer);
                     ffi::tz_sgd_step(

@@ -116,6 +116,13 @@ impl GradScaler {
     /// updates the scale, and returns whether all gradients were finite (the step is to be taken; one host read a
     /// step, as GradScaler's `step`).
     pub fn unscale_and_update(&mut self, params: &[Tensor]) -> bool {
+        let found_inf = self.unscale(params);
+        self.finish_step(&found_inf)
+    }
+
+    /// GradScaler's `unscale_` alone: the gradients of `params` divided by the scale in place (before clipping
+    /// them); returns `found_inf` for [`GradScaler::finish_step`].
+    pub fn unscale(&self, params: &[Tensor]) -> Tensor {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
         let found_inf = Tensor::zeros([1], (Kind::Float, self.scale.device()));
         if !grads.is_empty() {
@@ -124,8 +131,13 @@ impl GradScaler {
             // SAFETY: live tensors for the call; ATen updates the gradients and found_inf in place.
             unsafe { ffi::tz_amp_unscale(ptrs.as_ptr(), ptrs.len() as i32, ptr(&found_inf), ptr(&inv)) };
         }
+        found_inf
+    }
+
+    /// The check in GradScaler's `step` and its `update`: returns whether the step is to be taken.
+    pub fn finish_step(&mut self, found_inf: &Tensor) -> bool {
         let finite = found_inf.double_value(&[0]) == 0.0;
-        self.update(&found_inf);
+        self.update(found_inf);
         if !finite {
             self.skipped += 1;
         }

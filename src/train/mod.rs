@@ -2,6 +2,7 @@
 pub mod amp;
 pub mod callbacks;
 pub mod cuda_graph;
+pub mod features;
 pub mod history;
 pub mod metrics;
 pub mod progress;

@@ -72,15 +72,21 @@ pub struct ResumeState {
     /// float16's loss scale and growth tracker (`--precision fp16`).
     #[serde(default)]
     pub grad_scaler: Option<crate::train::amp::ScalerState>,
+    /// `--ema`: the number of averaged updates; the averages are `ema.safetensors` beside the checkpoint.
+    #[serde(default)]
+    pub ema_updates: Option<u64>,
 }
 
 pub const RESUME_FILE: &str = "resume.json";
+/// The EMA weights in a resume state's folder.
+pub const EMA_FILE: &str = "ema.safetensors";
 
 /// What the trainer holds that a resumed run needs back: weights, optimizer state, float16's loss scale.
 pub struct TrainingState<'a> {
     pub store: &'a VarStore,
     pub optimizer: &'a Optimizer,
     pub grad_scaler: Option<crate::train::amp::ScalerState>,
+    pub ema: Option<&'a crate::train::features::Ema>,
 }
 
 /// Writes the state after `epoch` (0-based) completed; `ended`: training stops after this epoch.
@@ -104,7 +110,10 @@ pub fn save(
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let loss = history.last("loss").unwrap_or(f64::NAN);
-    let TrainingState { store, optimizer, grad_scaler } = state;
+    let TrainingState { store, optimizer, grad_scaler, ema } = state;
+    if let Some(ema) = ema {
+        crate::checkpoint::write_state_dict(&dir.join(EMA_FILE), &ema.state_dict())?;
+    }
     crate::checkpoint::save_checkpoint(&dir.join("checkpoint.pt"), (epoch + 1) as i64, store, optimizer, loss)?;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let mut states = BTreeMap::new();
@@ -123,6 +132,7 @@ pub fn save(
         history: history.clone(),
         callbacks: states,
         grad_scaler,
+        ema_updates: ema.map(|e| e.n_averaged),
     };
     let text = crate::util::json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())?;

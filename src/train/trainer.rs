@@ -6,6 +6,7 @@ use tch::{Device, Tensor};
 
 use super::amp::{GradScaler, Precision};
 use super::callbacks::{Callback, CallbackContext, Logs};
+use super::features::{Ema, GradClip, Limit, NormSum};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
 use super::progress::{Progress, Verbosity};
@@ -43,6 +44,16 @@ pub struct FitConfig {
     /// Replay each full training batch's step from a CUDA graph (see [`crate::train::cuda_graph`]); checked by
     /// `cuda_graph::check_supported` when the run is set up.
     pub cuda_graph: bool,
+    // Lightning's Trainer arguments (see `features`).
+    /// One optimizer step every K batches, the loss divided by K; a final partial group is stepped at the epoch's end.
+    pub accumulate_grad_batches: usize,
+    /// The training batches of each epoch: a number or a fraction of the loader's; `None` = all.
+    pub limit_train_batches: Option<Limit>,
+    /// The validation batches of each evaluation; `Batches(0)` skips validation.
+    pub limit_val_batches: Option<Limit>,
+    /// Stop after the batch during which this much time has passed since `fit` began (the epoch is then logged
+    /// and validated as far as it went).
+    pub max_time: Option<std::time::Duration>,
 }
 
 impl Default for FitConfig {
@@ -60,6 +71,10 @@ impl Default for FitConfig {
             distributed: None,
             check_replicas: false,
             cuda_graph: false,
+            accumulate_grad_batches: 1,
+            limit_train_batches: None,
+            limit_val_batches: None,
+            max_time: None,
         }
     }
 }
@@ -119,6 +134,10 @@ pub struct Trainer {
     pub channels_last: bool,
     /// Cross-entropy's label smoothing (training and evaluation loss, as torchvision's reference criterion).
     pub label_smoothing: f64,
+    /// Gradient clipping before every optimizer step (after float16's unscaling); by norm, `grad_norm` is logged.
+    pub clip: Option<GradClip>,
+    /// The moving average of the weights, updated after every optimizer step; validation uses it.
+    pub ema: Option<Ema>,
 }
 
 impl Trainer {
@@ -133,6 +152,8 @@ impl Trainer {
             scaler: None,
             channels_last: false,
             label_smoothing: 0.0,
+            clip: None,
+            ema: None,
         }
     }
 
@@ -157,9 +178,8 @@ impl Trainer {
         }
     }
 
-    /// One optimizer step on a batch: forward under autocast, backward (of the scaled loss for float16), the
-    /// gradients averaged over the ranks of `group`, then the step unless a float16 gradient overflowed. Returns
-    /// the loss and the main logits.
+    /// One optimizer step on a batch (`train_on_batch`): zero the gradients, forward and backward, step.
+    /// Returns the loss and the main logits.
     fn step(
         &mut self,
         xs: &Tensor,
@@ -169,26 +189,52 @@ impl Trainer {
         group: Option<&crate::dist::ProcessGroup>,
     ) -> Result<(Tensor, Tensor)> {
         self.optimizer.zero_grad();
+        let out = self.backward(xs, ys, aux_weight, 1)?;
+        self.optimizer_step(params, group)?;
+        Ok(out)
+    }
+
+    /// Forward under autocast and backward of the loss divided by `accumulate` (of the scaled loss for float16);
+    /// the gradients add to those already there. Returns the undivided loss and the main logits.
+    fn backward(&mut self, xs: &Tensor, ys: &Tensor, aux_weight: f64, accumulate: usize) -> Result<(Tensor, Tensor)> {
         let xs = self.prepare_input(xs.shallow_clone());
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
             training_loss_smoothed(self.model.as_ref(), self.loss, &xs, ys, aux_weight, self.label_smoothing)
         });
+        let divided = if accumulate > 1 { &loss / accumulate as f64 } else { loss.shallow_clone() };
         match &self.scaler {
-            Some(s) => s.scale_loss(&loss).f_backward()?,
-            None => loss.f_backward()?,
+            Some(s) => s.scale_loss(&divided).f_backward()?,
+            None => divided.f_backward()?,
         }
+        Ok((loss, logits))
+    }
+
+    /// The optimizer step on the gradients there are: averaged over the ranks of `group`, unscaled (float16),
+    /// clipped, then the step unless a float16 gradient overflowed, then the EMA update (as a PyTorch loop calls
+    /// `update_parameters` after every `scaler.step`). Returns the total gradient norm when clipping by norm.
+    fn optimizer_step(
+        &mut self,
+        params: &[Tensor],
+        group: Option<&crate::dist::ProcessGroup>,
+    ) -> Result<Option<Tensor>> {
         if let Some(g) = group {
             g.average_gradients(params)?;
         }
-        let take = match &mut self.scaler {
-            Some(s) => s.unscale_and_update(params),
-            None => true,
+        let found_inf = self.scaler.as_ref().map(|s| s.unscale(params));
+        let norm = self.clip.as_ref().and_then(|c| c.apply(params));
+        let take = match (&mut self.scaler, &found_inf) {
+            (Some(s), Some(f)) => s.finish_step(f),
+            _ => true,
         };
         if take {
             self.optimizer.step();
         }
-        Ok((loss, logits))
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.store);
+        }
+        Ok(norm)
     }
+
     pub fn device(&self) -> Device {
         self.store.device()
     }
@@ -201,6 +247,9 @@ impl Trainer {
         if with_validation {
             let val: Vec<String> = names.iter().map(|n| format!("val_{n}")).collect();
             names.extend(val);
+        }
+        if matches!(self.clip, Some(GradClip::Norm { .. })) {
+            names.push("grad_norm".into());
         }
         names.push("lr".into());
         names.push("epoch_time".into());
@@ -296,6 +345,10 @@ impl Trainer {
         if config.batch_size == 0 {
             return Err(Error::config("batch size must be at least 1"));
         }
+        if config.accumulate_grad_batches == 0 {
+            return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
+        }
+        let validation = validation.filter(|_| !config.limit_val_batches.is_some_and(|l| l.is_zero()));
         self.check_fit(train, validation, callbacks)?;
         let device = self.device();
         let train = train.to_device(device);
@@ -303,6 +356,12 @@ impl Trainer {
         let group = config.distributed.clone();
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank, g.world));
         let loader = DataLoader::new(&train, config.batch_size, config.shuffle, config.seed).shard(rank, world, true);
+        let n_train = match config.limit_train_batches {
+            Some(l) => l.batches(loader.len(), "limit-train-batches")?,
+            None => loader.len(),
+        };
+        let accumulate = config.accumulate_grad_batches;
+        let fit_started = Instant::now();
         let mut progress = Progress::new(config.verbosity);
         let params = self.store.parameters();
         let buffers = self.store.buffers();
@@ -346,10 +405,11 @@ impl Trainer {
                 }
             }
             let lr = self.optimizer.lr();
-            progress.epoch_begin(epoch, config.epochs, loader.len());
+            progress.epoch_begin(epoch, config.epochs, n_train);
             let mut acc = Accumulator::new(self.loss, &self.metrics);
+            let mut norms = NormSum::default();
             let mut batches = loader.epoch(epoch);
-            for (batch, item) in batches.by_ref().enumerate() {
+            for (batch, item) in batches.by_ref().take(n_train).enumerate() {
                 let (xs, ys) = item?;
                 let xs = match &config.augment {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
@@ -360,15 +420,30 @@ impl Trainer {
                     g.broadcast_from_chief(&buffers)?;
                 }
                 let (loss, logits) = match &mut graphed {
+                    // One captured step per batch: `cuda_graph::check_supported` and `features::validate` refuse
+                    // what it cannot hold (distributed, float16, accumulation, clipping).
                     Some(g) => {
                         let lr = self.optimizer.lr();
                         g.run(&xs, &ys, lr, &mut |xs, ys| self.step(xs, ys, config.aux_loss_weight, &params, None))?
                     }
-                    None => self.step(&xs, &ys, config.aux_loss_weight, &params, group.as_deref())?,
+                    None => {
+                        // Lightning's accumulation: zero at a group's first batch, step at its last or the epoch's
+                        // last.
+                        if batch % accumulate == 0 {
+                            self.optimizer.zero_grad();
+                        }
+                        let out = self.backward(&xs, &ys, config.aux_loss_weight, accumulate)?;
+                        if (batch + 1) % accumulate == 0 || batch + 1 == n_train {
+                            if let Some(norm) = self.optimizer_step(&params, group.as_deref())? {
+                                norms.add(&norm);
+                            }
+                            if let (Some(g), true) = (&group, config.check_replicas) {
+                                check_replicas(g, &self.store, epoch, batch)?;
+                            }
+                        }
+                        out
+                    }
                 };
-                if let (Some(g), true) = (&group, config.check_replicas) {
-                    check_replicas(g, &self.store, epoch, batch)?;
-                }
                 acc.add(&loss, &logits, &ys);
                 progress.batch_end(&loss);
                 if resume::stop_requested() {
@@ -390,6 +465,10 @@ impl Trainer {
                     }
                     stop |= ctx.stop_training;
                 }
+                if config.max_time.is_some_and(|t| fit_started.elapsed() >= t) {
+                    stop = true;
+                    break;
+                }
             }
             if train.images.is_some() {
                 progress.set_data_wait(batches.waited().as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9));
@@ -400,7 +479,19 @@ impl Trainer {
             }
             let mut logs: Logs = acc.finish("");
             if let Some(v) = &validation {
-                logs.extend(self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref())?);
+                let n_val = DataLoader::new(v, config.batch_size, false, 0).shard(rank, world, false).len();
+                let n_val = match config.limit_val_batches {
+                    Some(l) => l.batches(n_val, "limit-val-batches")?,
+                    None => n_val,
+                };
+                let evaluate = || self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref(), n_val);
+                logs.extend(match &self.ema {
+                    Some(ema) => ema.with_weights(&self.store, evaluate)?,
+                    None => evaluate()?,
+                });
+            }
+            if let Some(n) = norms.mean() {
+                logs.insert("grad_norm".into(), n);
             }
             let seconds = started.elapsed().as_secs_f64();
             logs.insert("lr".into(), lr);
@@ -422,6 +513,7 @@ impl Trainer {
                     store: &self.store,
                     optimizer: &self.optimizer,
                     grad_scaler: self.scaler.as_ref().map(|s| s.state()),
+                    ema: self.ema.as_ref(),
                 };
                 resume::save(dir, epoch, finished, state, &history, callbacks)?;
             }
@@ -440,7 +532,7 @@ impl Trainer {
     }
 
     fn evaluate_prefixed(&self, data: &Dataset, batch_size: usize, prefix: &str) -> Result<BTreeMap<String, f64>> {
-        self.evaluate_sharded(data, batch_size, prefix, None)
+        self.evaluate_sharded(data, batch_size, prefix, None, usize::MAX)
     }
 
     /// As `evaluate`; in a distributed run each rank evaluates every `world`-th sample and the sums are added up
@@ -451,6 +543,7 @@ impl Trainer {
         batch_size: usize,
         prefix: &str,
         group: Option<&crate::dist::ProcessGroup>,
+        max_batches: usize,
     ) -> Result<BTreeMap<String, f64>> {
         self.check_data(data)?;
         let device = self.device();
@@ -458,7 +551,7 @@ impl Trainer {
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         tch::no_grad(|| {
             let loader = DataLoader::new(data, batch_size.max(1), false, 0).shard(rank, world, false);
-            for item in loader.epoch(0) {
+            for item in loader.epoch(0).take(max_batches) {
                 let (xs, ys) = item?;
                 let (xs, ys) = (self.prepare_input(xs.to_device(device)), ys.to_device(device));
                 let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {

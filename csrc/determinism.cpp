@@ -1,0 +1,21 @@
+// Determinism switches as `torch.use_deterministic_algorithms` and `torch.backends.cudnn.{deterministic,benchmark}`,
+// and the libtorch version the crate was built against (for the run's config.json).
+#include <ATen/Context.h>
+#include <torch/headeronly/version.h>
+
+extern "C" {
+
+// deterministic: ATen raises on an op without a deterministic kernel and cuDNN picks deterministic algorithms;
+// benchmark: cuDNN times its algorithms for each new shape and keeps the fastest.
+void tz_set_determinism(int deterministic, int benchmark) {
+  auto& ctx = at::globalContext();
+  ctx.setDeterministicAlgorithms(deterministic != 0, false);
+  ctx.setDeterministicCuDNN(deterministic != 0);
+  ctx.setBenchmarkCuDNN(benchmark != 0);
+}
+
+int tz_deterministic_algorithms() { return at::globalContext().deterministicAlgorithms() ? 1 : 0; }
+
+const char* tz_torch_version() { return TORCH_VERSION; }
+
+}  // extern "C"

@@ -1,0 +1,467 @@
+//! The trainer features of Lightning's `Trainer` and `torch.nn.utils` / `torch.optim.swa_utils` that `fit` applies
+//! around each optimizer step: gradient clipping (`clip_grad_norm_`, `clip_grad_value_`, through the same ATen
+//! calls in `csrc/clip.cpp`), gradient accumulation, an exponential moving average of the weights
+//! (`AveragedModel` with `get_ema_multi_avg_fn`), and the debugging limits (`max_time`, `limit_*_batches`,
+//! `fast_dev_run`, `overfit_batches`).
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::nn::store::VarKind;
+use crate::nn::VarStore;
+
+mod ffi {
+    use std::ffi::c_void;
+    extern "C" {
+        pub fn tz_clip_grad_norm(params: *const *mut c_void, n: i64, max_norm: f64, norm_type: f64) -> *mut c_void;
+        pub fn tz_clip_grad_value(params: *const *mut c_void, n: i64, clip_value: f64);
+        pub fn tz_set_determinism(deterministic: i32, benchmark: i32);
+        pub fn tz_deterministic_algorithms() -> i32;
+        pub fn tz_torch_version() -> *const std::ffi::c_char;
+    }
+}
+
+fn raw(t: &Tensor) -> *mut std::ffi::c_void {
+    t.as_ptr() as *mut std::ffi::c_void
+}
+
+/// Gradient clipping before each optimizer step: by the global norm (`clip_grad_norm_(max_norm, norm_type)`) or by
+/// value (`clip_grad_value_`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GradClip {
+    Norm { max_norm: f64, norm_type: f64 },
+    Value(f64),
+}
+
+impl GradClip {
+    /// `--clip-grad-norm MAX[,norm_type=2|inf]` (also `max_norm=MAX,…`).
+    pub fn parse_norm(spec: &str) -> Result<GradClip> {
+        let bad = |msg: String| Error::config(format!("--clip-grad-norm '{spec}': {msg}"));
+        let (mut max_norm, mut norm_type) = (None, 2.0);
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').map_or(("max_norm", part), |(k, v)| (k.trim(), v.trim()));
+            match k {
+                "max_norm" => {
+                    max_norm = Some(v.parse::<f64>().map_err(|_| bad(format!("'{v}' is not a number")))?);
+                }
+                "norm_type" => {
+                    norm_type = match v.to_lowercase().as_str() {
+                        "inf" => f64::INFINITY,
+                        n => n.parse::<f64>().map_err(|_| bad(format!("norm_type '{v}' is not a number or inf")))?,
+                    };
+                }
+                other => return Err(bad(format!("unknown option '{other}'; use MAX[,norm_type=2|inf]"))),
+            }
+        }
+        let max_norm = max_norm.ok_or_else(|| bad("no maximum norm; give e.g. --clip-grad-norm 1.0".into()))?;
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            return Err(bad(format!("the maximum norm {max_norm} must be a finite number > 0")));
+        }
+        if norm_type.is_nan() || norm_type <= 0.0 {
+            return Err(bad(format!("norm_type {norm_type} must be > 0 (2 for the L2 norm, inf for the largest)")));
+        }
+        Ok(GradClip::Norm { max_norm, norm_type })
+    }
+
+    /// `--clip-grad-value V`: every gradient element clamped to [−V, V].
+    pub fn value(v: f64) -> Result<GradClip> {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(Error::config(format!("--clip-grad-value {v} must be a finite number > 0")));
+        }
+        Ok(GradClip::Value(v))
+    }
+
+    /// Clips the gradients of `params` in place; for clipping by norm, returns the total norm before clipping (a
+    /// 0-dim tensor on the parameters' device, as `clip_grad_norm_` returns).
+    pub fn apply(&self, params: &[Tensor]) -> Option<Tensor> {
+        let ptrs: Vec<*mut std::ffi::c_void> = params.iter().map(raw).collect();
+        match *self {
+            GradClip::Norm { max_norm, norm_type } => {
+                // SAFETY: live parameters for the call; the shim returns a new heap tensor owned by the result.
+                let t = unsafe { ffi::tz_clip_grad_norm(ptrs.as_ptr(), ptrs.len() as i64, max_norm, norm_type) };
+                Some(unsafe { Tensor::from_ptr(t as *mut _) })
+            }
+            GradClip::Value(v) => {
+                // SAFETY: live parameters for the call; their gradients are clamped in place.
+                unsafe { ffi::tz_clip_grad_value(ptrs.as_ptr(), ptrs.len() as i64, v) };
+                None
+            }
+        }
+    }
+}
+
+/// `--ema decay=0.999[,warmup=true][,use_buffers=true]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EmaConfig {
+    pub decay: f64,
+    /// The decay of update `n` (counted from 1 after the first copy) is `min(decay, (1 + n) / (10 + n))`, as
+    /// TensorFlow's `ExponentialMovingAverage(num_updates=…)`, so early weights fade fast.
+    pub warmup: bool,
+    /// Average the buffers too (`AveragedModel(use_buffers=True)`); by default they are copied from the model.
+    pub use_buffers: bool,
+}
+
+impl EmaConfig {
+    pub fn parse(spec: &str) -> Result<EmaConfig> {
+        let bad = |msg: String| Error::config(format!("--ema '{spec}': {msg}"));
+        let mut c = EmaConfig { decay: 0.999, warmup: false, use_buffers: false };
+        let flag = |v: &str| match v {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(bad(format!("'{v}' is not true or false"))),
+        };
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').map_or(("decay", part), |(k, v)| (k.trim(), v.trim()));
+            match k {
+                "decay" => c.decay = v.parse().map_err(|_| bad(format!("decay '{v}' is not a number")))?,
+                "warmup" => c.warmup = flag(v)?,
+                "use_buffers" => c.use_buffers = flag(v)?,
+                other => return Err(bad(format!("unknown option '{other}'; use decay=…,warmup=…,use_buffers=…"))),
+            }
+        }
+        if !(c.decay > 0.0 && c.decay < 1.0) {
+            return Err(bad(format!("decay {} must lie in (0, 1), e.g. 0.999", c.decay)));
+        }
+        Ok(c)
+    }
+
+    /// The decay of the update made when `n_averaged` updates were made before it (n_averaged ≥ 1).
+    pub fn decay_at(&self, n_averaged: u64) -> f64 {
+        if self.warmup {
+            let n = n_averaged as f64;
+            self.decay.min((1.0 + n) / (10.0 + n))
+        } else {
+            self.decay
+        }
+    }
+}
+
+/// The moving average of a model's weights, as `torch.optim.swa_utils.AveragedModel(model,
+/// multi_avg_fn=get_ema_multi_avg_fn(decay))`: a copy of the state dict made at construction; the first update copies
+/// the parameters, every later one does `ema.lerp_(param, 1 − decay)` (float tensors) or
+/// `ema.copy_(ema·decay + param·(1 − decay))` (others); buffers are copied at each update unless `use_buffers`.
+#[derive(Debug)]
+pub struct Ema {
+    pub config: EmaConfig,
+    /// (name, averaged tensor, parameter or buffer) in `state_dict()` order.
+    averaged: Vec<(String, Tensor, VarKind)>,
+    /// `AveragedModel.n_averaged`.
+    pub n_averaged: u64,
+}
+
+impl Ema {
+    pub fn new(config: EmaConfig, store: &VarStore) -> Ema {
+        let kinds = store.entries_meta();
+        let averaged = tch::no_grad(|| {
+            store
+                .state_dict()
+                .into_iter()
+                .zip(kinds)
+                .map(|((name, t), (_, _, _, kind))| (name, t.detach().copy(), kind))
+                .collect()
+        });
+        Ema { config, averaged, n_averaged: 0 }
+    }
+
+    /// `AveragedModel.update_parameters(model)`.
+    pub fn update(&mut self, store: &VarStore) {
+        let current = store.state_dict();
+        let averages = |kind: VarKind| kind == VarKind::Parameter || self.config.use_buffers;
+        let decay = self.config.decay_at(self.n_averaged);
+        tch::no_grad(|| {
+            for ((_, ema, kind), (_, p)) in self.averaged.iter_mut().zip(&current) {
+                let p = p.detach();
+                if !averages(*kind) || self.n_averaged == 0 {
+                    ema.copy_(&p);
+                } else if ema.is_floating_point() {
+                    let _ = ema.lerp_(&p, 1.0 - decay);
+                } else {
+                    let mixed = &*ema * decay + p * (1.0 - decay);
+                    ema.copy_(&mixed);
+                }
+            }
+        });
+        self.n_averaged += 1;
+    }
+
+    /// The averaged state dict (parameters and buffers, the model's names), e.g. for `model_ema.pt`.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        self.averaged.iter().map(|(n, t, _)| (n.clone(), t.shallow_clone())).collect()
+    }
+
+    /// Restores the averages (from a resume state).
+    pub fn load(&mut self, tensors: &[(String, Tensor)], n_averaged: u64) -> Result<()> {
+        for (name, t, _) in self.averaged.iter_mut() {
+            let saved = tensors
+                .iter()
+                .find(|(k, _)| k == name)
+                .ok_or_else(|| Error::config(format!("the saved EMA weights have no '{name}'")))?;
+            tch::no_grad(|| t.copy_(&saved.1.to_device(t.device()).to_kind(t.kind())));
+        }
+        self.n_averaged = n_averaged;
+        Ok(())
+    }
+
+    /// Runs `f` with the averaged weights in the model (Keras' `SwapEMAWeights`), then puts the trained ones back.
+    pub fn with_weights<T>(&self, store: &VarStore, f: impl FnOnce() -> T) -> T {
+        let live = store.state_dict();
+        let saved: Vec<Tensor> = tch::no_grad(|| live.iter().map(|(_, t)| t.detach().copy()).collect());
+        tch::no_grad(|| {
+            for ((_, t), (_, ema, _)) in live.iter().zip(&self.averaged) {
+                t.detach().copy_(ema);
+            }
+        });
+        let out = f();
+        tch::no_grad(|| {
+            for ((_, t), s) in live.iter().zip(&saved) {
+                t.detach().copy_(s);
+            }
+        });
+        out
+    }
+}
+
+/// Lightning's `limit_*_batches` / `overfit_batches`: an integer is a number of batches, a float a fraction of them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Limit {
+    Batches(usize),
+    Fraction(f64),
+}
+
+impl Limit {
+    /// `10` = 10 batches; `0.25` or `1.0` = a fraction (`1.0` = all, as Lightning's float).
+    pub fn parse(text: &str, flag: &str) -> Result<Limit> {
+        let t = text.trim();
+        let limit = if t.contains(['.', 'e', 'E']) {
+            Limit::Fraction(
+                t.parse()
+                    .map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
+            )
+        } else {
+            Limit::Batches(
+                t.parse()
+                    .map_err(|_| Error::config(format!("--{flag} '{t}' is not a number of batches or a fraction")))?,
+            )
+        };
+        limit.check(flag)?;
+        Ok(limit)
+    }
+
+    /// 0 batches or the fraction 0: none (for validation: no validation, as Lightning's `limit_val_batches=0`).
+    pub fn is_zero(&self) -> bool {
+        matches!(*self, Limit::Batches(0)) || matches!(*self, Limit::Fraction(f) if f == 0.0)
+    }
+
+    pub fn check(&self, flag: &str) -> Result<()> {
+        if let Limit::Fraction(f) = *self {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(Error::config(format!(
+                    "--{flag} {f}: a fraction must lie in [0, 1] (or give a whole number of batches)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of batches out of `total` (Lightning's `_parse_num_batches`): min(n, total), or
+    /// ⌊total × fraction⌋, which must not round a non-zero fraction down to 0.
+    pub fn batches(&self, total: usize, flag: &str) -> Result<usize> {
+        match *self {
+            Limit::Batches(n) => Ok(n.min(total)),
+            Limit::Fraction(f) => {
+                let n = (total as f64 * f) as usize;
+                if n == 0 && f > 0.0 {
+                    return Err(Error::config(format!(
+                        "--{flag} {f} of {total} batches is less than one batch; use at least {}",
+                        1.0 / total.max(1) as f64
+                    )));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// `--max-time`: `HH:MM:SS` or `DD:HH:MM:SS` (Lightning's string form).
+pub fn parse_max_time(text: &str) -> Result<Duration> {
+    let bad = || Error::config(format!("--max-time '{text}' is not HH:MM:SS or DD:HH:MM:SS (e.g. 00:12:00)"));
+    let parts: Vec<u64> = text
+        .trim()
+        .split(':')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    let (d, h, m, s) = match parts[..] {
+        [h, m, s] => (0, h, m, s),
+        [d, h, m, s] => (d, h, m, s),
+        _ => return Err(bad()),
+    };
+    if m >= 60 || s >= 60 {
+        return Err(bad());
+    }
+    let total = ((d * 24 + h) * 60 + m) * 60 + s;
+    if total == 0 {
+        return Err(Error::config(format!("--max-time '{text}' is zero; give a time to train, e.g. 00:12:00")));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The figure of a gradient norm accumulated on the device over an epoch's steps (one host read an epoch).
+#[derive(Debug, Default)]
+pub(crate) struct NormSum {
+    sum: Option<Tensor>,
+    steps: usize,
+}
+
+impl NormSum {
+    pub(crate) fn add(&mut self, norm: &Tensor) {
+        let n = norm.detach().to_kind(Kind::Double);
+        self.sum = Some(match self.sum.take() {
+            Some(s) => s + n,
+            None => n,
+        });
+        self.steps += 1;
+    }
+    /// The mean over the epoch's steps.
+    pub(crate) fn mean(&self) -> Option<f64> {
+        self.sum.as_ref().map(|s| s.double_value(&[]) / self.steps as f64)
+    }
+}
+
+/// The checks of the config's trainer features, before any data is read (one line each).
+pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
+    grad_clip(config)?;
+    if let Some(e) = &config.ema {
+        EmaConfig::parse(e)?;
+    }
+    if config.accumulate_grad_batches == 0 {
+        return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
+    }
+    if let Some(t) = &config.max_time {
+        parse_max_time(t)?;
+    }
+    for (flag, limit) in [
+        ("limit-train-batches", config.limit_train_batches),
+        ("limit-val-batches", config.limit_val_batches),
+        ("overfit-batches", config.overfit_batches),
+    ] {
+        if let Some(l) = limit {
+            l.check(flag)?;
+        }
+    }
+    if config.limit_train_batches.is_some_and(|l| l.is_zero()) {
+        return Err(Error::config("--limit-train-batches 0 trains on nothing; give at least 1 batch"));
+    }
+    if config.overfit_batches.is_some_and(|l| l.is_zero()) {
+        return Err(Error::config("--overfit-batches 0 is no batch; give e.g. 1 or 0.1, or leave it out"));
+    }
+    if config.fast_dev_run == Some(0) {
+        return Err(Error::config("--fast-dev-run 0 runs nothing; give N ≥ 1 batches, or leave it out"));
+    }
+    if config.fast_dev_run.is_some() && config.overfit_batches.is_some() {
+        return Err(Error::config("give --fast-dev-run or --overfit-batches, not both"));
+    }
+    Ok(())
+}
+
+/// The clipping the config asks for (at most one of the two).
+pub fn grad_clip(config: &crate::config::RunConfig) -> Result<Option<GradClip>> {
+    match (&config.clip_grad_norm, config.clip_grad_value) {
+        (Some(_), Some(_)) => Err(Error::config("give --clip-grad-norm or --clip-grad-value, not both")),
+        (Some(n), None) => GradClip::parse_norm(n).map(Some),
+        (None, Some(v)) => GradClip::value(v).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Clipping and the EMA on a trainer whose weights are loaded (the EMA starts as a copy of them).
+pub fn configure_trainer(config: &crate::config::RunConfig, trainer: &mut super::Trainer) -> Result<()> {
+    trainer.clip = grad_clip(config)?;
+    if let Some(e) = &config.ema {
+        trainer.ema = Some(Ema::new(EmaConfig::parse(e)?, &trainer.store));
+    }
+    Ok(())
+}
+
+/// The config as `--fast-dev-run` runs it: one epoch, and no checkpoint, early stopping or CSV logger (Lightning
+/// turns off its checkpoint, early-stopping and logger callbacks).
+pub fn effective(config: &crate::config::RunConfig) -> crate::config::RunConfig {
+    match config.fast_dev_run {
+        Some(_) => crate::config::RunConfig {
+            epochs: 1,
+            checkpoint: None,
+            early_stopping: None,
+            csv_logger: None,
+            ..config.clone()
+        },
+        None => config.clone(),
+    }
+}
+
+/// `fit`'s arguments for the config's accumulation, limits and time budget; `--overfit-batches` and
+/// `--fast-dev-run` set both limits as Lightning does (and overfitting turns shuffling off).
+pub fn configure_fit(config: &crate::config::RunConfig, fit: super::FitConfig) -> Result<super::FitConfig> {
+    let mut fit = super::FitConfig {
+        accumulate_grad_batches: config.accumulate_grad_batches,
+        limit_train_batches: config.limit_train_batches,
+        limit_val_batches: config.limit_val_batches,
+        max_time: config.max_time.as_deref().map(parse_max_time).transpose()?,
+        ..fit
+    };
+    if let Some(l) = config.overfit_batches {
+        fit.limit_train_batches = Some(l);
+        fit.limit_val_batches = Some(l);
+        fit.shuffle = false;
+    }
+    if let Some(n) = config.fast_dev_run {
+        fit.limit_train_batches = Some(Limit::Batches(n));
+        fit.limit_val_batches = Some(Limit::Batches(n));
+        fit.epochs = 1;
+    }
+    Ok(fit)
+}
+
+/// `--deterministic` (`torch.use_deterministic_algorithms(True)` and `torch.backends.cudnn.deterministic = True`) and
+/// `--cudnn-benchmark` (`torch.backends.cudnn.benchmark = True`); both off is libtorch's default. For CUDA's cuBLAS,
+/// deterministic mode needs `CUBLAS_WORKSPACE_CONFIG`, set here to `:4096:8` unless the user set it.
+pub fn set_determinism(deterministic: bool, cudnn_benchmark: bool) {
+    if deterministic && std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+        std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+    }
+    // SAFETY: setters of ATen's global context.
+    unsafe { ffi::tz_set_determinism(i32::from(deterministic), i32::from(cudnn_benchmark)) }
+}
+
+/// Whether ATen's deterministic mode is on.
+pub fn deterministic_algorithms() -> bool {
+    // SAFETY: a getter of ATen's global context.
+    unsafe { ffi::tz_deterministic_algorithms() != 0 }
+}
+
+/// The libtorch version tchzoo was built against (`TORCH_VERSION`).
+pub fn libtorch_version() -> String {
+    // SAFETY: a static NUL-terminated string literal.
+    unsafe { std::ffi::CStr::from_ptr(ffi::tz_torch_version()) }.to_string_lossy().into_owned()
+}
+
+/// What a run ran with, for its `config.json`: the seed, the libtorch and tchzoo versions, the intra-op threads,
+/// the device, and the determinism switches.
+pub fn environment(config: &crate::config::RunConfig, device: tch::Device) -> serde_json::Value {
+    let device = match device {
+        tch::Device::Cpu => "cpu".to_string(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    serde_json::json!({
+        "seed": config.seed,
+        "libtorch": libtorch_version(),
+        "tchzoo": env!("CARGO_PKG_VERSION"),
+        "threads": tch::get_num_threads(),
+        "device": device,
+        "deterministic": deterministic_algorithms(),
+        "cudnn_benchmark": config.cudnn_benchmark,
+    })
+}
