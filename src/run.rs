@@ -132,7 +132,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
     if config.channels_last {
-        trainer.set_channels_last();
+        trainer.set_channels_last()?;
     }
     Ok(Prepared { trainer, train, validation, frozen })
 }
@@ -287,7 +287,7 @@ fn execute(
     let chief = crate::dist::writes_files();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     if chief {
-        write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
+        write_atomic(&dir.join("config.json"), config.to_json()?.as_bytes())?;
     }
     let mut all = config_callbacks(config, &dir)?;
     if let Some(epoch) = config.unfreeze_at {

@@ -327,9 +327,9 @@ fn a_two_layer_mlp_learns_xor() {
     config.lr = 0.05;
     let mut opt = tchzoo::optim::Optimizer::new(config, store.parameters()).unwrap();
     for _ in 0..300 {
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         model.forward_t(&x, true).cross_entropy_for_logits(&y).backward();
-        opt.step();
+        opt.step().unwrap();
     }
     let predicted = tch::no_grad(|| model.forward_t(&x, false)).argmax(1, false);
     assert_eq!(Vec::<i64>::try_from(&predicted).unwrap(), [0, 1, 1, 0]);

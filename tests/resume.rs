@@ -202,7 +202,7 @@ fn sigterm_stops_cleanly_and_says_how_to_resume() {
     let cfg_path = run.join("config.json");
     let mut cfg = RunConfig::from_json_file(&cfg_path).unwrap();
     cfg.epochs = state.epoch + 1;
-    std::fs::write(&cfg_path, cfg.to_json()).unwrap();
+    std::fs::write(&cfg_path, cfg.to_json().unwrap()).unwrap();
     let out = common::tchzoo().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(History::load_json(&run.join("history.json")).unwrap().len(), state.epoch + 1);

@@ -60,10 +60,10 @@ fn resnet18_sgd_step_matches_torch_optim() {
     config.lr = 0.1;
     config.momentum = 0.9;
     let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-    opt.zero_grad();
+    opt.zero_grad().unwrap();
     let loss = Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"]);
     loss.backward();
-    opt.step();
+    opt.step().unwrap();
     let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
     assert!(d <= TRAIN_TOLERANCE, "resnet18: train loss differs from PyTorch's by {d:e}");
     let mut worst = (String::new(), 0.0);

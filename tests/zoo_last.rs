@@ -67,14 +67,14 @@ fn densenet121_and_vgg11_bn_sgd_step_matches_torch_optim() {
         config.lr = 0.01;
         config.momentum = 0.9;
         let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         let loss = {
             let _rng = common::zoo::rng_lock();
             tch::manual_seed(TRAIN_SEED);
             Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"])
         };
         loss.backward();
-        opt.step();
+        opt.step().unwrap();
         let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
         assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
         let mut worst = (String::new(), 0.0);

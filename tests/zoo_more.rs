@@ -141,7 +141,7 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
         let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
         config.lr = 0.01;
         let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         let loss = {
             let _rng = common::zoo::rng_lock();
             tch::manual_seed(TRAIN_SEED);
@@ -149,7 +149,7 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
             training_loss(model.as_ref(), Loss::CrossEntropy, &t["x"], &t["train.y"], aux_weight).0
         };
         loss.backward();
-        opt.step();
+        opt.step().unwrap();
         let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
         assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
         let norms = m["update_norms"].as_object().unwrap();

@@ -112,16 +112,17 @@ impl Trainer {
     }
 
     /// `model.to(memory_format=torch.channels_last)` and channels-last input batches.
-    pub fn set_channels_last(&mut self) {
-        crate::train::amp::store_to_channels_last(&self.store);
+    pub fn set_channels_last(&mut self) -> Result<()> {
+        crate::train::amp::store_to_channels_last(&self.store)?;
         self.channels_last = true;
+        Ok(())
     }
 
-    fn prepare_input(&self, xs: Tensor) -> Tensor {
+    fn prepare_input(&self, xs: Tensor) -> Result<Tensor> {
         if self.channels_last {
             crate::train::amp::channels_last(&xs)
         } else {
-            xs
+            Ok(xs)
         }
     }
 
@@ -136,11 +137,11 @@ impl Trainer {
         params: &[Tensor],
         group: Option<&crate::dist::ProcessGroup>,
     ) -> Result<(Tensor, Tensor)> {
-        self.optimizer.zero_grad();
-        let xs = self.prepare_input(xs.shallow_clone());
+        self.optimizer.zero_grad()?;
+        let xs = self.prepare_input(xs.shallow_clone())?;
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
             training_loss(self.model.as_ref(), self.loss, &xs, ys, aux_weight)
-        });
+        })?;
         match &self.scaler {
             Some(s) => s.scale_loss(&loss).f_backward()?,
             None => loss.f_backward()?,
@@ -149,11 +150,11 @@ impl Trainer {
             g.average_gradients(params)?;
         }
         let take = match &mut self.scaler {
-            Some(s) => s.unscale_and_update(params),
+            Some(s) => s.unscale_and_update(params)?,
             None => true,
         };
         if take {
-            self.optimizer.step();
+            self.optimizer.step()?;
         }
         Ok((loss, logits))
     }
@@ -333,7 +334,7 @@ impl Trainer {
             if let Some(g) = &group {
                 acc.all_reduce(g, device)?;
             }
-            let mut logs: Logs = acc.finish("");
+            let mut logs: Logs = acc.finish("")?;
             if let Some(v) = &validation {
                 logs.extend(self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref())?);
             }
@@ -391,21 +392,22 @@ impl Trainer {
         let device = self.device();
         let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world));
         let mut acc = Accumulator::new(self.loss, &self.metrics);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> Result<()> {
             let loader = Loader::new(&data.xs, &data.ys, batch_size.max(1), false, 0).shard(rank, world, false);
             for (xs, ys) in loader.batches(0) {
-                let (xs, ys) = (self.prepare_input(xs.to_device(device)), ys.to_device(device));
+                let (xs, ys) = (self.prepare_input(xs.to_device(device))?, ys.to_device(device));
                 let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {
                     let logits = self.model.forward_t(&xs, false);
                     (self.loss.compute(&logits, &ys), logits)
-                });
+                })?;
                 acc.add(&loss, &logits, &ys);
             }
-        });
+            Ok(())
+        })?;
         if let Some(g) = group {
             acc.all_reduce(g, device)?;
         }
-        Ok(acc.finish(prefix))
+        acc.finish(prefix)
     }
 
     /// The model's outputs (logits) for `xs`, in eval mode and batches, on the CPU.
@@ -453,7 +455,7 @@ impl Trainer {
         let (loss, logits) = self.step(&xs, &ys, aux_weight, &params, None)?;
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         acc.add(&loss, &logits, &ys);
-        Ok(acc.finish(""))
+        acc.finish("")
     }
 }
 
