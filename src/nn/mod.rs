@@ -1,6 +1,9 @@
 //! Our layer kit over tch: an ordered parameter store and layers named and initialised as PyTorch's.
 pub mod activation;
+pub mod conv_block;
 pub mod embedding;
+pub mod head;
+pub mod init;
 pub mod layers;
 pub mod lstm;
 pub mod prelu;
@@ -9,6 +12,7 @@ pub mod trace;
 pub mod weights;
 
 pub use activation::Activation;
+pub use head::ClassifierHead;
 pub use layers::{
     Act, AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Dropout, Flatten, Linear, Pool2d, PoolKind, Sequential,
 };
