@@ -104,6 +104,8 @@ char* tz_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int64_t n,
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
   }
 }
 
@@ -149,6 +151,8 @@ char* tz_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
   }
 }
 
@@ -189,6 +193,8 @@ char* tz_rmsprop_step(at::Tensor** params, at::Tensor** square_avgs, at::Tensor*
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
   }
 }
 
@@ -259,8 +265,15 @@ char* tz_fused_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int6
 }
 
 // zero_grad(set_to_none=True), PyTorch's default: no zeroing kernels; the next backward assigns the gradient.
-void tz_grads_to_none(at::Tensor** params, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) params[i]->mutable_grad().reset();
+char* tz_grads_to_none(at::Tensor** params, int64_t n) {
+  try {
+    for (int64_t i = 0; i < n; ++i) params[i]->mutable_grad().reset();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
+  }
 }
 
 }  // extern "C"
@@ -273,6 +286,7 @@ extern "C" {
 // glibc hands blocks of 128 KB and more to mmap and trims the heap's top past 128 KB, so such buffers go back to
 // the kernel every step and are faulted in again (LeNet-5 at batch 64: 1,500 page faults a step). Keeping blocks
 // under 32 MB (the most glibc allows; its own dynamic threshold grows to that) in the heap and trimming past 128 MB only makes them reused instead.
+// mallopt is C and cannot throw, so this entry needs no try/catch.
 void tz_keep_freed_memory() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);

@@ -240,8 +240,8 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
     }
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| Error::config(format!("the run config does not serialise: {e}")))
     }
 
     /// The optimizer's hyper-parameters: `torch.optim`'s defaults where the config leaves them unset.

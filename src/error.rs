@@ -65,6 +65,26 @@ impl From<tch::TchError> for Error {
     }
 }
 
+mod ffi {
+    extern "C" {
+        // csrc/optim.cpp: frees a message strdup'd by any of the C++ shims.
+        pub fn tz_free_message(message: *mut std::ffi::c_char);
+    }
+}
+
+/// A C++ shim's result (csrc/amp.cpp, grad.cpp, optim.cpp: null, or the message of the exception it caught) as
+/// a `Result`: the message becomes `Error::Torch` prefixed with `what`, and is freed here.
+pub(crate) fn from_c(message: *mut std::ffi::c_char, what: &str) -> Result<()> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null result is a NUL-terminated string from strdup, freed here once.
+    let text = unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    unsafe { ffi::tz_free_message(message) };
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    Err(Error::Torch(format!("{what}: {first}")))
+}
+
 /// The closest candidates to `name` among `choices`, for "did you mean" hints.
 pub fn did_you_mean<'a>(name: &str, choices: impl IntoIterator<Item = &'a str>) -> String {
     let mut scored: Vec<(usize, &str)> =

@@ -174,7 +174,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     trainer.set_precision(config.precision);
     trainer.label_smoothing = config.label_smoothing;
     if config.channels_last {
-        trainer.set_channels_last();
+        trainer.set_channels_last()?;
     }
     crate::train::features::configure_trainer(config, &mut trainer)?;
     Ok(Prepared { trainer, train, validation, frozen, transforms })
@@ -535,7 +535,7 @@ fn execute(
             environment: Some(crate::train::features::environment(config, trainer.device())),
             ..config.clone()
         };
-        write_atomic(&dir.join("config.json"), recorded.to_json().as_bytes())?;
+        write_atomic(&dir.join("config.json"), recorded.to_json()?.as_bytes())?;
         if let Some(names) = &train.class_names {
             let text = serde_json::to_string_pretty(names).map_err(|e| Error::invalid(e.to_string()))?;
             write_atomic(&dir.join(CLASSES_FILE), text.as_bytes())?;

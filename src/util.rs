@@ -39,15 +39,53 @@ impl Spec {
             return Err(Error::config(format!("empty {what} name")));
         }
         let (source, opts) = spec.split_once(':').unwrap_or((spec, ""));
-        let mut options = std::collections::BTreeMap::new();
-        for kv in opts.split(',').filter(|s| !s.trim().is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                Error::config(format!("{what} option '{kv}' in '{spec}' is not key=value (e.g. name:key=value)"))
-            })?;
-            options.insert(k.trim().to_string(), v.trim().to_string());
-        }
+        let options = parse_options(opts, |kv| {
+            Error::config(format!("{what} option '{kv}' in '{spec}' is not key=value (e.g. name:key=value)"))
+        })?;
         Ok(Spec { source: source.to_string(), options })
     }
+}
+
+/// Options by key, as `key=value,key=value` lists give them.
+pub type Options = std::collections::BTreeMap<String, String>;
+
+/// The one parser of `key=value,key=value` lists (a spec's options, a callback's flag); keys and values trimmed,
+/// empty items skipped. `bad` words the error for an item without `=`.
+pub fn parse_options(list: &str, bad: impl Fn(&str) -> Error) -> Result<Options> {
+    let mut out = Options::new();
+    for kv in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| bad(kv))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Option `key` parsed as `T`, or `default` when it is absent; `bad(value)` words the error when it does not parse.
+pub fn option<T: std::str::FromStr>(
+    opts: &Options,
+    key: &str,
+    default: T,
+    bad: impl FnOnce(&str) -> Error,
+) -> Result<T> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| bad(v)),
+    }
+}
+
+/// `Read::read_exact` that stops at the end of the data: fills `buf` as far as the reader goes and returns how
+/// many bytes it read (a short count means the data ended).
+pub fn read_up_to<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 thread_local! {

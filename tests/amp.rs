@@ -103,7 +103,7 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     let (mut a, xs, ys) = trainer(Precision::Fp32);
     let (mut b, _, _) = trainer(Precision::Fp32);
     b.store.load_state_dict(&a.store.state_dict(), true, "a").unwrap();
-    b.set_channels_last();
+    b.set_channels_last().unwrap();
     let w = b.store.get("features.3.weight").unwrap();
     assert_eq!(w.stride()[1], 1, "conv weights are NHWC in memory (stride of C is 1): {:?}", w.stride());
     for k in 0..2 {
@@ -158,4 +158,23 @@ fn the_loss_scale_survives_a_resume() {
     tchzoo::run::resume(&run, Verbosity::Silent, vec![]).unwrap();
     let end = tchzoo::train::resume::read(&run).unwrap().grad_scaler.unwrap();
     assert_eq!(end.growth_tracker, 40, "the count continued from the saved state");
+}
+
+/// Autocast is on inside `autocast` and off again after it, also when the closure panics (the RAII guard), so a
+/// panicking step cannot leave later float32 work running in bfloat16.
+#[test]
+fn autocast_is_switched_off_after_a_panic() {
+    use tchzoo::train::amp::{autocast, autocast_enabled};
+    assert!(!autocast_enabled(Device::Cpu));
+    let inside = autocast(Precision::Bf16, Device::Cpu, || autocast_enabled(Device::Cpu)).unwrap();
+    assert!(inside, "autocast was not on inside the region");
+    assert!(!autocast_enabled(Device::Cpu), "autocast still on after a region that returned");
+    let panicked =
+        std::panic::catch_unwind(|| autocast::<()>(Precision::Bf16, Device::Cpu, || panic!("a step that fails")));
+    assert!(panicked.is_err());
+    assert!(!autocast_enabled(Device::Cpu), "autocast still on after a region that panicked");
+    let ys = tch::no_grad(|| {
+        Tensor::ones([2, 2], (Kind::Float, Device::Cpu)).matmul(&Tensor::ones([2, 2], (Kind::Float, Device::Cpu)))
+    });
+    assert_eq!(ys.kind(), Kind::Float, "a float32 matmul after the panic ran under autocast");
 }

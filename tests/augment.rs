@@ -77,6 +77,7 @@ fn resnet20_trains_on_a_cifar10_folder_with_crop_and_flip() {
     };
     let outcome = tchzoo::run::train(&config, Verbosity::Silent, vec![]).unwrap();
     assert_eq!(outcome.history.len(), 3);
+    eprintln!("cifar10 files: {:?}, loss {:?}", outcome.history.get("val_accuracy"), outcome.history.get("loss"));
     assert!(outcome.history.last("val_accuracy").unwrap() >= 0.5, "{:?}", outcome.history.get("val_accuracy"));
     let missing = RunConfig {
         data: "cifar10:/no/such/folder".into(),

@@ -235,10 +235,10 @@ fn config(case: &Case) -> OptimizerConfig {
 }
 
 fn train_step(model: &dyn Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor) -> f64 {
-    opt.zero_grad();
+    opt.zero_grad().unwrap();
     let loss = Loss::CrossEntropy.compute(&model.forward_t(x, true), y);
     loss.backward();
-    opt.step();
+    opt.step().unwrap();
     loss.double_value(&[])
 }
 

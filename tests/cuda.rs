@@ -112,9 +112,9 @@ fn optimizer_steps_on_cuda_equal_torch_optim_on_cuda() {
         let mut opt = Optimizer::new(c, store.parameters()).unwrap();
         let (x, y) = (t["x"].to_device(device), t["y"].to_device(device));
         for _ in 0..meta[case]["steps"].as_u64().unwrap() {
-            opt.zero_grad();
+            opt.zero_grad().unwrap();
             Loss::CrossEntropy.compute(&model.forward_t(&x, true), &y).backward();
-            opt.step();
+            opt.step().unwrap();
         }
         for (name, tensor) in store.state_dict() {
             let d = common::rel_diff(&tensor.to_device(Device::Cpu), &t[&format!("final.{name}")]);
@@ -135,15 +135,8 @@ fn a_checkpoint_from_a_cuda_run_loads_on_the_cpu_in_python() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let code = "import sys, torch\nsys.path.insert(0, sys.argv[2])\nfrom reference_models import LeNet5\n\
-                sd = torch.load(sys.argv[1], map_location='cpu')\n\
-                assert all(t.device.type == 'cpu' for t in sd.values())\n\
-                m = LeNet5(num_classes=10, in_channels=1); m.load_state_dict(sd, strict=True); print(len(sd))";
-    let scripts = common::root().join("scripts");
-    let printed = common::run_python(code, &[run.join("model.pt").to_str().unwrap(), scripts.to_str().unwrap()]);
+    let printed = common::run_script("cuda_checkpoint_load.py", &[run.join("model.pt").to_str().unwrap()]);
     assert!(printed.trim().parse::<usize>().unwrap() > 0);
-    // And plain torch.load, no map_location: the tensors were written as CPU storages.
-    common::run_python("import sys, torch; torch.load(sys.argv[1])", &[run.join("model.pt").to_str().unwrap()]);
 }
 
 /// LeNet-5 with SGD (momentum) on the digits for `epochs`, eager or graphed, the step schedule changing the

@@ -34,20 +34,7 @@ fn oracle() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let code = r#"
-import sys, numpy as np
-from sklearn.datasets import load_digits, make_moons, make_circles
-out = sys.argv[1]
-d = load_digits()
-assert np.array_equal(d.images.astype(np.uint8), d.images)
-d.images.astype(np.uint8).tofile(out + "/digits_x.bin")
-d.target.astype(np.uint8).tofile(out + "/digits_y.bin")
-for name, (X, y) in {"moons": make_moons(101, shuffle=False),
-                     "circles": make_circles(101, shuffle=False, factor=0.5)}.items():
-    X.astype("<f8").tofile(out + f"/{name}_x.bin")
-    y.astype("<i8").tofile(out + f"/{name}_y.bin")
-"#;
-        common::run_python(code, &[dir.to_str().unwrap()]);
+        common::run_script("data_oracle.py", &[dir.to_str().unwrap()]);
         dir
     })
 }

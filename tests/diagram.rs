@@ -3,7 +3,7 @@
 //! (a network without activations collapses to one linear map; an MLP with one learns XOR).
 mod common;
 
-use common::{fixtures, rel_diff, run_python, tchzoo};
+use common::{fixtures, rel_diff, tchzoo};
 use tch::{Device, Kind, Tensor};
 use tchzoo::models::diagram::{Diagram, DiagramModel, LayerSpec};
 use tchzoo::models::{self, Model};
@@ -92,26 +92,10 @@ fn rust_state_dict_loads_into_python_sequential() {
         Tensor::write_safetensors(&tensors, tmp.path().join(format!("{case}.safetensors"))).unwrap();
         names.push(case.clone());
     }
-    let code = r#"
-import sys, torch
-from safetensors.torch import load_file
-sys.path.insert(0, sys.argv[1])
-import diagram_parity as d
-for case in sys.argv[3:]:
-    f = load_file(f"{sys.argv[2]}/{case}.safetensors")
-    sd = {k[3:]: v for k, v in f.items() if k.startswith("sd.")}
-    model = d.CASES[case].make()
-    model.load_state_dict(sd, strict=True)
-    model.eval()
-    with torch.no_grad():
-        y = model(f["x"])
-    rel = ((y - f["logits"]).abs().max() / f["logits"].abs().max()).item()
-    print(case, rel)
-"#;
     let fixtures_dir = common::root().join("scripts/fixtures");
     let mut args = vec![fixtures_dir.to_str().unwrap(), tmp.path().to_str().unwrap()];
     args.extend(names.iter().map(String::as_str));
-    let out = run_python(code, &args);
+    let out = common::run_script("diagram_verify.py", &args);
     assert_eq!(out.lines().count(), names.len(), "{out}");
     for line in out.lines() {
         let (case, rel) = line.split_once(' ').unwrap();
@@ -327,9 +311,9 @@ fn a_two_layer_mlp_learns_xor() {
     config.lr = 0.05;
     let mut opt = tchzoo::optim::Optimizer::new(config, store.parameters()).unwrap();
     for _ in 0..300 {
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         model.forward_t(&x, true).cross_entropy_for_logits(&y).backward();
-        opt.step();
+        opt.step().unwrap();
     }
     let predicted = tch::no_grad(|| model.forward_t(&x, false)).argmax(1, false);
     assert_eq!(Vec::<i64>::try_from(&predicted).unwrap(), [0, 1, 1, 0]);

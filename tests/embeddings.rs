@@ -283,11 +283,14 @@ fn davis_women_regression_and_event_table() {
     let fit = FitConfig { epochs: 60, batch_size: 32, verbosity: Verbosity::Silent, ..FitConfig::default() };
     let h = t.fit(&all, None, &fit, &mut []).unwrap();
     let (first, last) = (h.get("loss").unwrap()[0], h.last("loss").unwrap());
-    assert!(last < 0.5 * first && last < 0.3, "loss {first} → {last}");
+    eprintln!("davis: loss {first:.4} → {last:.4}");
+    // The loss falls by a factor (1.097 → 0.256 here), a margin any machine meets.
+    assert!(last < first / 3.0, "loss {first} → {last}");
     // Outputs are cosines in [-1, 1] that separate attended (+1) from not attended (−1).
     let out = t.predict(&all.xs, 256).reshape([-1]);
     let y = all.ys.reshape([-1]);
     let right = out.sign().eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+    eprintln!("davis: sign accuracy {right:.3}");
     assert!(right > 0.9, "sign accuracy {right}");
     assert!(out.abs().max().double_value(&[]) <= 1.0 + 1e-5);
     let p = pairs::Pairs::read(&fx.join("davis_southern_women.csv"), None, None).unwrap();

@@ -76,26 +76,7 @@ fn evaluate_and_predict_a_saved_run() {
 #[test]
 fn predict_an_image_with_the_references_preprocessing() {
     let dir = common::tempdir();
-    let code = r#"
-import sys, numpy as np, torch, torchvision
-from PIL import Image
-from torchvision import transforms as T
-out = sys.argv[1]
-torch.manual_seed(0)
-m = torchvision.models.resnet18().eval()
-torch.save(m.state_dict(), f"{out}/w.pt")
-rng = np.random.default_rng(0)
-tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-for name, (w, h) in {"square": (256, 256), "wide": (300, 200)}.items():
-    # A smooth image (a resampling filter matters less than on noise), as a photo would be.
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([128 + 100 * np.sin(xx / 17 + c) * np.cos(yy / 23 - c) for c in range(3)], -1)
-    img = (img + rng.normal(0, 4, img.shape)).clip(0, 255).astype(np.uint8)
-    Image.fromarray(img).save(f"{out}/{name}.png")
-    with torch.no_grad():
-        np.save(f"{out}/{name}_torch.npy", m(tf(Image.open(f"{out}/{name}.png")).unsqueeze(0)).numpy())
-"#;
-    common::run_python(code, &[dir.path().to_str().unwrap()]);
+    common::run_script("predict_reference.py", &[dir.path().to_str().unwrap()]);
     for (name, tolerance) in [("square", 1e-4), ("wide", 5e-3)] {
         let input = dir.path().join(format!("{name}.png"));
         let output = dir.path().join(format!("{name}_ours.npy"));

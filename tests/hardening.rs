@@ -110,7 +110,7 @@ fn reopen(dir: &Path, epochs: usize) {
     let cfg_path = dir.join("config.json");
     let mut cfg = tchzoo::config::RunConfig::from_json_file(&cfg_path).unwrap();
     cfg.epochs = epochs;
-    std::fs::write(&cfg_path, cfg.to_json()).unwrap();
+    std::fs::write(&cfg_path, cfg.to_json().unwrap()).unwrap();
     let text = std::fs::read_to_string(dir.join("resume.json")).unwrap();
     let text = text.replace("\"finished\": true", "\"finished\": false").replace("\"ended\": true", "\"ended\": false");
     std::fs::write(dir.join("resume.json"), text).unwrap();
@@ -169,10 +169,7 @@ fn nan_in_the_history_is_written_as_python_reads_it_and_the_run_plots_and_resume
     let text = std::fs::read_to_string(dir.join("history.json")).unwrap();
     assert!(!text.contains("null"), "a non-finite value was written as null:\n{text}");
     // Python's json module (and so pandas) reads it back, NaN and infinities included.
-    let code = "import json, math, sys\n\
-                h = json.load(open(sys.argv[1]))['history']\n\
-                print(sum(1 for v in h['loss'] if not math.isfinite(v)), len(h['loss']))";
-    let py = common::run_python(code, &[dir.join("history.json").to_str().unwrap()]);
+    let py = common::run_script("json_nonfinite.py", &[dir.join("history.json").to_str().unwrap()]);
     let bad_here = loss.iter().filter(|v| !v.is_finite()).count();
     assert_eq!(py.trim(), format!("{bad_here} 2"), "Python reads what tchzoo wrote");
     // resume.json reads back too: a resumed run continues the NaN history.
@@ -512,7 +509,7 @@ fn a_second_process_on_a_training_folder_is_refused_naming_the_first() {
     let cfg_path = dir.join("config.json");
     let mut cfg = tchzoo::config::RunConfig::from_json_file(&cfg_path).unwrap();
     cfg.epochs = state.epoch + 1;
-    std::fs::write(&cfg_path, cfg.to_json()).unwrap();
+    std::fs::write(&cfg_path, cfg.to_json().unwrap()).unwrap();
     succeeded(&train(&["--resume", d, "-q"]));
     assert_eq!(History::load_json(&dir.join("history.json")).unwrap().len(), state.epoch + 1);
 }
@@ -591,10 +588,7 @@ fn a_pickle_of_one_repeated_opcode_is_refused() {
 fn a_stride_0_view_is_expanded_only_within_a_limit() {
     let tmp = tempdir();
     let p = tmp.path().join("wide.pt");
-    common::run_python(
-        "import sys, torch\ntorch.save({'w': torch.zeros(1).expand(200_000_000, 2)}, sys.argv[1])",
-        &[p.to_str().unwrap()],
-    );
+    common::run_script("expanded_view.py", &[p.to_str().unwrap(), "200000000"]);
     assert!(std::fs::metadata(&p).unwrap().len() < 4096);
     let target = tmp.path().join("wide.safetensors");
     let out = limited(cap(), &["convert", p.to_str().unwrap(), target.to_str().unwrap()]);
@@ -602,10 +596,7 @@ fn a_stride_0_view_is_expanded_only_within_a_limit() {
     assert!(!target.exists());
     // A small expanded view is read as it is.
     let small = tmp.path().join("small.pt");
-    common::run_python(
-        "import sys, torch\ntorch.save({'w': torch.ones(1).expand(3, 2)}, sys.argv[1])",
-        &[small.to_str().unwrap()],
-    );
+    common::run_script("expanded_view.py", &[small.to_str().unwrap(), "3"]);
     let w = weights(&small);
     assert_eq!(w[0].1.size(), [3, 2]);
 }

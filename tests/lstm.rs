@@ -193,6 +193,7 @@ fn forecaster_beats_persistence_on_digit_rows() {
     let pred = t.predict(&val.xs, 256);
     let last_row = val.xs.select(1, 4).repeat([1, 3]);
     let (model_rmse, baseline) = (rmse(&pred, &val.ys), rmse(&last_row, &val.ys));
+    eprintln!("digit rows: val_loss {losses:?}; RMSE {model_rmse:.4} vs persistence {baseline:.4}");
     assert!(model_rmse < 0.8 * baseline, "LSTM RMSE {model_rmse:.4} vs persistence {baseline:.4}");
 }
 
@@ -279,6 +280,7 @@ fn text_classifier_learns_texts_written_here() {
     let fit = FitConfig { epochs: 12, batch_size: 32, seed: 0, verbosity: Verbosity::Silent, ..FitConfig::default() };
     let h = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
     let acc = h.last("val_accuracy").unwrap();
+    eprintln!("texts: validation accuracy {acc:.3}, {:?}", h.get("val_accuracy").unwrap());
     assert!(acc >= 0.9, "validation accuracy {acc}");
     // A vocabulary too small for the data is one clear error, before any step.
     let mut small = trainer("lstm_text:vocab=10,embed=8,units=16", &train, Loss::BinaryCrossEntropy, 1e-2);

@@ -9,12 +9,13 @@ use tchzoo::nn::VarStore;
 
 #[test]
 fn registry_names_are_unique_and_findable() {
+    // registry() applies check_unique_names to every entry, so an Ok registry has unique names; the check itself
+    // must reject a name given twice.
     let reg = registry().unwrap();
-    let mut names: Vec<&str> = reg.iter().map(|e| e.name).collect();
-    let n = names.len();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), n, "duplicate model names in the registry");
+    models::check_unique_names(reg.iter().map(|e| e.name)).unwrap();
+    let twice = reg.iter().map(|e| e.name).chain([reg[reg.len() / 2].name]);
+    let e = models::check_unique_names(twice).unwrap_err().to_string();
+    assert!(e.contains(reg[reg.len() / 2].name) && e.contains("registered twice"), "{e}");
     for e in reg {
         assert_eq!(models::find(e.name).unwrap().name, e.name);
     }

@@ -59,10 +59,10 @@ fn run_case(case: &str) {
     let mut opt = Optimizer::new(c, store.parameters()).unwrap();
     let (x, y) = (&t["x"], &t["y"]);
     for _ in 0..meta["steps"].as_u64().unwrap() {
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         let loss = Loss::CrossEntropy.compute(&model.forward_t(x, true), y);
         loss.backward();
-        opt.step();
+        opt.step().unwrap();
     }
 
     let mut worst = BTreeMap::new();
@@ -150,14 +150,14 @@ fn zero_grad_sets_gradients_to_none() {
     for _ in 0..2 {
         (&used * 2.0).sum(tch::Kind::Float).backward();
         (&unused * 3.0).sum(tch::Kind::Float).backward();
-        opt.step();
-        opt.zero_grad();
+        opt.step().unwrap();
+        opt.zero_grad().unwrap();
         assert!(!used.grad().defined() && !unused.grad().defined());
     }
     assert_eq!(opt.param_state(1).len(), 1);
     let before = unused.copy();
     (&used * 2.0).sum(tch::Kind::Float).backward();
-    opt.step();
+    opt.step().unwrap();
     assert!(unused.equal(&before), "a parameter without a gradient moved");
     // SGD momentum 0.9, lr 1e-3, gradient 2 three times: buffers 2, 3.8, 5.42.
     let expected = 1.0 - 1e-3 * (2.0 + 3.8 + 5.42);

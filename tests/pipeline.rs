@@ -110,15 +110,7 @@ fn index_in_imagefolder_order() {
         .zip(&index.labels)
         .map(|(p, l)| format!("{l} {}", p.strip_prefix(root).unwrap().display()))
         .collect();
-    let code = r#"
-import sys
-from torchvision.datasets import ImageFolder
-d = ImageFolder(sys.argv[1], loader=lambda p: p)
-print(",".join(d.classes))
-for p, l in d.samples:
-    print(l, p[len(sys.argv[1]) + 1:])
-"#;
-    let out = common::run_python(code, &[root.to_str().unwrap()]);
+    let out = common::run_script("imagefolder_samples.py", &[root.to_str().unwrap()]);
     let mut lines = out.lines();
     assert_eq!(lines.next().unwrap(), index.class_names.join(","));
     let theirs: Vec<String> = lines.map(String::from).collect();

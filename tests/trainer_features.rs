@@ -523,7 +523,7 @@ fn config_json_records_the_environment_and_deterministic_mode() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     let env = &config["environment"];
-    let torch = common::run_python("import torch; print(torch.__version__.split('+')[0])", &[]);
+    let torch = common::run_script("torch_version.py", &[]);
     assert_eq!(env["libtorch"].as_str(), Some(torch.trim()), "{env}");
     assert_eq!(env["tchzoo"].as_str(), Some(env!("CARGO_PKG_VERSION")));
     assert_eq!(env["seed"].as_u64(), Some(7));

@@ -83,19 +83,12 @@ fn channel_boost_equals_the_python_definition() {
     let tmp = common::tempdir();
     let exported = tmp.path().join("ours.pt");
     tchzoo::checkpoint::save_weights(&trainer.store, &exported).unwrap();
-    let code = r#"
-import sys, torch
-sys.path.insert(0, sys.argv[1])
-from reference_models import ChannelBoostedCNN, CifarResNet
-m = ChannelBoostedCNN(CifarResNet(20, 7, 1), 64, CifarResNet(20, 4, 9), 8)
-m.load_state_dict(torch.load(sys.argv[2]), strict=True)
-after = torch.load(sys.argv[3])
-print(max(float((m.state_dict()[k].double() - v.double()).abs().max()) for k, v in after.items()))
-"#;
     let scripts = common::root().join("scripts");
     let after_pt = dir.join("after.pt");
-    let out =
-        common::run_python(code, &[scripts.to_str().unwrap(), exported.to_str().unwrap(), after_pt.to_str().unwrap()]);
+    let out = common::run_script(
+        "channel_boost_verify.py",
+        &[scripts.to_str().unwrap(), exported.to_str().unwrap(), after_pt.to_str().unwrap()],
+    );
     let gap: f64 = out.trim().parse().unwrap();
     assert!(gap <= 1e-4, "Python's strict load of our export differs by {gap}");
 }

@@ -13,10 +13,7 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tchzoo::models;
 use tchzoo::nn::VarStore;
-use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::Loss;
-
-const TRAIN_TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> (PathBuf, Value) {
     common::zoo::fixtures("zoo_classic.py")
@@ -56,26 +53,9 @@ fn resnet18_sgd_step_matches_torch_optim() {
     let store = VarStore::new(Device::Cpu);
     let model = build(m, &store);
     store.load_state_dict(&state_dict("resnet18", m, &t), true, "resnet18").unwrap();
-    let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
-    config.lr = 0.1;
-    config.momentum = 0.9;
-    let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-    opt.zero_grad();
-    let loss = Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"]);
-    loss.backward();
-    opt.step();
-    let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
-    assert!(d <= TRAIN_TOLERANCE, "resnet18: train loss differs from PyTorch's by {d:e}");
-    let mut worst = (String::new(), 0.0);
-    for (k, v) in store.state_dict() {
-        let expected = &t[&format!("train.sd.{k}")];
-        assert_eq!(v.kind(), expected.kind(), "resnet18: dtype of {k}");
-        let d = common::rel_diff(&v, expected);
-        assert!(d <= TRAIN_TOLERANCE, "resnet18: {k} after one SGD step differs from torch.optim's by {d:e}");
-        if d > worst.1 {
-            worst = (k, d);
-        }
-    }
+    let (d, worst) = common::zoo::check_sgd_step("resnet18", &store, &t, (0.1, 0.9), None, false, || {
+        Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"])
+    });
     eprintln!("resnet18 SGD step: loss relative Δ {d:.2e}; worst tensor {} at {:.2e}", worst.0, worst.1);
 }
 

@@ -197,7 +197,7 @@ impl ProcessGroup {
                         g.copy_(&avg);
                     } else {
                         // No gradient here (an unused branch on this rank): give it the average.
-                        crate::nn::set_grad(p, Some(&avg));
+                        crate::nn::set_grad(p, Some(&avg))?;
                     }
                     offset += n;
                 }

@@ -6,7 +6,7 @@
 //! flattens and classifies.
 use tch::Tensor;
 
-use super::{Model, ModelEntry};
+use super::{forward_head_of_features, Model, ModelEntry};
 use crate::error::Error;
 use crate::nn::{
     Act, Activation, AdaptiveAvgPool2d, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d, PoolKind, Sequential,
@@ -57,11 +57,7 @@ impl AlexNet {
     }
 }
 
-impl Module for AlexNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(AlexNet);
 
 impl Model for AlexNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -18,10 +18,10 @@
 //! kaiming-uniform (gain √2), BatchNorm 1/0, Linear PyTorch's default.
 use tch::Tensor;
 
-use super::cbam::{cv_conv, ConvBlock};
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
+use crate::nn::conv_block::{cv_conv, ConvBlock};
+use crate::nn::{AdaptiveAvgPool2d, BatchNorm, ClassifierHead, Conv2d, ConvConfig, Module, Path, Pool2d, PoolKind};
 
 /// pytorchcv's `PreConvBlock`: `bn` → ReLU → `conv` (no bias); registered `bn` first.
 #[derive(Debug)]
@@ -176,10 +176,7 @@ pub struct ResAttNet {
     units: Vec<Box<dyn Module>>,
     post_bn: BatchNorm,
     final_pool: AdaptiveAvgPool2d,
-    output: Linear,
-    path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    output: ClassifierHead,
 }
 
 impl ResAttNet {
@@ -207,26 +204,12 @@ impl ResAttNet {
         }
         let post_bn = BatchNorm::new2d(&f.sub("post_activ").sub("bn"), c_in);
         let final_pool = AdaptiveAvgPool2d::new(&f.sub("final_pool"), [1, 1]);
-        let output = Linear::new(&p.sub("output"), c_in, num_outputs);
-        ResAttNet {
-            init_conv,
-            init_pool,
-            units,
-            post_bn,
-            final_pool,
-            output,
-            path: p.clone(),
-            c_last: c_in,
-            num_outputs,
-        }
+        let output = ClassifierHead::linear(&p.sub("output"), c_in, num_outputs);
+        ResAttNet { init_conv, init_pool, units, post_bn, final_pool, output }
     }
 }
 
-impl Module for ResAttNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(ResAttNet);
 
 impl Model for ResAttNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -237,13 +220,7 @@ impl Model for ResAttNet {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.output.forward_t(&self.final_pool.forward_t(features, train).flatten(1, -1), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(output);
 }
 
 /// Whether the hourglasses fit a side of `size` pixels: stage k's input (k = 1…3) divides by 2^(4−k).

@@ -18,60 +18,12 @@
 //! pytorchcv: convs kaiming-uniform (gain √2) with zero biases, BatchNorm 1/0, Linear PyTorch's default.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::Result;
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
-
-/// pytorchcv's `kaiming_uniform_(weight)` (a = 0: bound √(6 / fan_in)) and `constant_(bias, 0)`.
-pub(crate) fn kaiming_uniform(conv: &Conv2d) {
-    let size = conv.weight.size();
-    let fan_in: i64 = size[1] * size[2..].iter().product::<i64>();
-    let bound = (6.0 / fan_in as f64).sqrt();
-    tch::no_grad(|| {
-        let _ = conv.weight.shallow_clone().uniform_(-bound, bound);
-        if let Some(b) = &conv.bias {
-            let _ = b.shallow_clone().zero_();
-        }
-    });
-}
-
-/// A pytorchcv conv initialised as pytorchcv does.
-pub(crate) fn cv_conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, config: ConvConfig) -> Conv2d {
-    let conv = Conv2d::new(p, c_in, c_out, kernel, config);
-    kaiming_uniform(&conv);
-    conv
-}
-
-/// pytorchcv's `ConvBlock`: `conv` + `bn` + optional ReLU.
-#[derive(Debug)]
-pub(crate) struct ConvBlock {
-    conv: Conv2d,
-    bn: BatchNorm,
-    relu: bool,
-}
-
-impl ConvBlock {
-    pub(crate) fn new(p: &Path, c_in: i64, c_out: i64, kernel: i64, config: ConvConfig, relu: bool) -> Self {
-        let conv = cv_conv(&p.sub("conv"), c_in, c_out, kernel, config);
-        ConvBlock { conv, bn: BatchNorm::new2d(&p.sub("bn"), c_out), relu }
-    }
-    /// A bias-free k×k block with padding k/2.
-    pub(crate) fn plain(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, relu: bool) -> Self {
-        let config = ConvConfig { stride, padding: kernel / 2, bias: false, ..Default::default() };
-        Self::new(p, c_in, c_out, kernel, config, relu)
-    }
-}
-
-impl Module for ConvBlock {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.bn.forward_t(&self.conv.forward_t(xs, train), train);
-        if self.relu {
-            ys.relu()
-        } else {
-            ys
-        }
-    }
-}
+use crate::nn::conv_block::{cv_conv, ConvBlock};
+use crate::nn::{
+    AdaptiveAvgPool2d, BatchNorm, ClassifierHead, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind,
+};
 
 /// pytorchcv's `ResBlock` (`conv1` 3×3 with the stride, `conv2` 3×3) or `ResBottleneck` (`conv1` 1×1, `conv2` 3×3
 /// with the stride, `conv3` 1×1 to `c_out`, width `c_out / 4`); the last block has no ReLU.
@@ -233,10 +185,7 @@ pub struct AttentionResNet {
     init_pool: Pool2d,
     units: Vec<Unit>,
     final_pool: AdaptiveAvgPool2d,
-    output: Linear,
-    path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    output: ClassifierHead,
 }
 
 impl AttentionResNet {
@@ -264,16 +213,12 @@ impl AttentionResNet {
             }
         }
         let final_pool = AdaptiveAvgPool2d::new(&f.sub("final_pool"), [1, 1]);
-        let output = Linear::new(&p.sub("output"), c_in, num_outputs);
-        AttentionResNet { init_conv, init_pool, units, final_pool, output, path: p.clone(), c_last: c_in, num_outputs }
+        let output = ClassifierHead::linear(&p.sub("output"), c_in, num_outputs);
+        AttentionResNet { init_conv, init_pool, units, final_pool, output }
     }
 }
 
-impl Module for AttentionResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(AttentionResNet);
 
 impl Model for AttentionResNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -283,13 +228,7 @@ impl Model for AttentionResNet {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.output.forward_t(&self.final_pool.forward_t(features, train).flatten(1, -1), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(output);
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, attention: Attention, depth: usize) -> Result<Box<dyn Model>> {

@@ -22,7 +22,7 @@ use std::path::Path as FsPath;
 
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{Conv2d, ConvConfig, Module, Path};
 
@@ -162,11 +162,7 @@ impl ChannelBoost {
     }
 }
 
-impl Module for ChannelBoost {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(ChannelBoost);
 
 impl Model for ChannelBoost {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -29,9 +29,9 @@
 use tch::Tensor;
 
 use super::resnet::{conv, Downsample, Shortcut};
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::Result;
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, Module, Path};
+use crate::nn::{BatchNorm, ClassifierHead, Conv2d, Linear, Module, Path};
 
 /// Which competitive SE the blocks carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl Block {
             bn1: BatchNorm::new2d(&p.sub("bn1"), planes),
             conv2: conv(&p.sub("conv2"), planes, planes, 3, 1, 1),
             bn2: BatchNorm::new2d(&p.sub("bn2"), planes),
-            downsample: Downsample::new(p, c_in, planes, stride, shortcut),
+            downsample: Downsample::new(p, c_in, planes, stride, shortcut, 1),
             se: CmpeSe::new(&p.sub("se"), planes, variant),
         }
     }
@@ -131,10 +131,7 @@ pub struct CmpeSeResNet {
     conv1: Conv2d,
     bn1: BatchNorm,
     blocks: Vec<Block>,
-    avgpool: AdaptiveAvgPool2d,
-    fc: Linear,
-    path: Path,
-    num_outputs: i64,
+    head: ClassifierHead,
 }
 
 impl CmpeSeResNet {
@@ -159,17 +156,12 @@ impl CmpeSeResNet {
                 c_in = planes;
             }
         }
-        let avgpool = AdaptiveAvgPool2d::new(&p.sub("avgpool"), [1, 1]);
-        let fc = Linear::new(&p.sub("fc"), 64, num_outputs);
-        CmpeSeResNet { conv1, bn1, blocks, avgpool, fc, path: p.clone(), num_outputs }
+        let head = ClassifierHead::pooled(&p.sub("avgpool"), &p.sub("fc"), 64, num_outputs);
+        CmpeSeResNet { conv1, bn1, blocks, head }
     }
 }
 
-impl Module for CmpeSeResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(CmpeSeResNet);
 
 impl Model for CmpeSeResNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -177,15 +169,9 @@ impl Model for CmpeSeResNet {
         self.blocks.iter().fold(ys, |ys, block| block.forward_t(&ys, train))
     }
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
-        self.fc.forward_t(&self.avgpool.forward_t(features, train).flatten(1, -1), train)
+        self.head.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, 64, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(head);
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, depth: usize, variant: CmpeVariant) -> Result<Box<dyn Model>> {

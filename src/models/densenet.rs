@@ -14,7 +14,7 @@
 //! flattens and classifies.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
 
@@ -180,11 +180,7 @@ impl DenseNet {
     }
 }
 
-impl Module for DenseNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(DenseNet);
 
 impl Model for DenseNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

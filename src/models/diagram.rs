@@ -35,7 +35,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{did_you_mean, Error, Result};
 use crate::nn::{
     trace, Activation, BatchNorm, Conv2d, ConvConfig, Dropout, Flatten, Linear, Module, PReLU, Path, Pool2d, PoolKind,
@@ -522,11 +522,7 @@ impl DiagramModel {
     }
 }
 
-impl Module for DiagramModel {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(DiagramModel);
 
 impl Model for DiagramModel {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -11,7 +11,7 @@
 //! prints them), `dim` (50, the seed's), `cosine` (true), `head` (true), `init` (uniform ±0.05 as Keras).
 use tch::{Kind, Tensor};
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::embedding::{check_indices, Embedding, EmbeddingInit};
 use crate::nn::{Linear, Module, Path};
@@ -113,11 +113,7 @@ impl EntityEmbedding {
     }
 }
 
-impl Module for EntityEmbedding {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(EntityEmbedding);
 
 impl Model for EntityEmbedding {
     /// The similarity of each pair: [N, 1].

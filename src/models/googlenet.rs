@@ -23,9 +23,10 @@
 use tch::Tensor;
 
 use super::image_channels;
-use super::inception::{normal_weight, transform_input, BasicConv2d};
-use super::{Model, ModelConfig, ModelEntry};
+use super::inception::{transform_input, BasicConv2d};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
+use crate::nn::init::normal_weight;
 use crate::nn::{AdaptiveAvgPool2d, Dropout, Linear, Module, Path, Pool2d, PoolKind, Sequential};
 
 const STD: f64 = 0.01;
@@ -181,11 +182,7 @@ impl GoogLeNet {
     }
 }
 
-impl Module for GoogLeNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(GoogLeNet);
 
 impl Model for GoogLeNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -20,9 +20,9 @@
 //! `forward_head` pools (CNN) and applies `classifier`.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{Activation, Conv2d, ConvConfig, Linear, Module, Path};
+use crate::nn::{Activation, ClassifierHead, Conv2d, ConvConfig, Linear, Module, Path};
 
 /// The options both models share, parsed and checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +96,8 @@ impl<L: Module> Module for Highway<L> {
 pub struct HighwayMlp {
     stem: Linear,
     layers: Vec<Highway<Linear>>,
-    classifier: Linear,
+    classifier: ClassifierHead,
     activation: Activation,
-    path: Path,
-    width: i64,
-    num_outputs: i64,
 }
 
 impl HighwayMlp {
@@ -115,16 +112,12 @@ impl HighwayMlp {
                 Highway { h, t, activation: c.activation }
             })
             .collect();
-        let classifier = Linear::new(&p.sub("classifier"), c.width, num_outputs);
-        HighwayMlp { stem, layers, classifier, activation: c.activation, path: p.clone(), width: c.width, num_outputs }
+        let classifier = ClassifierHead::linear(&p.sub("classifier"), c.width, num_outputs);
+        HighwayMlp { stem, layers, classifier, activation: c.activation }
     }
 }
 
-impl Module for HighwayMlp {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(HighwayMlp);
 
 impl Model for HighwayMlp {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -134,13 +127,7 @@ impl Model for HighwayMlp {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.classifier.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.width, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
 }
 
 /// `highway_cnn`.
@@ -148,11 +135,8 @@ impl Model for HighwayMlp {
 pub struct HighwayCnn {
     stem: Conv2d,
     stages: Vec<Vec<Highway<Conv2d>>>,
-    classifier: Linear,
+    classifier: ClassifierHead,
     activation: Activation,
-    path: Path,
-    width: i64,
-    num_outputs: i64,
 }
 
 impl HighwayCnn {
@@ -172,16 +156,12 @@ impl HighwayCnn {
                     .collect()
             })
             .collect();
-        let classifier = Linear::new(&p.sub("classifier"), c.width, num_outputs);
-        HighwayCnn { stem, stages, classifier, activation: c.activation, path: p.clone(), width: c.width, num_outputs }
+        let classifier = ClassifierHead::linear(&p.sub("classifier"), c.width, num_outputs);
+        HighwayCnn { stem, stages, classifier, activation: c.activation }
     }
 }
 
-impl Module for HighwayCnn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(HighwayCnn);
 
 impl Model for HighwayCnn {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -197,13 +177,7 @@ impl Model for HighwayCnn {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.classifier.forward_t(&features.mean_dim([2i64, 3].as_slice(), false, None), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.width, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
 }
 
 fn build_mlp(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {

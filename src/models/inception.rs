@@ -22,8 +22,9 @@
 //! `forward_head` pools, applies dropout, flattens and classifies.
 use tch::{Device, Kind, Tensor};
 
-use super::{image_channels, Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, image_channels, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
+use crate::nn::init::normal_weight;
 use crate::nn::{trace, AdaptiveAvgPool2d, BatchNorm, Dropout, Linear, Module, Path, Pool2d, PoolKind};
 
 /// torchvision's `BasicConv2d` (GoogLeNet, Inception v3): `conv` without bias, `bn` with eps 1e-3, ReLU. Kernels
@@ -78,14 +79,6 @@ pub(crate) fn transform_input(xs: &Tensor) -> Tensor {
         .map(|(i, (std, mean))| xs.narrow(1, i as i64, 1) * (std / 0.5) + (mean - 0.5) / 0.5)
         .collect();
     Tensor::cat(&channels, 1)
-}
-
-/// Sets a Linear layer's weight to N(0, std²), keeping PyTorch's default bias (as torchvision's GoogLeNet and
-/// Inception initialisation).
-pub(crate) fn normal_weight(linear: &Linear, std: f64) {
-    tch::no_grad(|| {
-        let _ = linear.weight.shallow_clone().normal_(0.0, std);
-    });
 }
 
 const STD: f64 = 0.1;
@@ -370,11 +363,7 @@ impl InceptionV3 {
     }
 }
 
-impl Module for InceptionV3 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(InceptionV3);
 
 impl Model for InceptionV3 {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

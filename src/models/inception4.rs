@@ -26,10 +26,11 @@
 use tch::{Device, Kind, Tensor};
 
 use super::image_channels;
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::Result;
 use crate::nn::{
-    trace, AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d, PoolKind,
+    trace, AdaptiveAvgPool2d, BatchNorm, ClassifierHead, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d,
+    PoolKind,
 };
 
 /// How a family initialises its convs.
@@ -235,10 +236,7 @@ pub struct InceptionNet {
     features: Vec<Box<dyn Module>>,
     pool: AdaptiveAvgPool2d,
     embedding: Option<Embedding>,
-    classifier: Linear,
-    classifier_path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    classifier: ClassifierHead,
 }
 
 impl InceptionNet {
@@ -256,19 +254,12 @@ impl InceptionNet {
             features,
             pool: AdaptiveAvgPool2d::new(pool_path, [1, 1]),
             embedding,
-            classifier: Linear::new(classifier_path, c_last, num_outputs),
-            classifier_path: classifier_path.clone(),
-            c_last,
-            num_outputs,
+            classifier: ClassifierHead::linear(classifier_path, c_last, num_outputs),
         }
     }
 }
 
-impl Module for InceptionNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(InceptionNet);
 
 impl Model for InceptionNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -281,13 +272,7 @@ impl Model for InceptionNet {
         }
         self.classifier.forward_t(&ys, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.classifier_path.replace(|p| Linear::new(p, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
 }
 
 fn max_pool(p: &Path) -> Pool2d {

@@ -3,7 +3,7 @@
 //! `activation=tanh,pool=avg` gives the paper's form.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind, Sequential};
 
@@ -49,11 +49,7 @@ impl LeNet5 {
     }
 }
 
-impl Module for LeNet5 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(LeNet5);
 
 impl Model for LeNet5 {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

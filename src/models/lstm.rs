@@ -17,11 +17,11 @@ use std::cell::RefCell;
 
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
 use crate::nn::embedding::{Embedding, EmbeddingInit};
 use crate::nn::lstm::{CellKind, Rnn, RnnConfig, RnnState};
-use crate::nn::{Linear, Module, Path};
+use crate::nn::{ClassifierHead, Module, Path};
 
 /// The recurrent part of both models.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +87,9 @@ impl Carry {
 #[derive(Debug)]
 pub struct Forecaster {
     rnn: Rnn,
-    classifier: Linear,
-    path: Path,
+    classifier: ClassifierHead,
     n_seq: i64,
     n_features: i64,
-    num_outputs: i64,
     carry: Carry,
 }
 
@@ -107,16 +105,8 @@ impl Forecaster {
             }
         };
         let rnn = Rnn::new(&p.sub(rc.cell.attr()), rc.cell, &rc.rnn_config(n_features))?;
-        let classifier = Linear::new(&p.sub("classifier"), rnn.output_size(), num_outputs);
-        Ok(Forecaster {
-            rnn,
-            classifier,
-            path: p.clone(),
-            n_seq,
-            n_features,
-            num_outputs,
-            carry: Carry { on: stateful, ..Carry::default() },
-        })
+        let classifier = ClassifierHead::linear(&p.sub("classifier"), rnn.output_size(), num_outputs);
+        Ok(Forecaster { rnn, classifier, n_seq, n_features, carry: Carry { on: stateful, ..Carry::default() } })
     }
 
     /// The seed's `Reshape((n_pred_seq, n_features))` of flat outputs [B, n_pred_seq · n_features].
@@ -137,11 +127,7 @@ impl Forecaster {
     }
 }
 
-impl Module for Forecaster {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(Forecaster);
 
 impl Model for Forecaster {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -155,13 +141,7 @@ impl Model for Forecaster {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.classifier.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.rnn.output_size(), num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
     fn check_input(&self, xs: &Tensor) -> Result<()> {
         let size = xs.size();
         let ok = size.len() == 3 && size[2] == self.n_features || size.len() == 2 && self.n_features == 1;
@@ -183,9 +163,7 @@ impl Model for Forecaster {
 pub struct TextClassifier {
     embedding: Embedding,
     rnn: Rnn,
-    classifier: Linear,
-    path: Path,
-    num_outputs: i64,
+    classifier: ClassifierHead,
 }
 
 /// The text classifier's options.
@@ -226,19 +204,15 @@ impl TextClassifier {
         let embedding = Embedding::new(&p.sub("embedding"), c.input_dim(), c.embed, c.init, c.mask_zero);
         let rc = &c.recurrent;
         let rnn = Rnn::new(&p.sub(rc.cell.attr()), rc.cell, &rc.rnn_config(c.embed))?;
-        let classifier = Linear::new(&p.sub("classifier"), rnn.output_size(), num_outputs);
-        Ok(TextClassifier { embedding, rnn, classifier, path: p.clone(), num_outputs })
+        let classifier = ClassifierHead::linear(&p.sub("classifier"), rnn.output_size(), num_outputs);
+        Ok(TextClassifier { embedding, rnn, classifier })
     }
     pub fn embedding(&self) -> &Embedding {
         &self.embedding
     }
 }
 
-impl Module for TextClassifier {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(TextClassifier);
 
 impl Model for TextClassifier {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -251,13 +225,7 @@ impl Model for TextClassifier {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.classifier.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.rnn.output_size(), num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
     fn index_inputs(&self) -> Option<i64> {
         Some(self.embedding.input_dim)
     }

@@ -2,9 +2,9 @@
 //! layer) and a `classifier` Linear. Python reference: `scripts/reference_models.py::MLP`.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{Activation, BatchNorm, Dropout, Flatten, Linear, Module, Path, Sequential};
+use crate::nn::{Activation, BatchNorm, ClassifierHead, Dropout, Flatten, Linear, Module, Path, Sequential};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpConfig {
@@ -60,10 +60,7 @@ impl MlpConfig {
 #[derive(Debug)]
 pub struct Mlp {
     features: Sequential,
-    classifier: Linear,
-    path: Path,
-    last_width: i64,
-    num_outputs: i64,
+    classifier: ClassifierHead,
 }
 
 impl Mlp {
@@ -84,16 +81,12 @@ impl Mlp {
             }
             width = h;
         }
-        let classifier = Linear::new(&p.sub("classifier"), width, c.num_outputs);
-        Mlp { features, classifier, path: p.clone(), last_width: width, num_outputs: c.num_outputs }
+        let classifier = ClassifierHead::linear(&p.sub("classifier"), width, c.num_outputs);
+        Mlp { features, classifier }
     }
 }
 
-impl Module for Mlp {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(Mlp);
 
 impl Model for Mlp {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -102,13 +95,7 @@ impl Model for Mlp {
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.classifier.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.classifier = self.path.sub("classifier").replace(|p| Linear::new(p, self.last_width, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(classifier);
 }
 
 const OPTIONS: &[&str] = &["hidden", "activation", "dropout", "batch_norm"];

@@ -23,10 +23,9 @@
 //! last feature map; `forward_head` pools, flattens and classifies.
 use tch::Tensor;
 
-use super::resnet::kaiming_normal_fan_out;
-use super::vgg::normal_linear;
-use super::{image_channels, Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, image_channels, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
+use crate::nn::init::{kaiming_normal_fan_out, normal_linear};
 use crate::nn::{Act, Activation, BatchNorm, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Sequential};
 
 /// `v` × width rounded to the nearest multiple of 8, at least 8 and never more than 10% below (torchvision's and
@@ -138,11 +137,7 @@ impl MobileNetV2 {
     }
 }
 
-impl Module for MobileNetV2 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(MobileNetV2);
 
 impl Model for MobileNetV2 {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -255,11 +250,7 @@ impl MobileNetV1 {
     }
 }
 
-impl Module for MobileNetV1 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(MobileNetV1);
 
 impl Model for MobileNetV1 {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

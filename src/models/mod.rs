@@ -34,6 +34,34 @@ pub mod wrn;
 pub mod xception;
 pub mod zfnet;
 
+/// `impl Module` for models whose forward pass is their head over their features (timm's `forward`): the zoo's
+/// one `forward_t`.
+macro_rules! forward_head_of_features {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::nn::Module for $t {
+            fn forward_t(&self, xs: &tch::Tensor, train: bool) -> tch::Tensor {
+                use $crate::models::Model;
+                self.forward_head(&self.forward_features(xs, train), train)
+            }
+        }
+    )+};
+}
+pub(crate) use forward_head_of_features;
+
+/// `Model::reset_classifier` and `Model::num_outputs` of a model whose classifier is the
+/// [`crate::nn::ClassifierHead`] in field `$head`.
+macro_rules! classifier_head_methods {
+    ($head:ident) => {
+        fn reset_classifier(&mut self, num_outputs: i64) {
+            self.$head.reset(num_outputs)
+        }
+        fn num_outputs(&self) -> i64 {
+            self.$head.num_outputs()
+        }
+    };
+}
+pub(crate) use classifier_head_methods;
+
 /// Every classifier has this surface (timm's): features, head, and a replaceable classifier.
 pub trait Model: Module {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor;
@@ -82,10 +110,9 @@ impl ModelConfig {
     }
     /// An option parsed as `T`, or `default`.
     pub fn opt<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T> {
-        match self.options.get(key) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| Error::config(format!("model option {key}={v} does not parse"))),
-        }
+        crate::util::option(&self.options, key, default, |v| {
+            Error::config(format!("model option {key}={v} does not parse"))
+        })
     }
     /// Rejects options the model does not know, naming the valid ones.
     pub fn check_options(&self, model: &str, known: &[&str]) -> Result<()> {
@@ -195,15 +222,21 @@ pub fn registry() -> Result<&'static [ModelEntry]> {
     static REG: OnceLock<std::result::Result<Vec<ModelEntry>, String>> = OnceLock::new();
     let reg = REG.get_or_init(|| {
         let entries = all_entries();
-        let mut seen = std::collections::HashSet::new();
-        for e in &entries {
-            if !seen.insert(e.name) {
-                return Err(format!("model '{}' is registered twice", e.name));
-            }
-        }
+        check_unique_names(entries.iter().map(|e| e.name)).map_err(|e| e.to_string())?;
         Ok(entries)
     });
     reg.as_deref().map_err(|e| Error::invalid(e.clone()))
+}
+
+/// The registry's rule: a name registered twice is an error naming it.
+pub fn check_unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(Error::invalid(format!("model '{name}' is registered twice")));
+        }
+    }
+    Ok(())
 }
 
 pub fn find(name: &str) -> Result<&'static ModelEntry> {

@@ -26,9 +26,9 @@
 //! BatchNorm 1/0, `output.fc` PyTorch's default.
 use tch::{Device, Kind, Tensor};
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{trace, AdaptiveAvgPool2d, BatchNorm, Dropout, Linear, Module, Path};
+use crate::nn::{trace, AdaptiveAvgPool2d, BatchNorm, ClassifierHead, Dropout, Module, Path};
 
 /// A bias-free conv of a rectangular kernel, kaiming-uniform (a = 0) as pytorchcv initialises PolyNet's convs.
 #[derive(Debug)]
@@ -384,9 +384,7 @@ pub struct PolyNet {
     layers: Vec<Box<dyn Module>>,
     final_pool: AdaptiveAvgPool2d,
     dropout: Dropout,
-    fc: Linear,
-    path: Path,
-    num_outputs: i64,
+    fc: ClassifierHead,
 }
 
 impl PolyNet {
@@ -408,16 +406,12 @@ impl PolyNet {
         let final_pool = AdaptiveAvgPool2d::new(&f.sub("final_pool"), [1, 1]);
         let op = p.sub("output");
         let dropout = Dropout::new(&op.sub("dropout"), 0.2);
-        let fc = Linear::new(&op.sub("fc"), 2048, num_outputs);
-        PolyNet { layers, final_pool, dropout, fc, path: p.clone(), num_outputs }
+        let fc = ClassifierHead::linear(&op.sub("fc"), 2048, num_outputs);
+        PolyNet { layers, final_pool, dropout, fc }
     }
 }
 
-impl Module for PolyNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(PolyNet);
 
 impl Model for PolyNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -427,13 +421,7 @@ impl Model for PolyNet {
         let ys = self.final_pool.forward_t(features, train).flatten(1, -1);
         self.fc.forward_t(&self.dropout.forward_t(&ys, train), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc = self.path.sub("output").sub("fc").replace(|fc| Linear::new(fc, 2048, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(fc);
 }
 
 /// The side of the last map for an input side `s` (0 where a conv or pool no longer fits).

@@ -24,10 +24,10 @@
 //! (gain √2), BatchNorm 1/0, `output` PyTorch's default.
 use tch::Tensor;
 
-use super::cbam::{cv_conv, ConvBlock};
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
+use crate::nn::conv_block::{cv_conv, ConvBlock};
+use crate::nn::{AdaptiveAvgPool2d, BatchNorm, ClassifierHead, Conv2d, ConvConfig, Module, Path, Pool2d, PoolKind};
 
 /// A PyramidNet recipe.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,10 +156,7 @@ pub struct PyramidNet {
     units: Vec<PyrUnit>,
     post_bn: BatchNorm,
     final_pool: FinalPool,
-    output: Linear,
-    path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    output: ClassifierHead,
 }
 
 impl PyramidNet {
@@ -188,26 +185,12 @@ impl PyramidNet {
         } else {
             FinalPool::Global(AdaptiveAvgPool2d::new(&f.sub("final_pool"), [1, 1]))
         };
-        let output = Linear::new(&p.sub("output"), c_in, num_outputs);
-        PyramidNet {
-            init_block,
-            init_pool,
-            units,
-            post_bn,
-            final_pool,
-            output,
-            path: p.clone(),
-            c_last: c_in,
-            num_outputs,
-        }
+        let output = ClassifierHead::linear(&p.sub("output"), c_in, num_outputs);
+        PyramidNet { init_block, init_pool, units, post_bn, final_pool, output }
     }
 }
 
-impl Module for PyramidNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(PyramidNet);
 
 impl Model for PyramidNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -225,13 +208,7 @@ impl Model for PyramidNet {
         };
         self.output.forward_t(&pooled.flatten(1, -1), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(output);
 }
 
 fn build(p: &Path, c: &ModelConfig, name: &str, config: PyramidNetConfig) -> Result<Box<dyn Model>> {

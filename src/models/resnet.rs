@@ -14,13 +14,21 @@
 //! zero-pad the new channels evenly on both sides; option B (`resnet20:shortcut=B`) is a `downsample` projection
 //! (1×1 conv + BatchNorm) as in the ImageNet models. Python reference: `scripts/reference_models.py::CifarResNet`.
 //!
+//! timm's options of the same `ResNet` (`timm/models/resnet.py`), which the SE-ResNets of `senet.rs` are recipes
+//! of: an attention module in every block (`Attention::Se`, named `se`), the deep stem (`Stem::Deep`), the first
+//! conv of a block reduced (`reduce_first`) and the kernel of a strided `downsample` conv (`down_kernel`).
+//!
 //! `forward_features` returns the last stage's feature map (timm's convention); `forward_head` pools, flattens and
 //! applies `fc`.
 use tch::Tensor;
 
-use super::{Model, ModelConfig, ModelEntry};
+use super::senet::{se_channels, SeModule};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
+use crate::nn::init::kaiming_normal_fan_out;
+use crate::nn::{
+    Act, Activation, BatchNorm, ClassifierHead, Conv2d, ConvConfig, Module, Path, Pool2d, PoolKind, Sequential,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
@@ -45,6 +53,17 @@ pub enum Stem {
     ImageNet,
     /// 3×3 conv, BatchNorm, ReLU.
     Cifar,
+    /// timm's `stem_type='deep'`: `conv1` = three 3×3 convs (to `planes[0]`, `planes[0]`, 2·`planes[0]`; the first
+    /// strided) with BatchNorm and ReLU between them, then `bn1`, ReLU, 3×3/2 max pool.
+    Deep,
+}
+
+/// The attention module of every block, applied to the residual branch before the addition (timm's `attn_layer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    None,
+    /// Squeeze-and-Excitation `se` (timm's `SEModule`, see `senet.rs`).
+    Se,
 }
 
 /// The shortcut of a block whose input and output shapes differ.
@@ -78,6 +97,13 @@ pub struct ResNetConfig {
     pub groups: i64,
     /// Channels per group of a bottleneck's 3×3 conv at 64 planes (64 = plain ResNet, 128 = wide ResNet-50-2).
     pub width_per_group: i64,
+    pub attention: Attention,
+    /// timm's `block_reduce_first`: a block's first conv gives `width / reduce_first` channels (1 = plain).
+    pub reduce_first: i64,
+    /// timm's `down_kernel_size`: the kernel of a strided block's `downsample` conv (1×1 where the stride is 1).
+    pub down_kernel: i64,
+    /// The name of the global pool before `fc`: torchvision's `avgpool`, timm's `global_pool`.
+    pub pool_name: &'static str,
 }
 
 impl ResNetConfig {
@@ -91,6 +117,10 @@ impl ResNetConfig {
             shortcut: Shortcut::B,
             groups: 1,
             width_per_group: 64,
+            attention: Attention::None,
+            reduce_first: 1,
+            down_kernel: 1,
+            pool_name: "avgpool",
         }
     }
     /// ResNeXt `groups`×`width_per_group`d, or a wide ResNet (`groups` 1, `width_per_group` 128).
@@ -108,6 +138,10 @@ impl ResNetConfig {
             shortcut,
             groups: 1,
             width_per_group: 64,
+            attention: Attention::None,
+            reduce_first: 1,
+            down_kernel: 1,
+            pool_name: "avgpool",
         }
     }
 
@@ -143,19 +177,6 @@ impl ResNetConfig {
     }
 }
 
-/// torchvision's `kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")` (fan_out = c_out·k·k, not divided
-/// by the groups, as PyTorch computes it), and a zero bias.
-pub(crate) fn kaiming_normal_fan_out(conv: &Conv2d) {
-    let size = conv.weight.size();
-    let fan_out: i64 = size[0] * size[2..].iter().product::<i64>();
-    tch::no_grad(|| {
-        let _ = conv.weight.shallow_clone().normal_(0.0, (2.0 / fan_out as f64).sqrt());
-        if let Some(b) = &conv.bias {
-            let _ = b.shallow_clone().zero_();
-        }
-    });
-}
-
 pub(crate) fn conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Conv2d {
     let config = ConvConfig { stride, padding: kernel / 2, groups, bias: false, ..Default::default() };
     let conv = Conv2d::new(p, c_in, c_out, kernel, config);
@@ -177,10 +198,12 @@ pub(crate) enum Downsample {
 }
 
 impl Downsample {
-    pub(crate) fn new(p: &Path, c_in: i64, c_out: i64, stride: i64, shortcut: Shortcut) -> Self {
+    /// `kernel`: the projection's kernel where the block strides (1×1 where it does not).
+    pub(crate) fn new(p: &Path, c_in: i64, c_out: i64, stride: i64, shortcut: Shortcut, kernel: i64) -> Self {
         if stride == 1 && c_in == c_out {
             return Downsample::Identity;
         }
+        let kernel = if stride == 1 { 1 } else { kernel };
         match shortcut {
             Shortcut::A => {
                 let front = (c_out - c_in) / 2;
@@ -188,7 +211,8 @@ impl Downsample {
             }
             Shortcut::B => {
                 let p = p.sub("downsample");
-                Downsample::Projection(conv(&p.sub(0), c_in, c_out, 1, stride, 1), BatchNorm::new2d(&p.sub(1), c_out))
+                let conv = conv(&p.sub(0), c_in, c_out, kernel, stride, 1);
+                Downsample::Projection(conv, BatchNorm::new2d(&p.sub(1), c_out))
             }
         }
     }
@@ -205,10 +229,12 @@ impl Downsample {
     }
 }
 
-/// A residual block: `conv1 bn1 conv2 bn2 [conv3 bn3] downsample`, registered in torchvision's order.
+/// A residual block: `conv1 bn1 conv2 bn2 [conv3 bn3] [se] downsample`, registered in torchvision's (and timm's)
+/// order.
 #[derive(Debug)]
 struct Block {
     convs: Vec<(Conv2d, BatchNorm)>,
+    attention: Option<SeModule>,
     downsample: Downsample,
 }
 
@@ -217,10 +243,14 @@ impl Block {
         let c_out = planes * c.block.expansion();
         // (c_in, c_out, kernel, stride, groups) per conv.
         let specs = match c.block {
-            BlockKind::Basic => vec![(c_in, planes, 3, stride, 1), (planes, planes, 3, 1, 1)],
+            BlockKind::Basic => {
+                let first = planes / c.reduce_first;
+                vec![(c_in, first, 3, stride, 1), (first, planes, 3, 1, 1)]
+            }
             BlockKind::Bottleneck => {
                 let width = planes * c.width_per_group / 64 * c.groups;
-                vec![(c_in, width, 1, 1, 1), (width, width, 3, stride, c.groups), (width, c_out, 1, 1, 1)]
+                let first = width / c.reduce_first;
+                vec![(c_in, first, 1, 1, 1), (first, width, 3, stride, c.groups), (width, c_out, 1, 1, 1)]
             }
         };
         let convs = specs
@@ -231,7 +261,12 @@ impl Block {
                 (conv, BatchNorm::new2d(&p.sub(format!("bn{}", i + 1)), co))
             })
             .collect();
-        Block { convs, downsample: Downsample::new(p, c_in, c_out, stride, c.shortcut) }
+        let attention = match c.attention {
+            Attention::None => None,
+            Attention::Se => Some(SeModule::new(&p.sub("se"), c_out, se_channels(c_out))),
+        };
+        let downsample = Downsample::new(p, c_in, c_out, stride, c.shortcut, c.down_kernel);
+        Block { convs, attention, downsample }
     }
 }
 
@@ -245,41 +280,49 @@ impl Module for Block {
                 ys = ys.relu();
             }
         }
+        if let Some(attention) = &self.attention {
+            ys = attention.forward_t(&ys, train);
+        }
         (ys + self.downsample.forward_t(xs, train)).relu()
     }
 }
 
 #[derive(Debug)]
 pub struct ResNet {
-    conv1: Conv2d,
+    conv1: Box<dyn Module>,
     bn1: BatchNorm,
     maxpool: Option<Pool2d>,
     stages: Vec<Vec<Block>>,
-    avgpool: AdaptiveAvgPool2d,
-    fc: Linear,
-    path: Path,
-    fc_in: i64,
-    num_outputs: i64,
+    head: ClassifierHead,
 }
 
 impl ResNet {
     pub fn new(p: &Path, c: &ResNetConfig, in_channels: i64, num_outputs: i64) -> Self {
-        let (conv1, maxpool) = match c.stem {
+        let stem = c.planes[0];
+        let maxpool = || Some(Pool2d::new(&p.sub("maxpool"), PoolKind::Max, 3, 2, 1));
+        let (conv1, maxpool, mut c_in): (Box<dyn Module>, _, _) = match c.stem {
             Stem::ImageNet => {
-                let conv1 = Conv2d::new(
-                    &p.sub("conv1"),
-                    in_channels,
-                    c.planes[0],
-                    7,
-                    ConvConfig { stride: 2, padding: 3, bias: false, ..Default::default() },
-                );
+                let config = ConvConfig { stride: 2, padding: 3, bias: false, ..Default::default() };
+                let conv1 = Conv2d::new(&p.sub("conv1"), in_channels, stem, 7, config);
                 kaiming_normal_fan_out(&conv1);
-                (conv1, Some(Pool2d::new(&p.sub("maxpool"), PoolKind::Max, 3, 2, 1)))
+                (Box::new(conv1), maxpool(), stem)
             }
-            Stem::Cifar => (conv(&p.sub("conv1"), in_channels, c.planes[0], 3, 1, 1), None),
+            Stem::Cifar => (Box::new(conv(&p.sub("conv1"), in_channels, stem, 3, 1, 1)), None, stem),
+            Stem::Deep => {
+                // conv1.0 conv1.1 ReLU conv1.3 conv1.4 ReLU conv1.6, the ReLUs counted in the indices.
+                let sp = p.sub("conv1");
+                let mut seq = Sequential::new();
+                seq.push(conv(&sp.sub(0), in_channels, stem, 3, 2, 1));
+                seq.push(BatchNorm::new2d(&sp.sub(1), stem));
+                seq.push(Act::new(&sp.sub(2), Activation::Relu));
+                seq.push(conv(&sp.sub(3), stem, stem, 3, 1, 1));
+                seq.push(BatchNorm::new2d(&sp.sub(4), stem));
+                seq.push(Act::new(&sp.sub(5), Activation::Relu));
+                seq.push(conv(&sp.sub(6), stem, 2 * stem, 3, 1, 1));
+                (Box::new(seq), maxpool(), 2 * stem)
+            }
         };
-        let bn1 = BatchNorm::new2d(&p.sub("bn1"), c.planes[0]);
-        let mut c_in = c.planes[0];
+        let bn1 = BatchNorm::new2d(&p.sub("bn1"), c_in);
         let mut stages = vec![];
         for (i, (&n, &planes)) in c.layers.iter().zip(&c.planes).enumerate() {
             let lp = p.sub(format!("layer{}", i + 1));
@@ -291,17 +334,12 @@ impl ResNet {
             }
             stages.push(blocks);
         }
-        let avgpool = AdaptiveAvgPool2d::new(&p.sub("avgpool"), [1, 1]);
-        let fc = Linear::new(&p.sub("fc"), c_in, num_outputs);
-        ResNet { conv1, bn1, maxpool, stages, avgpool, fc, path: p.clone(), fc_in: c_in, num_outputs }
+        let head = ClassifierHead::pooled(&p.sub(c.pool_name), &p.sub("fc"), c_in, num_outputs);
+        ResNet { conv1, bn1, maxpool, stages, head }
     }
 }
 
-impl Module for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(ResNet);
 
 impl Model for ResNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -315,28 +353,24 @@ impl Model for ResNet {
         ys
     }
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
-        self.fc.forward_t(&self.avgpool.forward_t(features, train).flatten(1, -1), train)
+        self.head.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, self.fc_in, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(head);
 }
 
-fn build(p: &Path, c: &ModelConfig, name: &str, recipe: ResNetConfig) -> Result<Box<dyn Model>> {
+/// Builds the ResNet `recipe` for the registry entry `name` (shared with the SE-ResNets of `senet.rs`).
+pub(crate) fn build(p: &Path, c: &ModelConfig, name: &str, recipe: ResNetConfig) -> Result<Box<dyn Model>> {
     let in_channels = super::image_channels(c, name, 1, "")?;
     Ok(Box::new(ResNet::new(p, &recipe, in_channels, c.num_outputs)))
 }
 
-/// A torchvision ImageNet ResNet entry: name, recipe, description.
+/// An ImageNet ResNet entry (torchvision's, or timm's SE-ResNets in `senet.rs`): family, name, recipe,
+/// description.
 macro_rules! imagenet {
-    ($name:literal, $recipe:expr, $description:literal) => {
-        ModelEntry {
+    ($family:literal, $name:literal, $recipe:expr, $description:literal) => {
+        $crate::models::ModelEntry {
             name: $name,
-            family: "resnet",
+            family: $family,
             description: $description,
             // Small, for the registry tests: any size works (trained at 224×224).
             default_input: &[3, 32, 32],
@@ -344,10 +378,11 @@ macro_rules! imagenet {
             first_layer: "conv1",
             classifier: "fc",
             options: &[],
-            build: |p, c| build(p, c, $name, $recipe),
+            build: |p, c| $crate::models::resnet::build(p, c, $name, $recipe),
         }
     };
 }
+pub(crate) use imagenet;
 
 /// A CIFAR ResNet entry of depth 6n+2, option A shortcuts unless `shortcut=B`.
 macro_rules! cifar {
@@ -371,16 +406,16 @@ macro_rules! cifar {
 
 pub fn entries() -> Vec<ModelEntry> {
     vec![
-        imagenet!("resnet18", ResNetConfig::resnet18(), "torchvision ResNet-18 (basic blocks 2-2-2-2)"),
-        imagenet!("resnet34", ResNetConfig::resnet34(), "torchvision ResNet-34 (basic blocks 3-4-6-3)"),
-        imagenet!("resnet50", ResNetConfig::resnet50(), "torchvision ResNet-50 (bottlenecks 3-4-6-3, V1.5)"),
-        imagenet!("resnet101", ResNetConfig::resnet101(), "torchvision ResNet-101 (bottlenecks 3-4-23-3)"),
-        imagenet!("resnet152", ResNetConfig::resnet152(), "torchvision ResNet-152 (bottlenecks 3-8-36-3)"),
-        imagenet!("wide_resnet50_2", ResNetConfig::wide_resnet50_2(), "torchvision Wide ResNet-50-2"),
-        imagenet!("wide_resnet101_2", ResNetConfig::wide_resnet101_2(), "torchvision Wide ResNet-101-2"),
-        imagenet!("resnext50_32x4d", ResNetConfig::resnext50_32x4d(), "torchvision ResNeXt-50 32x4d"),
-        imagenet!("resnext101_32x8d", ResNetConfig::resnext101_32x8d(), "torchvision ResNeXt-101 32x8d"),
-        imagenet!("resnext101_64x4d", ResNetConfig::resnext101_64x4d(), "torchvision ResNeXt-101 64x4d"),
+        imagenet!("resnet", "resnet18", ResNetConfig::resnet18(), "torchvision ResNet-18 (basic blocks 2-2-2-2)"),
+        imagenet!("resnet", "resnet34", ResNetConfig::resnet34(), "torchvision ResNet-34 (basic blocks 3-4-6-3)"),
+        imagenet!("resnet", "resnet50", ResNetConfig::resnet50(), "torchvision ResNet-50 (bottlenecks 3-4-6-3, V1.5)"),
+        imagenet!("resnet", "resnet101", ResNetConfig::resnet101(), "torchvision ResNet-101 (bottlenecks 3-4-23-3)"),
+        imagenet!("resnet", "resnet152", ResNetConfig::resnet152(), "torchvision ResNet-152 (bottlenecks 3-8-36-3)"),
+        imagenet!("resnet", "wide_resnet50_2", ResNetConfig::wide_resnet50_2(), "torchvision Wide ResNet-50-2"),
+        imagenet!("resnet", "wide_resnet101_2", ResNetConfig::wide_resnet101_2(), "torchvision Wide ResNet-101-2"),
+        imagenet!("resnet", "resnext50_32x4d", ResNetConfig::resnext50_32x4d(), "torchvision ResNeXt-50 32x4d"),
+        imagenet!("resnet", "resnext101_32x8d", ResNetConfig::resnext101_32x8d(), "torchvision ResNeXt-101 32x8d"),
+        imagenet!("resnet", "resnext101_64x4d", ResNetConfig::resnext101_64x4d(), "torchvision ResNeXt-101 64x4d"),
         cifar!("resnet20", 20, "CIFAR ResNet-20 (He et al. §4.2; options: shortcut=A|B)"),
         cifar!("resnet32", 32, "CIFAR ResNet-32 (He et al. §4.2; options: shortcut=A|B)"),
         cifar!("resnet44", 44, "CIFAR ResNet-44 (He et al. §4.2; options: shortcut=A|B)"),

@@ -8,9 +8,9 @@
 //! flattens and classifies.
 use tch::Tensor;
 
-use super::resnet::kaiming_normal_fan_out;
-use super::{Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
+use crate::nn::init::{kaiming_normal_fan_out, normal_linear};
 use crate::nn::{
     Act, Activation, AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d, PoolKind,
     Sequential,
@@ -31,16 +31,6 @@ impl VggConfig {
     pub const D: &'static [i64] = &[64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M];
     pub const E: &'static [i64] =
         &[64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M];
-}
-
-/// torchvision's `normal_(weight, 0, std)` and zero bias for a Linear layer.
-pub(crate) fn normal_linear(linear: &Linear, std: f64) {
-    tch::no_grad(|| {
-        let _ = linear.weight.shallow_clone().normal_(0.0, std);
-        if let Some(b) = &linear.bias {
-            let _ = b.shallow_clone().zero_();
-        }
-    });
 }
 
 #[derive(Debug)]
@@ -94,11 +84,7 @@ impl Vgg {
     }
 }
 
-impl Module for Vgg {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(Vgg);
 
 impl Model for Vgg {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -6,10 +6,10 @@
 //! pytorchcv). Convs are initialised as pytorchcv does (Kaiming uniform).
 use tch::Tensor;
 
-use super::cbam::cv_conv;
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, ConvConfig, Linear, Module, Path};
+use crate::nn::conv_block::cv_conv;
+use crate::nn::{BatchNorm, ClassifierHead, Conv2d, ConvConfig, Module, Path};
 
 fn conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> Conv2d {
     cv_conv(p, c_in, c_out, kernel, ConvConfig { stride, padding: kernel / 2, bias: false, ..Default::default() })
@@ -55,10 +55,7 @@ pub struct CifarWrn {
     init_block: Conv2d,
     units: Vec<PreResUnit>,
     post_bn: BatchNorm,
-    output: Linear,
-    path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    output: ClassifierHead,
 }
 
 impl CifarWrn {
@@ -76,16 +73,12 @@ impl CifarWrn {
             }
         }
         let post_bn = BatchNorm::new2d(&f.sub("post_activ").sub("bn"), c_in);
-        let output = Linear::new(&p.sub("output"), c_in, num_outputs);
-        CifarWrn { init_block, units, post_bn, output, path: p.clone(), c_last: c_in, num_outputs }
+        let output = ClassifierHead::linear(&p.sub("output"), c_in, num_outputs);
+        CifarWrn { init_block, units, post_bn, output }
     }
 }
 
-impl Module for CifarWrn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(CifarWrn);
 
 impl Model for CifarWrn {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -97,13 +90,7 @@ impl Model for CifarWrn {
         let pooled = features.avg_pool2d([8, 8], [1, 1], [0, 0], false, true, None);
         self.output.forward_t(&pooled.flatten(1, -1), train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.output = self.path.sub("output").replace(|p| Linear::new(p, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(output);
 }
 
 /// The side of the last map (two stride-2 3×3 convs, padding 1) must be 8, for the 8×8 pool to give 1×1.

@@ -26,14 +26,10 @@
 //! Any input size works (every conv is padded).
 use tch::Tensor;
 
-use super::resnet::kaiming_normal_fan_out;
-use super::{image_channels, Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, image_channels, Model, ModelConfig, ModelEntry};
 use crate::error::Result;
-use crate::nn::{AdaptiveAvgPool2d, BatchNorm, Conv2d, ConvConfig, Linear, Module, Path, Pool2d, PoolKind};
-
-fn head_forward(pool: &AdaptiveAvgPool2d, fc: &Linear, features: &Tensor, train: bool) -> Tensor {
-    fc.forward_t(&pool.forward_t(features, train).flatten(1, -1), train)
-}
+use crate::nn::init::kaiming_normal_fan_out;
+use crate::nn::{BatchNorm, ClassifierHead, Conv2d, ConvConfig, Module, Path, Pool2d, PoolKind};
 
 /// A bias-free conv: `kernel`×`kernel`, padding `padding`, `groups`.
 fn plain_conv(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64, groups: i64) -> Conv2d {
@@ -152,10 +148,7 @@ pub struct LegacyXception {
     bn3: BatchNorm,
     conv4: LegacySeparable,
     bn4: BatchNorm,
-    global_pool: AdaptiveAvgPool2d,
-    fc: Linear,
-    path: Path,
-    num_outputs: i64,
+    fc: ClassifierHead,
 }
 
 impl LegacyXception {
@@ -175,31 +168,12 @@ impl LegacyXception {
         let bn3 = BatchNorm::new2d(&p.sub("bn3"), 1536);
         let conv4 = LegacySeparable::new(&p.sub("conv4"), 1536, 2048);
         let bn4 = BatchNorm::new2d(&p.sub("bn4"), 2048);
-        let global_pool = AdaptiveAvgPool2d::new(&p.sub("global_pool"), [1, 1]);
-        let fc = Linear::new(&p.sub("fc"), 2048, num_outputs);
-        LegacyXception {
-            conv1,
-            bn1,
-            conv2,
-            bn2,
-            blocks,
-            conv3,
-            bn3,
-            conv4,
-            bn4,
-            global_pool,
-            fc,
-            path: p.clone(),
-            num_outputs,
-        }
+        let fc = ClassifierHead::pooled(&p.sub("global_pool"), &p.sub("fc"), 2048, num_outputs);
+        LegacyXception { conv1, bn1, conv2, bn2, blocks, conv3, bn3, conv4, bn4, fc }
     }
 }
 
-impl Module for LegacyXception {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(LegacyXception);
 
 impl Model for LegacyXception {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -210,15 +184,9 @@ impl Model for LegacyXception {
         self.bn4.forward_t(&self.conv4.forward_t(&ys, train), train).relu()
     }
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
-        head_forward(&self.global_pool, &self.fc, features, train)
+        self.fc.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc = self.path.sub("fc").replace(|p| Linear::new(p, 2048, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(fc);
 }
 
 /// A BatchNorm with timm's aligned-Xception eps (1e-3).
@@ -347,11 +315,7 @@ impl Module for AlignedBlock {
 pub struct XceptionAligned {
     stem: [(Conv2d, BatchNorm); 2],
     blocks: Vec<AlignedBlock>,
-    global_pool: AdaptiveAvgPool2d,
-    fc: Linear,
-    path: Path,
-    c_last: i64,
-    num_outputs: i64,
+    fc: ClassifierHead,
 }
 
 impl XceptionAligned {
@@ -364,17 +328,12 @@ impl XceptionAligned {
         let blocks = specs.iter().enumerate().map(|(i, &s)| AlignedBlock::new(&p.sub("blocks").sub(i), s)).collect();
         let c_last = specs.last().map_or(64, |s| s.c_out[2]);
         let head = p.sub("head");
-        let global_pool = AdaptiveAvgPool2d::new(&head.sub("global_pool"), [1, 1]);
-        let fc = Linear::new(&head.sub("fc"), c_last, num_outputs);
-        XceptionAligned { stem, blocks, global_pool, fc, path: p.clone(), c_last, num_outputs }
+        let fc = ClassifierHead::pooled(&head.sub("global_pool"), &head.sub("fc"), c_last, num_outputs);
+        XceptionAligned { stem, blocks, fc }
     }
 }
 
-impl Module for XceptionAligned {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(XceptionAligned);
 
 impl Model for XceptionAligned {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -385,15 +344,9 @@ impl Model for XceptionAligned {
         self.blocks.iter().fold(ys, |ys, block| block.forward_t(&ys, train))
     }
     fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
-        head_forward(&self.global_pool, &self.fc, features, train)
+        self.fc.forward_t(features, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc = self.path.sub("head").sub("fc").replace(|fc| Linear::new(fc, self.c_last, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(fc);
 }
 
 fn build_legacy(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {

@@ -7,10 +7,12 @@
 //! bias), linears with PyTorch's default.
 use tch::Tensor;
 
-use super::cbam::cv_conv;
-use super::{Model, ModelConfig, ModelEntry};
+use super::{classifier_head_methods, forward_head_of_features, Model, ModelConfig, ModelEntry};
 use crate::error::{Error, Result};
-use crate::nn::{trace, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d, PoolKind, Sequential};
+use crate::nn::conv_block::cv_conv;
+use crate::nn::{
+    trace, ClassifierHead, Conv2d, ConvConfig, Dropout, Linear, Module, Path, Pool2d, PoolKind, Sequential,
+};
 
 /// `F.local_response_norm(x, size, alpha, beta, k)` as PyTorch computes it: the squares averaged over a window of
 /// `size` channels (zero-padded, so alpha is in effect divided by `size`), then `x / (k + alpha·avg)^beta`.
@@ -111,10 +113,8 @@ pub struct ZfNet {
     features: Sequential,
     fc1: Linear,
     fc2: Linear,
-    fc3: Linear,
+    fc3: ClassifierHead,
     dropout: Dropout,
-    path: Path,
-    num_outputs: i64,
 }
 
 impl ZfNet {
@@ -137,17 +137,13 @@ impl ZfNet {
         let op = p.sub("output");
         let fc1 = Linear::new(&op.sub("fc1").sub("fc"), c_in * 6 * 6, 4096);
         let fc2 = Linear::new(&op.sub("fc2").sub("fc"), 4096, 4096);
-        let fc3 = Linear::new(&op.sub("fc3"), 4096, num_outputs);
+        let fc3 = ClassifierHead::linear(&op.sub("fc3"), 4096, num_outputs);
         let dropout = Dropout::new(&op.sub("dropout"), 0.5);
-        ZfNet { features, fc1, fc2, fc3, dropout, path: p.clone(), num_outputs }
+        ZfNet { features, fc1, fc2, fc3, dropout }
     }
 }
 
-impl Module for ZfNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_head(&self.forward_features(xs, train), train)
-    }
-}
+forward_head_of_features!(ZfNet);
 
 impl Model for ZfNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -159,13 +155,7 @@ impl Model for ZfNet {
         let xs = self.dropout.forward_t(&self.fc2.forward_t(&xs, train).relu(), train);
         self.fc3.forward_t(&xs, train)
     }
-    fn reset_classifier(&mut self, num_outputs: i64) {
-        self.fc3 = self.path.sub("output").sub("fc3").replace(|p| Linear::new(p, 4096, num_outputs));
-        self.num_outputs = num_outputs;
-    }
-    fn num_outputs(&self) -> i64 {
-        self.num_outputs
-    }
+    classifier_head_methods!(fc3);
 }
 
 fn build(name: &str, config: ZfNetConfig, p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {

@@ -214,7 +214,6 @@ mod ffi {
     use super::Raw;
     use std::ffi::c_char;
     extern "C" {
-        pub fn tz_free_message(message: *mut c_char);
         pub fn tz_sgd_step(
             params: *const Raw,
             momentum_buffers: *const Raw,
@@ -279,24 +278,13 @@ mod ffi {
             weight_decay: f64,
             nesterov: i32,
         ) -> *mut c_char;
-        pub fn tz_grads_to_none(params: *const Raw, n: i64);
+        pub fn tz_grads_to_none(params: *const Raw, n: i64) -> *mut c_char;
         pub fn tz_keep_freed_memory();
     }
 }
 
 fn raw(t: &Tensor) -> Raw {
     t.as_ptr() as Raw
-}
-
-/// Panics with ATen's message when the C++ step threw (a state of the wrong shape or device, …), as tch does.
-fn check(message: *mut std::ffi::c_char) {
-    if message.is_null() {
-        return;
-    }
-    // SAFETY: a non-null result is a NUL-terminated string from strdup, freed here once.
-    let text = unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    unsafe { ffi::tz_free_message(message) };
-    panic!("optimizer step: {text}");
 }
 
 /// Sets glibc's malloc to keep freed blocks under 32 MB in the heap (mmap threshold) and to trim it past 128 MB
@@ -328,10 +316,11 @@ impl Optimizer {
 
     /// `zero_grad(set_to_none=True)`, PyTorch's default: the gradients become None (no zeroing kernels; the next
     /// `backward` assigns fresh ones) and a parameter the next `backward` does not reach is not updated.
-    pub fn zero_grad(&mut self) {
+    pub fn zero_grad(&mut self) -> Result<()> {
         let ptrs: Vec<Raw> = self.params.iter().map(raw).collect();
         // SAFETY: live `torch::Tensor*` owned by `self.params` for the duration of the call.
-        unsafe { ffi::tz_grads_to_none(ptrs.as_ptr(), ptrs.len() as i64) }
+        let message = unsafe { ffi::tz_grads_to_none(ptrs.as_ptr(), ptrs.len() as i64) };
+        crate::error::from_c(message, "zero_grad")
     }
 
     /// The state of parameter `i` in `torch.optim`'s layout (Adam and RMSprop keep `step` as a float32 scalar,
@@ -377,8 +366,9 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of every parameter that has a gradient, in one C++ call.
-    pub fn step(&mut self) {
+    /// One update of every parameter that has a gradient, in one C++ call; ATen's message as an error when the
+    /// C++ step threw (a state of the wrong shape or device, …).
+    pub fn step(&mut self) -> Result<()> {
         let c = &self.config;
         let n = self.params.len() as i64;
         let params: Vec<Raw> = self.params.iter().map(raw).collect();
@@ -471,6 +461,6 @@ impl Optimizer {
                 }
             }
         };
-        check(message);
+        crate::error::from_c(message, "optimizer step")
     }
 }

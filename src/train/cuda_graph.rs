@@ -238,13 +238,10 @@ impl GraphedStep {
     /// set_to_none, forward, loss, backward, optimizer step; returns the loss and logits): run eagerly on a side
     /// stream for the warm-up, then captured once (its zero_grad leaves the gradients to be allocated in the
     /// graph's pool) and replayed. Batches of another shape than the first (the last, partial batch) run eagerly.
-    pub fn run(
-        &mut self,
-        xs: &Tensor,
-        ys: &Tensor,
-        lr: f64,
-        step: &mut dyn FnMut(&Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn run<F>(&mut self, xs: &Tensor, ys: &Tensor, lr: f64, mut step: F) -> Result<(Tensor, Tensor)>
+    where
+        F: FnMut(&Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+    {
         if self.batch_shape.is_empty() {
             self.batch_shape = xs.size();
         }

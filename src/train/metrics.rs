@@ -207,18 +207,26 @@ impl Accumulator {
         Ok(())
     }
     /// The epoch's means, read from the device once. Keys: `loss` and metric names, with `prefix` (`val_`).
-    pub fn finish(&self, prefix: &str) -> BTreeMap<String, f64> {
+    pub fn finish(&self, prefix: &str) -> crate::error::Result<BTreeMap<String, f64>> {
         let mut out = BTreeMap::new();
-        let Some(sums) = &self.sums else { return out };
-        let values: Vec<f64> = Vec::<f64>::try_from(sums.to_device(tch::Device::Cpu)).unwrap_or_default();
-        let count = *values.last().unwrap_or(&1.0);
+        let Some(sums) = &self.sums else { return Ok(out) };
+        let values: Vec<f64> = Vec::<f64>::try_from(sums.to_device(tch::Device::Cpu))?;
+        if values.len() != self.metrics.len() + 2 {
+            return Err(crate::error::Error::invalid(format!(
+                "the epoch's running sums hold {} values, not {} (loss, {} metrics, count)",
+                values.len(),
+                self.metrics.len() + 2,
+                self.metrics.len()
+            )));
+        }
+        let count = values[values.len() - 1];
         if count == 0.0 {
-            return out;
+            return Ok(out);
         }
         out.insert(format!("{prefix}loss"), values[0] / count);
         for (i, m) in self.metrics.iter().enumerate() {
             out.insert(format!("{prefix}{}", m.name()), values[i + 1] / count);
         }
-        out
+        Ok(out)
     }
 }

@@ -273,7 +273,9 @@ pub fn restore(
     let dir: PathBuf = confine(run_dir, &state.dir, "the resume state folder")?;
     crate::checkpoint::load_checkpoint(&dir.join("checkpoint.pt"), store, optimizer)?;
     optimizer.set_lr(state.lr);
-    let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors")).unwrap_or_default();
+    // Always written next to checkpoint.pt (empty when no callback keeps tensors): a missing or corrupt file is an
+    // error, not silently no best weights.
+    let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors"))?;
     for (i, cb) in callbacks.iter_mut().enumerate() {
         let key = format!("{i}.{}", cb.name());
         match state.callbacks.get(&key) {

@@ -165,16 +165,17 @@ impl Trainer {
     }
 
     /// `model.to(memory_format=torch.channels_last)` and channels-last input batches.
-    pub fn set_channels_last(&mut self) {
-        crate::train::amp::store_to_channels_last(&self.store);
+    pub fn set_channels_last(&mut self) -> Result<()> {
+        crate::train::amp::store_to_channels_last(&self.store)?;
         self.channels_last = true;
+        Ok(())
     }
 
-    fn prepare_input(&self, xs: Tensor) -> Tensor {
+    fn prepare_input(&self, xs: Tensor) -> Result<Tensor> {
         if self.channels_last {
             crate::train::amp::channels_last(&xs)
         } else {
-            xs
+            Ok(xs)
         }
     }
 
@@ -188,7 +189,7 @@ impl Trainer {
         params: &[Tensor],
         group: Option<&crate::dist::ProcessGroup>,
     ) -> Result<(Tensor, Tensor)> {
-        self.optimizer.zero_grad();
+        self.optimizer.zero_grad()?;
         let out = self.backward(xs, ys, aux_weight, 1)?;
         self.optimizer_step(params, group)?;
         Ok(out)
@@ -197,10 +198,10 @@ impl Trainer {
     /// Forward under autocast and backward of the loss divided by `accumulate` (of the scaled loss for float16);
     /// the gradients add to those already there. Returns the undivided loss and the main logits.
     fn backward(&mut self, xs: &Tensor, ys: &Tensor, aux_weight: f64, accumulate: usize) -> Result<(Tensor, Tensor)> {
-        let xs = self.prepare_input(xs.shallow_clone());
+        let xs = self.prepare_input(xs.shallow_clone())?;
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
             training_loss_smoothed(self.model.as_ref(), self.loss, &xs, ys, aux_weight, self.label_smoothing)
-        });
+        })?;
         let divided = if accumulate > 1 { &loss / accumulate as f64 } else { loss.shallow_clone() };
         match &self.scaler {
             Some(s) => s.scale_loss(&divided).f_backward()?,
@@ -220,14 +221,14 @@ impl Trainer {
         if let Some(g) = group {
             g.average_gradients(params)?;
         }
-        let found_inf = self.scaler.as_ref().map(|s| s.unscale(params));
+        let found_inf = self.scaler.as_ref().map(|s| s.unscale(params)).transpose()?;
         let norm = self.clip.as_ref().and_then(|c| c.apply(params));
         let take = match (&mut self.scaler, &found_inf) {
             (Some(s), Some(f)) => s.finish_step(f),
             _ => true,
         };
         if take {
-            self.optimizer.step();
+            self.optimizer.step()?;
         }
         if let Some(ema) = &mut self.ema {
             ema.update(&self.store);
@@ -424,13 +425,15 @@ impl Trainer {
                     // what it cannot hold (distributed, float16, accumulation, clipping).
                     Some(g) => {
                         let lr = self.optimizer.lr();
-                        g.run(&xs, &ys, lr, &mut |xs, ys| self.step(xs, ys, config.aux_loss_weight, &params, None))?
+                        g.run(&xs, &ys, lr, |xs: &Tensor, ys: &Tensor| {
+                            self.step(xs, ys, config.aux_loss_weight, &params, None)
+                        })?
                     }
                     None => {
                         // Lightning's accumulation: zero at a group's first batch, step at its last or the epoch's
                         // last.
                         if batch % accumulate == 0 {
-                            self.optimizer.zero_grad();
+                            self.optimizer.zero_grad()?;
                         }
                         let out = self.backward(&xs, &ys, config.aux_loss_weight, accumulate)?;
                         if (batch + 1) % accumulate == 0 || batch + 1 == n_train {
@@ -477,7 +480,7 @@ impl Trainer {
             if let Some(g) = &group {
                 acc.all_reduce(g, device)?;
             }
-            let mut logs: Logs = acc.finish("");
+            let mut logs: Logs = acc.finish("")?;
             if let Some(v) = &validation {
                 let n_val = DataLoader::new(v, config.batch_size, false, 0).shard(rank, world, false).len();
                 let n_val = match config.limit_val_batches {
@@ -549,23 +552,23 @@ impl Trainer {
         let device = self.device();
         let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world));
         let mut acc = Accumulator::new(self.loss, &self.metrics);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> Result<()> {
             let loader = DataLoader::new(data, batch_size.max(1), false, 0).shard(rank, world, false);
             for item in loader.epoch(0).take(max_batches) {
                 let (xs, ys) = item?;
-                let (xs, ys) = (self.prepare_input(xs.to_device(device)), ys.to_device(device));
+                let (xs, ys) = (self.prepare_input(xs.to_device(device))?, ys.to_device(device));
                 let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {
                     let logits = self.model.forward_t(&xs, false);
                     (criterion(self.loss, &logits, &ys, self.label_smoothing), logits)
-                });
+                })?;
                 acc.add(&loss, &logits, &ys);
             }
-            Ok::<(), Error>(())
+            Ok(())
         })?;
         if let Some(g) = group {
             acc.all_reduce(g, device)?;
         }
-        Ok(acc.finish(prefix))
+        acc.finish(prefix)
     }
 
     /// The model's outputs (logits) for `xs`, in eval mode and batches, on the CPU.
@@ -613,7 +616,7 @@ impl Trainer {
         let (loss, logits) = self.step(&xs, &ys, aux_weight, &params, None)?;
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         acc.add(&loss, &logits, &ys);
-        Ok(acc.finish(""))
+        acc.finish("")
     }
 }
 

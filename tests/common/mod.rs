@@ -55,10 +55,11 @@ pub fn fixtures(script: &str) -> PathBuf {
     dir
 }
 
-/// Runs Python code with the venv's interpreter and returns stdout; panics with stderr on failure.
-pub fn run_python(code: &str, args: &[&str]) -> String {
-    let out = Command::new(python()).arg("-c").arg(code).args(args).output().expect("run python");
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+/// Runs `scripts/fixtures/<script>` with the venv's interpreter and returns stdout; panics with stderr on failure.
+pub fn run_script(script: &str, args: &[&str]) -> String {
+    let path = root().join("scripts/fixtures").join(script);
+    let out = Command::new(python()).arg(&path).args(args).output().expect("run python");
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 use tchzoo::models;
 use tchzoo::nn::VarStore;
+use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 
 /// Runs (or reuses) `scripts/fixtures/<script>` and reads its `cases.json`. One libtorch thread, as the script:
 /// the same reduction order in every kernel.
@@ -61,6 +62,12 @@ pub fn tile(tile: &Tensor, shape: &[i64]) -> Tensor {
 
 /// Logits within max|Δ| ≤ this × max(1, max|y|) in eval mode.
 pub const LOGITS_TOLERANCE: f64 = 1e-4;
+/// One SGD step: the loss and every tensor after it within this relative Δ of torch.optim's.
+pub const TRAIN_TOLERANCE: f64 = 1e-4;
+/// The fixture scripts' `SAMPLE` (a large tensor after a step is stored as this many evenly spaced values) and
+/// `TRAIN_SEED` (seeded before the training step's forward pass: the dropout masks).
+pub const SAMPLE: i64 = 4096;
+pub const TRAIN_SEED: i64 = 1234;
 
 /// For every case of a fixture: our model (made by `build`) has the reference's names, order and parameter count,
 /// loads its state dict strictly, and gives its eval-mode logits within [`LOGITS_TOLERANCE`]. Returns a report line
@@ -152,4 +159,63 @@ pub fn rng_lock() -> MutexGuard<'static, ()> {
 pub fn build_locked(m: &Value, store: &VarStore) -> Box<dyn models::Model> {
     let _rng = rng_lock();
     build(m, store)
+}
+
+/// One SGD step (`lr`, `momentum`, torch.optim's defaults otherwise) on the parameters of `store` from the loss
+/// `loss` computes, against the fixture's `train.loss` and `train.sd.<name>` (compared through [`sampled`] at
+/// [`SAMPLE`] when `sample`): each within [`TRAIN_TOLERANCE`]. With `seed`, the loss is computed holding
+/// [`rng_lock`] after `tch::manual_seed(seed)` (the dropout masks the fixture drew). Returns the loss's relative Δ
+/// and the worst tensor with its Δ.
+pub fn check_sgd_step(
+    case: &str,
+    store: &VarStore,
+    t: &HashMap<String, Tensor>,
+    (lr, momentum): (f64, f64),
+    seed: Option<i64>,
+    sample: bool,
+    loss: impl FnOnce() -> Tensor,
+) -> (f64, (String, f64)) {
+    let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
+    config.lr = lr;
+    config.momentum = momentum;
+    let mut opt = Optimizer::new(config, store.parameters()).unwrap();
+    opt.zero_grad().unwrap();
+    let loss = match seed {
+        Some(seed) => {
+            let _rng = rng_lock();
+            tch::manual_seed(seed);
+            loss()
+        }
+        None => loss(),
+    };
+    loss.backward();
+    opt.step().unwrap();
+    let d = super::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
+    assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
+    let mut worst = (String::new(), 0.0);
+    for (k, v) in store.state_dict() {
+        let expected = &t[&format!("train.sd.{k}")];
+        assert_eq!(v.kind(), expected.kind(), "{case}: dtype of {k}");
+        let v = if sample { sampled(&v, SAMPLE) } else { v };
+        let dk = super::rel_diff(&v, expected);
+        assert!(dk <= TRAIN_TOLERANCE, "{case}: {k} after one SGD step differs from torch.optim's by {dk:e}");
+        if dk > worst.1 {
+            worst = (k, dk);
+        }
+    }
+    (d, worst)
+}
+
+/// `spec` built for 10 classes at `input` (the model's smallest valid input in the bad-input tests) runs: a
+/// forward pass in eval mode on a batch of one gives 10 finite logits.
+pub fn check_runs_at(spec: &str, input: &[i64]) {
+    let _rng = rng_lock();
+    let store = VarStore::new(tch::Device::Cpu);
+    let model = models::build(spec, &store, 10, input).unwrap_or_else(|e| panic!("{spec} at {input:?}: {e}"));
+    let shape: Vec<i64> = [1].iter().chain(input).copied().collect();
+    let xs = Tensor::randn(shape.as_slice(), (Kind::Float, tch::Device::Cpu));
+    let ys = tchzoo::util::catch_torch(|| tch::no_grad(|| model.forward_t(&xs, false)))
+        .unwrap_or_else(|e| panic!("{spec} at {input:?}: the forward pass fails: {e}"));
+    assert_eq!(ys.size(), vec![1, 10], "{spec} at {input:?}");
+    assert!(ys.isfinite().all().int64_value(&[]) == 1, "{spec} at {input:?}: logits not finite");
 }

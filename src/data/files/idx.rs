@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 use super::{check_options, class_count, torch_err};
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
+use crate::util::read_up_to;
 
 /// Deflate expands at most about 1032:1, so a gzip file of n bytes cannot hold more than this many times n.
 const MAX_DEFLATE_RATIO: u64 = 1040;
@@ -210,20 +211,6 @@ fn decode<R: Read>(reader: R, stored: u64, gz: bool, name: &str) -> Result<IdxAr
         std::cmp::Ordering::Greater => Err(size_error("more data follows".to_string())),
         std::cmp::Ordering::Equal => Ok(IdxArray { dims, dtype, data }),
     }
-}
-
-/// `read` until `buf` is full or the input ends; returns the bytes read.
-fn read_up_to<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 use super::{bad_opt, check_options, class_count, is_regression, torch_err};
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
+use crate::util::read_up_to;
 
 pub(crate) const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 /// Deflate expands at most about 1032:1.
@@ -237,19 +238,6 @@ fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let rest = &text[at + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?;
     Some(rest.trim_start())
-}
-
-fn read_up_to<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Reads a `.npy` file as a tensor (its own dtype).

@@ -57,7 +57,7 @@ impl EarlyStoppingConfig {
             monitor: get(&o, "monitor", d.monitor, WHAT)?,
             min_delta: get(&o, "min_delta", d.min_delta, WHAT)?,
             patience: get(&o, "patience", d.patience, WHAT)?,
-            verbose: get(&o, "verbose", true, WHAT)?,
+            verbose: get(&o, "verbose", d.verbose, WHAT)?,
             mode: get(&o, "mode", d.mode, WHAT)?,
             baseline: o
                 .get("baseline")
@@ -175,6 +175,12 @@ impl Callback for EarlyStopping {
     fn load_state_tensors(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
         if !tensors.is_empty() {
             self.best_weights = Some(tensors);
+        } else if self.config.restore_best_weights && self.state.best.is_some() {
+            // The state says a best epoch was seen, so its weights were saved with it: without them the run would
+            // end on the last weights, not the best.
+            return Err(Error::config(
+                "the resume state of early stopping (restore_best_weights) has no best weights".to_string(),
+            ));
         }
         Ok(())
     }

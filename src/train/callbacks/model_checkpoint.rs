@@ -80,7 +80,7 @@ impl ModelCheckpointConfig {
         let d = Self::new(path);
         let c = ModelCheckpointConfig {
             monitor: get(&o, "monitor", d.monitor.clone(), WHAT)?,
-            verbose: get(&o, "verbose", true, WHAT)?,
+            verbose: get(&o, "verbose", d.verbose, WHAT)?,
             save_best_only: get(&o, "save_best_only", false, WHAT)?,
             save_weights_only: get(&o, "save_weights_only", false, WHAT)?,
             mode: get(&o, "mode", d.mode, WHAT)?,

@@ -71,15 +71,11 @@ impl Monitor {
 }
 
 /// Parses `key=value,key=value` option lists of the CLI (`--early-stopping monitor=val_loss,patience=200`).
+/// (`crate::util::parse_options`, with the callbacks' wording).
 pub fn parse_options(spec: &str, what: &str) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
-    for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| Error::config(format!("{what}: '{kv}' is not key=value (e.g. monitor=val_loss)")))?;
-        out.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Ok(out)
+    crate::util::parse_options(spec, |kv| {
+        Error::config(format!("{what}: '{kv}' is not key=value (e.g. monitor=val_loss)"))
+    })
 }
 
 /// Reads option `key` as `T`, naming the callback and the value when it does not parse.
@@ -89,10 +85,7 @@ pub fn get<T: std::str::FromStr>(
     default: T,
     what: &str,
 ) -> Result<T> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| Error::config(format!("{what}: {key}={v} does not parse"))),
-    }
+    crate::util::option(opts, key, default, |v| Error::config(format!("{what}: {key}={v} does not parse")))
 }
 
 /// Rejects keys outside `known`.

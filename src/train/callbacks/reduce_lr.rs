@@ -43,7 +43,7 @@ impl ReduceLrOnPlateauConfig {
             monitor: get(&o, "monitor", d.monitor, WHAT)?,
             factor: get(&o, "factor", d.factor, WHAT)?,
             patience: get(&o, "patience", d.patience, WHAT)?,
-            verbose: get(&o, "verbose", true, WHAT)?,
+            verbose: get(&o, "verbose", d.verbose, WHAT)?,
             mode: get(&o, "mode", d.mode, WHAT)?,
             min_delta: get(&o, "min_delta", d.min_delta, WHAT)?,
             cooldown: get(&o, "cooldown", d.cooldown, WHAT)?,

@@ -3,12 +3,13 @@
 //! same parameter count for every variant at 1,000 classes, with and without aux heads; a strict load and the same
 //! eval-mode logits from the same weights (max|Δ| ≤ 1e-4 · max(1, max|y|)); one SGD step in train mode of
 //! GoogLeNet and Inception v3 with their aux losses (weight 0.3) giving torch.optim's loss and parameters (relative
-//! Δ ≤ 1e-4); and `torch.save` files both ways for resnet18 and googlenet. Fixtures: scripts/fixtures/zoo_more.py
+//! Δ ≤ 1e-4); and `torch.save` files both ways for resnet18 and googlenet. Fixtures: scripts/fixtures/zoo_googlenet_densenet_mobilenet.py
 //! (large tensors are stored as a scaled tile, rebuilt here as there).
 mod common;
 
 use common::zoo::build_locked;
 use common::zoo::{strings, tile};
+use common::zoo::{LOGITS_TOLERANCE, TRAIN_SEED};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,18 +18,11 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tchzoo::models::{self, googlenet::GoogLeNet};
 use tchzoo::nn::{Module, VarStore};
-use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::trainer::training_loss;
 use tchzoo::train::{FitConfig, Loss};
 
-const LOGITS_TOLERANCE: f64 = 1e-4;
-const TRAIN_TOLERANCE: f64 = 1e-4;
-/// scripts/fixtures/zoo_more.py: SAMPLE, TRAIN_SEED.
-const SAMPLE: i64 = 4096;
-const TRAIN_SEED: i64 = 1234;
-
 fn fixtures() -> (PathBuf, Value) {
-    common::zoo::fixtures("zoo_more.py")
+    common::zoo::fixtures("zoo_googlenet_densenet_mobilenet.py")
 }
 
 fn keys(store: &VarStore) -> Vec<String> {
@@ -122,11 +116,6 @@ fn every_variant_has_torchvisions_names_order_and_parameter_count() {
     }
 }
 
-/// The flat indices scripts/fixtures/zoo_more.py samples a large tensor at.
-fn sampled(v: &Tensor) -> Tensor {
-    common::zoo::sampled(v, SAMPLE)
-}
-
 #[test]
 fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
     let (dir, meta) = fixtures();
@@ -138,30 +127,13 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
         load(case, m, &dir, &t, &store);
         let before: HashMap<String, Tensor> =
             store.state_dict().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
-        let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
-        config.lr = 0.01;
-        let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-        opt.zero_grad();
-        let loss = {
-            let _rng = common::zoo::rng_lock();
-            tch::manual_seed(TRAIN_SEED);
+        let (d, worst) = common::zoo::check_sgd_step(case, &store, &t, (0.01, 0.0), Some(TRAIN_SEED), true, || {
             let aux_weight = FitConfig::default().aux_loss_weight;
             training_loss(model.as_ref(), Loss::CrossEntropy, &t["x"], &t["train.y"], aux_weight).0
-        };
-        loss.backward();
-        opt.step();
-        let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
-        assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
+        });
         let norms = m["update_norms"].as_object().unwrap();
-        let (mut worst, mut worst_update) = ((String::new(), 0.0), (String::new(), 0.0));
+        let mut worst_update = (String::new(), 0.0);
         for (k, v) in store.state_dict() {
-            let expected = &t[&format!("train.sd.{k}")];
-            assert_eq!(v.kind(), expected.kind(), "{case}: dtype of {k}");
-            let d = common::rel_diff(&sampled(&v), expected);
-            assert!(d <= TRAIN_TOLERANCE, "{case}: {k} after one SGD step differs from torch.optim's by {d:e}");
-            if d > worst.1 {
-                worst = (k.clone(), d);
-            }
             if let Some(theirs) = norms.get(&k).and_then(|n| n.as_f64()) {
                 let ours = (v.to_kind(Kind::Double) - before[&k].to_kind(Kind::Double)).norm().double_value(&[]);
                 let d = (ours - theirs).abs() / theirs.max(1e-30);
@@ -183,29 +155,6 @@ fn googlenet_and_inception_v3_sgd_step_with_aux_losses_matches_torch_optim() {
         );
     }
 }
-
-/// Loads each `torch.save` file our .pt writer made into torchvision's model strictly and returns, per model,
-/// max|Δ|/max(1, max|y|) between its eval logits and ours.
-const VERIFY: &str = r#"
-import json, sys
-import torch
-import torchvision.models as tv
-from safetensors.torch import load_file
-
-torch.set_num_threads(1)
-makers = {"resnet18": lambda: tv.resnet18(num_classes=10),
-          "googlenet": lambda: tv.googlenet(num_classes=10, aux_logits=True, init_weights=False)}
-out = {}
-for name, make in makers.items():
-    model = make()
-    model.load_state_dict(torch.load(f"{sys.argv[1]}/{name}.pt"), strict=True)
-    model.eval()
-    t = load_file(f"{sys.argv[1]}/{name}.safetensors")
-    with torch.no_grad():
-        y = model(t["x"])
-    out[name] = float((y - t["logits"]).abs().max()) / max(1.0, float(t["logits"].abs().max()))
-print(json.dumps(out))
-"#;
 
 #[test]
 fn torch_save_files_load_both_ways() {
@@ -234,7 +183,7 @@ fn torch_save_files_load_both_ways() {
         Tensor::write_safetensors(&[("x", &t["x"]), ("logits", &ours)], tmp.path().join(format!("{case}.safetensors")))
             .unwrap();
     }
-    let out = common::run_python(VERIFY, &[tmp.path().to_str().unwrap()]);
+    let out = common::run_script("torch_save_verify.py", &[tmp.path().to_str().unwrap()]);
     let deltas: HashMap<String, f64> = serde_json::from_str(out.trim()).unwrap();
     for case in ["resnet18", "googlenet"] {
         let d = deltas[case];
@@ -318,20 +267,8 @@ fn bad_inputs_and_options_are_clear_errors() {
 /// `mobilenetv1_100`: the same keys in the same order, the same count, and the same outputs from the same weights.
 #[test]
 fn mobilenetv1_reference_is_timms() {
-    let code = r#"
-import sys, torch, timm
-sys.path.insert(0, sys.argv[1])
-from reference_models import MobileNetV1
-torch.manual_seed(0)
-t, ours = timm.create_model("mobilenetv1_100").eval(), MobileNetV1().eval()
-assert list(t.state_dict()) == list(ours.state_dict()), "key order"
-ours.load_state_dict(t.state_dict(), strict=True)
-x = torch.randn(2, 3, 64, 64)
-with torch.no_grad():
-    print((t(x) - ours(x)).abs().max().item(), sum(p.numel() for p in t.parameters()))
-"#;
     let scripts = common::root().join("scripts");
-    let out = common::run_python(code, &[scripts.to_str().unwrap()]);
+    let out = common::run_script("mobilenetv1_timm.py", &[scripts.to_str().unwrap()]);
     let mut parts = out.split_whitespace();
     let delta: f64 = parts.next().unwrap().parse().unwrap();
     let count: i64 = parts.next().unwrap().parse().unwrap();

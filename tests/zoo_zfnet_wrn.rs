@@ -3,11 +3,12 @@
 //! a strict load and the same eval-mode logits (max|Δ| ≤ 1e-4 · max(1, max|y|)); and one SGD step (lr 0.01,
 //! momentum 0.9) of torchvision's densenet121 and vgg11_bn in train mode giving torch.optim's loss and parameters
 //! (relative Δ ≤ 1e-4; vgg11_bn's dropout masks are the fixture's: both draw them from libtorch's generator
-//! seeded with TRAIN_SEED). Fixtures: scripts/fixtures/zoo_last.py.
+//! seeded with TRAIN_SEED). Fixtures: scripts/fixtures/zoo_zfnet_wrn.py.
 mod common;
 
 use common::zoo::build_locked;
 use common::zoo::state_dict;
+use common::zoo::TRAIN_SEED;
 
 use std::path::PathBuf;
 
@@ -15,20 +16,10 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tchzoo::models;
 use tchzoo::nn::VarStore;
-use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::Loss;
 
-const TRAIN_TOLERANCE: f64 = 1e-4;
-/// scripts/fixtures/zoo_last.py: SAMPLE, TRAIN_SEED.
-const SAMPLE: i64 = 4096;
-const TRAIN_SEED: i64 = 1234;
-
 fn fixtures() -> (PathBuf, Value) {
-    common::zoo::fixtures("zoo_last.py")
-}
-
-fn sampled(v: &Tensor) -> Tensor {
-    common::zoo::sampled(v, SAMPLE)
+    common::zoo::fixtures("zoo_zfnet_wrn.py")
 }
 
 #[test]
@@ -63,30 +54,9 @@ fn densenet121_and_vgg11_bn_sgd_step_matches_torch_optim() {
         let store = VarStore::new(Device::Cpu);
         let model = build_locked(m, &store);
         store.load_state_dict(&state_dict(case, m, &t), true, case).unwrap();
-        let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
-        config.lr = 0.01;
-        config.momentum = 0.9;
-        let mut opt = Optimizer::new(config, store.parameters()).unwrap();
-        opt.zero_grad();
-        let loss = {
-            let _rng = common::zoo::rng_lock();
-            tch::manual_seed(TRAIN_SEED);
+        let (d, worst) = common::zoo::check_sgd_step(case, &store, &t, (0.01, 0.9), Some(TRAIN_SEED), true, || {
             Loss::CrossEntropy.compute(&model.forward_t(&t["x"], true), &t["train.y"])
-        };
-        loss.backward();
-        opt.step();
-        let d = common::rel_diff(&loss.detach().reshape([1]), &t["train.loss"]);
-        assert!(d <= TRAIN_TOLERANCE, "{case}: train loss differs from PyTorch's by {d:e}");
-        let mut worst = (String::new(), 0.0);
-        for (k, v) in store.state_dict() {
-            let expected = &t[&format!("train.sd.{k}")];
-            assert_eq!(v.kind(), expected.kind(), "{case}: dtype of {k}");
-            let d = common::rel_diff(&sampled(&v), expected);
-            assert!(d <= TRAIN_TOLERANCE, "{case}: {k} after one SGD step differs from torch.optim's by {d:e}");
-            if d > worst.1 {
-                worst = (k, d);
-            }
-        }
+        });
         eprintln!("{case} SGD step: loss relative Δ {d:.2e}; worst tensor {} at {:.2e}", worst.0, worst.1);
     }
 }
