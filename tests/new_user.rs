@@ -253,12 +253,14 @@ fn runs_keep_their_class_names() {
         "--model",
         "lenet5",
         "--data",
-        s(&train_dir),
+        // In colour: an image folder otherwise takes the model's registry input (LeNet-5: grey), where these
+        // red and blue squares are two close greys.
+        &format!("{}:channels=3", s(&train_dir)),
         "--no-validation",
         "--epochs",
         "30",
         "--lr",
-        "0.01",
+        "0.001",
         "--batch-size",
         "4",
         "-q",

@@ -251,6 +251,13 @@ impl EpochBatches<'_> {
             EpochBatches::Images(s) => s.waited,
         }
     }
+
+    /// The images skipped this epoch, said once (see [`Stream::report_skipped`]).
+    pub fn report_skipped(&mut self) {
+        if let EpochBatches::Images(s) = self {
+            s.report_skipped();
+        }
+    }
 }
 
 impl Iterator for EpochBatches<'_> {
@@ -325,6 +332,18 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl Stream {
+    /// Says how many images of the epoch did not decode (`--skip-bad-images`), once; called when the batches run
+    /// out, and through [`EpochBatches::report_skipped`] by a consumer that stops early (`--limit-train-batches`).
+    pub fn report_skipped(&mut self) {
+        if self.skipped_epoch > 0 {
+            eprintln!(
+                "warning: skipped {} image(s) that did not decode this epoch (first: {})",
+                std::mem::take(&mut self.skipped_epoch),
+                self.first_skipped.take().unwrap_or_default()
+            );
+        }
+    }
+
     fn start(
         set: Arc<ImageSet>,
         labels: Arc<Vec<i64>>,
@@ -388,13 +407,7 @@ impl Stream {
     fn next(&mut self) -> Option<Result<(Tensor, Tensor)>> {
         loop {
             if self.next >= self.n_batches {
-                if self.skipped_epoch > 0 {
-                    eprintln!(
-                        "warning: skipped {} image(s) that did not decode this epoch (first: {})",
-                        std::mem::take(&mut self.skipped_epoch),
-                        self.first_skipped.take().unwrap_or_default()
-                    );
-                }
+                self.report_skipped();
                 return None;
             }
             let started = Instant::now();
@@ -617,6 +630,15 @@ pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<(Dataset, Opt
     let channels = folder_channels(&dir.display().to_string(), &options)?;
     let transforms = resolve_transforms(config, channels)?;
     let workers = worker_config(config);
+    // A batch's memory, checked before any image is read: the uint8 batches in flight (workers × prefetch, and
+    // the one being consumed) and the float32 batch the model gets with its normalised copy.
+    let side = transforms.train_crop_size.max(transforms.val_crop_size) as u64;
+    let batch = config.batch_size as u64 * transforms.channels as u64 * side * side;
+    let in_flight = (workers.workers * workers.prefetch) as u64 + 1;
+    crate::util::check_memory(
+        batch.saturating_mul(in_flight + 8),
+        format!("{}: batches of {} images of {side}x{side}", dir.display(), config.batch_size),
+    )?;
     let full = folder_dataset(&dir, transforms.clone(), true, workers, config.seed)?;
     let (train, validation) = match (&config.validation_data, config.validation_split) {
         (Some(spec), _) => {

@@ -476,6 +476,7 @@ impl Trainer {
             if train.images.is_some() {
                 progress.set_data_wait(batches.waited().as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9));
             }
+            batches.report_skipped();
             drop(batches);
             if let Some(g) = &group {
                 acc.all_reduce(g, device)?;
