@@ -67,15 +67,21 @@ pub struct Prepared {
 
 /// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
 pub fn prepare(config: &RunConfig) -> Result<Prepared> {
+    prepare_in(config, None)
+}
+
+/// As `prepare`, for one process of a distributed run: its GPU is `LOCAL_RANK`'s, and with `--sync-bn` its batch
+/// norms are built synchronised over the group.
+pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -> Result<Prepared> {
     config.validate()?;
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
     crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark);
     let mut device = crate::device::parse(&config.device)?;
-    if let (Some(g), tch::Device::Cuda(_)) = (crate::dist::current(), device) {
+    if let (Some(d), tch::Device::Cuda(_)) = (dist, device) {
         // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.
-        device = crate::device::parse(&format!("cuda:{}", g.local_rank))?;
+        device = crate::device::parse(&format!("cuda:{}", d.group.local_rank))?;
     }
     tch::manual_seed(config.seed as i64);
     // An image folder is read lazily by workers, with the run's transforms; other data is loaded here.
@@ -117,7 +123,10 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     for m in &metrics {
         m.check(loss, train.task)?;
     }
-    let store = VarStore::new(device);
+    let store = match dist {
+        Some(d) if d.sync_bn => VarStore::new(device).with_sync_bn(d.group.clone()),
+        _ => VarStore::new(device),
+    };
     let extra: Vec<(&str, &str)> = [("booster", &config.booster), ("booster_weights", &config.booster_weights)]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
@@ -152,12 +161,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         None => vec![],
     };
     if config.cuda_graph {
-        crate::train::cuda_graph::check_supported(
-            device,
-            config.optimizer,
-            config.precision,
-            crate::dist::current().is_some(),
-        )?;
+        crate::train::cuda_graph::check_supported(device, config.optimizer, config.precision, dist.is_some())?;
         if config.accumulate_grad_batches > 1
             || config.clip_grad_norm.is_some()
             || config.clip_grad_value.is_some()
@@ -355,16 +359,26 @@ pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> R
 /// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
 /// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
 pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    let mut dir =
-        if config.out.is_none() && crate::dist::writes_files() { claim_default_dir(config)? } else { run_dir(config) };
-    if let Some(g) = crate::dist::current() {
+    train_in(config, verbosity, callbacks, None)
+}
+
+/// As `train`, for one process of a distributed run (`dist`); only rank 0 writes the run folder.
+pub fn train_in(
+    config: &RunConfig,
+    verbosity: Verbosity,
+    callbacks: Vec<Box<dyn Callback>>,
+    dist: Option<crate::dist::Distributed>,
+) -> Result<RunOutcome> {
+    let chief = crate::dist::is_chief(dist.as_ref());
+    let mut dir = if config.out.is_none() && chief { claim_default_dir(config)? } else { run_dir(config) };
+    if let Some(d) = &dist {
         // Every rank uses rank 0's folder (a default name holds the time, which differs between processes).
-        dir = PathBuf::from(g.share_string("run_dir", &dir.display().to_string())?);
+        dir = PathBuf::from(d.group.share_string("run_dir", &dir.display().to_string())?);
     }
     if dir.as_os_str().is_empty() {
         return Err(Error::config("--out '' names no folder; give the run folder, e.g. --out runs/first"));
     }
-    if dir.is_dir() && crate::dist::writes_files() {
+    if dir.is_dir() && chief {
         let not_ours = || {
             Error::config(format!(
                 "{} is a folder that is not a tchzoo run folder and is not empty; choose a new or empty --out \
@@ -410,7 +424,7 @@ pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Ca
             )));
         }
     }
-    execute(&config, verbosity, callbacks, None)
+    execute(&config, verbosity, callbacks, None, dist)
 }
 
 /// Continues the run in `dir` from its last completed epoch: weights, optimizer state, learning rate, callbacks'
@@ -429,6 +443,17 @@ pub fn resume_to(
     verbosity: Verbosity,
     callbacks: Vec<Box<dyn Callback>>,
 ) -> Result<RunOutcome> {
+    resume_in(dir, epochs, verbosity, callbacks, None)
+}
+
+/// As `resume_to`, for one process of a distributed run (`dist`).
+pub fn resume_in(
+    dir: &Path,
+    epochs: Option<usize>,
+    verbosity: Verbosity,
+    callbacks: Vec<Box<dyn Callback>>,
+    dist: Option<crate::dist::Distributed>,
+) -> Result<RunOutcome> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
@@ -442,7 +467,7 @@ pub fn resume_to(
     if let Some(p) = &config.csv_logger {
         crate::train::resume::confine(dir, p, "csv_logger")?;
     }
-    if crate::dist::writes_files() {
+    if crate::dist::is_chief(dist.as_ref()) {
         drop(crate::train::resume::lock(dir)?);
     }
     let mut state = crate::train::resume::read(dir)?;
@@ -480,7 +505,7 @@ pub fn resume_to(
             state.epoch
         )));
     }
-    execute(&config, verbosity, callbacks, Some(state))
+    execute(&config, verbosity, callbacks, Some(state), dist)
 }
 
 fn execute(
@@ -488,9 +513,10 @@ fn execute(
     verbosity: Verbosity,
     callbacks: Vec<Box<dyn Callback>>,
     resumed: Option<crate::train::resume::ResumeState>,
+    dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
-    let Prepared { mut trainer, train, validation, frozen, transforms } = prepare(config)?;
+    let Prepared { mut trainer, train, validation, frozen, transforms } = prepare_in(config, dist.as_ref())?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).
@@ -508,7 +534,7 @@ fn execute(
     }
     let config = &config;
     let dir = run_dir(config);
-    let chief = crate::dist::writes_files();
+    let chief = crate::dist::is_chief(dist.as_ref());
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     // One process per run folder, for the run's life; the checks made before the lock are made again under it.
     let _lock = if chief { Some(crate::train::resume::lock(&dir)?) } else { None };
@@ -582,8 +608,8 @@ fn execute(
             verbosity,
             augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
             run_dir: Some(dir.clone()),
-            distributed: crate::dist::current(),
-            check_replicas: crate::dist::checks_replicas(),
+            distributed: dist.as_ref().map(|d| d.group.clone()),
+            check_replicas: dist.as_ref().is_some_and(|d| d.check_replicas),
             cuda_graph: config.cuda_graph,
             ..FitConfig::default()
         },
@@ -613,7 +639,8 @@ fn execute(
             crate::train::resume::mark_finished(&dir)?;
         }
     }
-    if let Some(g) = crate::dist::current() {
+    if let Some(d) = &dist {
+        let g = &d.group;
         // The others wait until rank 0 has written the run folder, so a launcher sees it whole when all exit.
         g.barrier()?;
     }

@@ -39,6 +39,7 @@ impl Rig {
             optimizer: &mut self.opt,
             history: &self.history,
             stop_training: false,
+            is_chief: true,
         };
         cb.on_epoch_end(epoch, &logs, &mut ctx).unwrap();
         ctx.stop_training
@@ -49,6 +50,7 @@ impl Rig {
             optimizer: &mut self.opt,
             history: &self.history,
             stop_training: false,
+            is_chief: true,
         };
         cb.on_train_begin(&mut ctx).unwrap();
     }
@@ -58,6 +60,7 @@ impl Rig {
             optimizer: &mut self.opt,
             history: &self.history,
             stop_training: false,
+            is_chief: true,
         };
         cb.on_train_end(&mut ctx).unwrap();
     }
@@ -281,8 +284,13 @@ fn learning_rate_scheduler_closure_and_schedules() {
     let mut rig = Rig::new();
     let mut cb = LearningRateScheduler::new(|epoch, lr| lr / (1 + epoch) as f64);
     rig.begin(&mut cb);
-    let mut ctx =
-        CallbackContext { store: &rig.store, optimizer: &mut rig.opt, history: &rig.history, stop_training: false };
+    let mut ctx = CallbackContext {
+        store: &rig.store,
+        optimizer: &mut rig.opt,
+        history: &rig.history,
+        stop_training: false,
+        is_chief: true,
+    };
     cb.on_epoch_begin(3, &mut ctx).unwrap();
     assert_eq!(rig.opt.lr(), 0.25);
     let s = LearningRateScheduler::parse("step:step_size=2,gamma=0.5", 10).unwrap();

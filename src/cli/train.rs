@@ -365,21 +365,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => args.resolve()?,
     };
-    if args.distributed {
+    let dist = if args.distributed {
         config.validate()?;
         let device = crate::device::parse(&config.device)?;
-        let group = crate::dist::start(&args.dist_backend, device, args.dist_timeout, config.sync_bn, args.dist_check)?;
-        if !group.is_chief() {
+        let dist = crate::dist::start(&args.dist_backend, device, args.dist_timeout, config.sync_bn, args.dist_check)?;
+        if !dist.group.is_chief() {
             verbosity = Verbosity::Silent;
         }
+        Some(dist)
     } else if args.sync_bn || args.dist_check {
         return Err(crate::error::Error::config("--sync-bn and --dist-check are for a --distributed run"));
-    }
-    let outcome = match &args.resume {
-        Some(dir) => crate::run::resume_to(dir, args.epochs, verbosity, vec![])?,
-        None => crate::run::train(&config, verbosity, vec![])?,
+    } else {
+        None
     };
-    if crate::dist::writes_files() {
+    let chief = crate::dist::is_chief(dist.as_ref());
+    let outcome = match &args.resume {
+        Some(dir) => crate::run::resume_in(dir, args.epochs, verbosity, vec![], dist)?,
+        None => crate::run::train_in(&config, verbosity, vec![], dist)?,
+    };
+    if chief {
         println!("{}", outcome.summary_line(&config));
     }
     Ok(())

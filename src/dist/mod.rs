@@ -9,7 +9,7 @@
 mod env;
 pub mod ffi;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
@@ -289,30 +289,32 @@ fn describe_join_error(env: &DistEnv, e: &str, timeout: std::time::Duration) -> 
     format!("{hint} ({msg})")
 }
 
-static CURRENT: OnceLock<Arc<ProcessGroup>> = OnceLock::new();
-static SYNC_BN: OnceLock<Arc<ProcessGroup>> = OnceLock::new();
-static CHECK_REPLICAS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A distributed run's group and settings, passed from the command line to the run and from the run to the
+/// layers and callbacks that need them (there is no process-wide group).
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    pub group: Arc<ProcessGroup>,
+    /// `--sync-bn`: batch norms use the global batch's statistics.
+    pub sync_bn: bool,
+    /// `--dist-check`: after every step the trainer checks that all ranks hold the same parameters.
+    pub check_replicas: bool,
+}
 
-/// Makes `group` this process's group (once; `tchzoo train --distributed` does it). `sync_bn`: batch norms use
-/// the global batch's statistics; `check_replicas`: the trainer checks after every step that all ranks hold the
-/// same parameters.
-pub fn set_current(group: ProcessGroup, sync_bn: bool, check_replicas: bool) -> Arc<ProcessGroup> {
-    let group = Arc::new(group);
-    let _ = CURRENT.set(group.clone());
-    if sync_bn {
-        let _ = SYNC_BN.set(group.clone());
+impl Distributed {
+    /// A group used with DDP's defaults (no SyncBatchNorm, no replica check).
+    pub fn plain(group: ProcessGroup) -> Distributed {
+        Distributed { group: Arc::new(group), sync_bn: false, check_replicas: false }
     }
-    CHECK_REPLICAS.store(check_replicas, std::sync::atomic::Ordering::Relaxed);
-    CURRENT.get().cloned().unwrap_or(group)
 }
 
-/// Whether `--dist-check` asked for the per-step replica check.
-pub fn checks_replicas() -> bool {
-    CHECK_REPLICAS.load(std::sync::atomic::Ordering::Relaxed)
+/// Whether a process of a run with `dist` writes files (checkpoints, history, plots): rank 0, or any process of a
+/// plain run.
+pub fn is_chief(dist: Option<&Distributed>) -> bool {
+    dist.is_none_or(|d| d.group.is_chief())
 }
 
-/// Joins the group the launcher's variables describe and makes it this process's (`--distributed`).
-pub fn start(backend: &str, device: Device, timeout_s: u64, sync_bn: bool, check: bool) -> Result<Arc<ProcessGroup>> {
+/// Joins the group the launcher's variables describe (`--distributed`).
+pub fn start(backend: &str, device: Device, timeout_s: u64, sync_bn: bool, check: bool) -> Result<Distributed> {
     if timeout_s == 0 {
         return Err(Error::config("--dist-timeout 0: give the seconds to wait for the other ranks, e.g. 300"));
     }
@@ -324,22 +326,7 @@ pub fn start(backend: &str, device: Device, timeout_s: u64, sync_bn: bool, check
         ));
     }
     let group = ProcessGroup::join(&env, backend, std::time::Duration::from_secs(timeout_s))?;
-    Ok(set_current(group, sync_bn, check))
-}
-
-/// This process's group, when it trains data-parallel.
-pub fn current() -> Option<Arc<ProcessGroup>> {
-    CURRENT.get().cloned()
-}
-
-/// Whether this process writes files (checkpoints, history, plots): rank 0, or any process of a plain run.
-pub fn writes_files() -> bool {
-    current().is_none_or(|g| g.is_chief())
-}
-
-/// The group batch norms synchronise over (`--sync-bn`).
-pub fn sync_bn_group() -> Option<Arc<ProcessGroup>> {
-    SYNC_BN.get().cloned()
+    Ok(Distributed { group: Arc::new(group), sync_bn, check_replicas: check })
 }
 
 /// Whether this binary was built with Gloo (it is when Gloo's headers were found at build time).

@@ -92,6 +92,8 @@ pub struct BatchNorm {
     pub momentum: f64,
     pub eps: f64,
     dims: usize,
+    /// The group whose global batch it normalises over (`--sync-bn`), given by the store it was built in.
+    sync: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
 }
 
 impl BatchNorm {
@@ -107,6 +109,7 @@ impl BatchNorm {
             momentum: 0.1,
             eps: 1e-5,
             dims,
+            sync: p.store().sync_bn_group(),
         }
     }
     pub fn new2d(p: &Path, features: i64) -> Self {
@@ -164,8 +167,8 @@ impl Module for BatchNorm {
             // In place on the device: no host synchronisation.
             let _ = tch::no_grad(|| self.num_batches_tracked.shallow_clone().g_add_scalar_(1));
         }
-        let synced = match crate::dist::sync_bn_group() {
-            Some(g) if train && g.world > 1 => self.forward_synced(xs, &g),
+        let synced = match &self.sync {
+            Some(g) if train && g.world > 1 => self.forward_synced(xs, g),
             _ => None,
         };
         let ys = synced.unwrap_or_else(|| {

@@ -38,11 +38,22 @@ struct Vars {
 pub struct VarStore {
     vars: Rc<RefCell<Vars>>,
     device: Device,
+    /// The group the batch norms built in this store synchronise over (`--sync-bn`).
+    sync_bn: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
 }
 
 impl VarStore {
     pub fn new(device: Device) -> Self {
-        VarStore { vars: Rc::new(RefCell::new(Vars::default())), device }
+        VarStore { vars: Rc::new(RefCell::new(Vars::default())), device, sync_bn: None }
+    }
+    /// A store whose batch norms, built after this, normalise over `group`'s global batch (PyTorch's
+    /// `SyncBatchNorm.convert_sync_batchnorm` applied at construction).
+    pub fn with_sync_bn(mut self, group: std::sync::Arc<crate::dist::ProcessGroup>) -> Self {
+        self.sync_bn = Some(group);
+        self
+    }
+    pub fn sync_bn_group(&self) -> Option<std::sync::Arc<crate::dist::ProcessGroup>> {
+        self.sync_bn.clone()
     }
     pub fn device(&self) -> Device {
         self.device

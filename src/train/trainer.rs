@@ -379,6 +379,7 @@ impl Trainer {
                     optimizer: &mut self.optimizer,
                     history: $h,
                     stop_training: false,
+                    is_chief: group.as_ref().is_none_or(|g| g.is_chief()),
                 }
             };
         }

@@ -49,18 +49,18 @@ impl Callback for CsvLogger {
         "csv_logger"
     }
     fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
-        if self.resumed && crate::dist::writes_files() {
+        if self.resumed && ctx.is_chief {
             // A kill between this row and the resume state leaves rows of epochs the resumed run repeats.
             self.truncate(ctx.history.len())?;
         }
         // In a distributed run only rank 0 writes the log.
-        if !self.append && crate::dist::writes_files() {
+        if !self.append && ctx.is_chief {
             let _ = std::fs::remove_file(&self.path);
         }
         Ok(())
     }
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _ctx: &mut CallbackContext) -> Result<()> {
-        if !crate::dist::writes_files() {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
+        if !ctx.is_chief {
             return Ok(());
         }
         let keys = self.keys.get_or_insert_with(|| logs.keys().cloned().collect());

@@ -32,6 +32,8 @@ pub struct CallbackContext<'a> {
     pub history: &'a History,
     /// Set to true to end training after this hook.
     pub stop_training: bool,
+    /// Whether this process writes the run's files: rank 0 of a distributed run, or the one process of a plain run.
+    pub is_chief: bool,
 }
 
 pub type Logs = BTreeMap<String, f64>;

@@ -231,7 +231,7 @@ impl ModelCheckpoint {
     }
     fn save(&self, path: &Path, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
         // In a distributed run every rank keeps the same state (the logs are global), but only rank 0 writes.
-        if !crate::dist::writes_files() {
+        if !ctx.is_chief {
             return Ok(());
         }
         if self.config.save_weights_only {
@@ -258,7 +258,7 @@ impl Callback for ModelCheckpoint {
             return Ok(());
         }
         let path = self.path_for(epoch, logs)?;
-        let verbose = self.config.verbose && crate::dist::writes_files();
+        let verbose = self.config.verbose && ctx.is_chief;
         if self.config.save_best_only {
             let Some(&current) = logs.get(&self.config.monitor) else { return Ok(()) };
             let best = self.state.best.unwrap_or(self.monitor.worst());
