@@ -63,6 +63,9 @@ pub struct Prepared {
     pub frozen: Vec<String>,
     /// The transforms of an image folder's pipeline (`None` for data held in memory).
     pub transforms: Option<crate::data::transforms::Transforms>,
+    /// What preparing did that the user should hear of (a partial weights load, the pretrained and frozen
+    /// tensors), for the caller to print or not (`-q`): the library does not print.
+    pub notes: Vec<String>,
 }
 
 /// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
@@ -84,6 +87,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
         device = crate::device::parse(&format!("cuda:{}", d.group.local_rank))?;
     }
     tch::manual_seed(config.seed as i64);
+    let mut notes = vec![];
     // An image folder is read lazily by workers, with the run's transforms; other data is loaded here.
     let (train, validation, transforms) = match data::workers::for_run(config)? {
         Some((t, v, transforms)) => (t, v, Some(transforms)),
@@ -137,17 +141,17 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
     if let Some(w) = &config.weights {
         let report = crate::checkpoint::load_weights(&store, Path::new(w), config.strict)?;
         if !report.is_clean() {
-            eprintln!(
+            notes.push(format!(
                 "warning: {w}: {}",
                 report.describe().trim_end_matches("; use --strict false to load only what matches")
-            );
+            ));
         }
     }
     let entry = models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
     let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
     if let Some(w) = &config.pretrained {
         let report = crate::train::transfer::load_pretrained(&store, Path::new(w), &classifier)?;
-        eprintln!("pretrained {w}: {}", report.describe());
+        notes.push(format!("pretrained {w}: {}", report.describe()));
     }
     let frozen = match &config.freeze {
         Some(spec) => {
@@ -155,7 +159,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
             crate::train::transfer::set_trainable(&store, &names, false);
             let count: i64 = names.iter().filter_map(|n| store.get(n)).map(|t| t.numel() as i64).sum();
             let until = config.unfreeze_at.map_or(String::new(), |e| format!(" until epoch {e}"));
-            eprintln!("freeze {spec}: {count} parameters in {} tensors frozen{until}", names.len());
+            notes.push(format!("freeze {spec}: {count} parameters in {} tensors frozen{until}", names.len()));
             names
         }
         None => vec![],
@@ -181,7 +185,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
         trainer.set_channels_last()?;
     }
     crate::train::features::configure_trainer(config, &mut trainer)?;
-    Ok(Prepared { trainer, train, validation, frozen, transforms })
+    Ok(Prepared { trainer, train, validation, frozen, transforms, notes })
 }
 
 /// Makes explicit validation data speak the training data's labels: the same task, class names mapped to the
@@ -516,7 +520,12 @@ fn execute(
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
-    let Prepared { mut trainer, train, validation, frozen, transforms } = prepare_in(config, dist.as_ref())?;
+    let Prepared { mut trainer, train, validation, frozen, transforms, notes } = prepare_in(config, dist.as_ref())?;
+    if verbosity != Verbosity::Silent {
+        for note in &notes {
+            eprintln!("{note}");
+        }
+    }
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).

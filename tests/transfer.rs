@@ -24,7 +24,17 @@ fn equal(a: &Tensor, b: &Tensor) -> bool {
 
 /// Runs `tchzoo train ARGS --quiet`; returns stderr, panics with it on failure.
 fn train(args: &[&str]) -> String {
-    let out = common::tchzoo().arg("train").args(args).args(["--quiet", "--threads", "1"]).output().unwrap();
+    run_train(args, &["--quiet"])
+}
+
+/// Without `--quiet`: what preparing the run reports (loaded, skipped and frozen tensors) is not an error, so `-q`
+/// silences it.
+fn train_loud(args: &[&str]) -> String {
+    run_train(args, &[])
+}
+
+fn run_train(args: &[&str], extra: &[&str]) -> String {
+    let out = common::tchzoo().arg("train").args(args).args(extra).args(["--threads", "1"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "train {args:?} failed:\n{stderr}");
     stderr
@@ -102,7 +112,7 @@ fn pretrained_freeze_and_unfreeze_from_the_cli() {
     let a_pt = a.join("model.pt");
     let frozen = tmp.path().join("frozen");
     let task_b = "digits:classes=6-9,per_class=40";
-    let stderr = train(&[
+    let stderr = train_loud(&[
         "--model",
         "lenet5",
         "--data",
