@@ -71,8 +71,8 @@ fn evaluate_and_predict_a_saved_run() {
 
 /// `predict --model resnet18 --input a.png` applies torchvision's ResNet eval transform (Resize(256),
 /// CenterCrop(224), ToTensor, Normalize): on a 256×256 image (no resizing) the logits equal torchvision's on the
-/// same weights; on a 300×200 image they differ only by the resampling filter (PIL's antialiased bilinear vs the
-/// image crate's triangle filter).
+/// same weights; on a 300×200 image they differ only by the resampling (PIL's antialiased bilinear vs libtorch's
+/// antialiased uint8 kernel, which torchvision uses on tensors).
 #[test]
 fn predict_an_image_with_the_references_preprocessing() {
     let dir = common::tempdir();
