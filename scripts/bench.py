@@ -135,6 +135,73 @@ def peak_rss_mb():
     return 0.0
 
 
+def image_folder(root, classes=8, per_class=64):
+    """The image_pipeline folder: mixed-size JPEGs (300–500 px a side), smooth colours and noise, made once."""
+    if os.path.exists(os.path.join(root, ".complete")):
+        return root
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        os.makedirs(os.path.join(root, f"class{c:02}"), exist_ok=True)
+        for i in range(per_class):
+            w, h = rng.integers(300, 501, 2)
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.stack([128 + 90 * np.sin(xx / (9 + c + k) + i) * np.cos(yy / (13 + k)) for k in range(3)], -1)
+            img = (img + rng.normal(0, 10, img.shape)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(os.path.join(root, f"class{c:02}", f"img{i:04}.jpg"), quality=90)
+    open(os.path.join(root, ".complete"), "w").close()
+    return root
+
+
+def tree_rss_mb(pid):
+    """The resident memory of a process and all its descendants (DataLoader workers), in MiB."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return total / 1024.0
+
+
+def image_pipeline(args):
+    """torchvision's ImageFolder + DataLoader(num_workers) with RandomResizedCrop(224), flip, ToTensor, Normalize;
+    one shuffled epoch in batches of 64. Peak RSS: the largest sum over this process and its workers, sampled."""
+    import threading
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    data = datasets.ImageFolder(args.data, tf)
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, num_workers=args.workers,
+                                         generator=torch.Generator().manual_seed(1))
+    peak, done = [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_mb(os.getpid()))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    images, checksum = 0, 0.0
+    for xs, _ in loader:
+        images += len(xs)
+        checksum += float(xs[0, 0, 0, 0])
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    print(json.dumps({"name": "image_pipeline", "steps": images, "seconds": seconds, "steps_per_s": images / seconds,
+                      "peak_rss_mb": max(peak[0], peak_rss_mb()), "final_loss": checksum, "threads": args.threads,
+                      "workers": args.workers}))
+
+
 # (name, the most repeats): ResNet-18 takes minutes a run on 2 cores and is kernel-bound (little noise), so one run
 # a side keeps the whole benchmark under 10 minutes.
 WORKLOADS = [
@@ -143,6 +210,8 @@ WORKLOADS = [
     ("resnet18_cifar", 1),  # ResNet-18 (CIFAR stem), batch 64, SGD momentum, 30 steps
     ("lstm_forecaster", None),  # LSTM(64) forecaster, sunspots, batch 32, Adam, 50 epochs
     ("entity_embedding", None),  # entity embedding, 4 negatives, batch 1,024, Adam, 200 epochs
+    ("image_pipeline", None),  # the input pipeline alone: 512 JPEGs 300–500 px, RandomResizedCrop(224), flip,
+    # normalise, batch 64, --threads workers; steps = images
 ]
 
 
@@ -160,6 +229,9 @@ def compare(args):
     rows = []
     for name in names:
         common = ["--workload", name, "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        if name == "image_pipeline":
+            folder = image_folder("/tmp/tchzoo-bench-images" + ("-quick" if args.quick else ""), per_class=8 if args.quick else 64)
+            common += ["--data", folder, "--workers", str(args.threads)]
         ours, theirs = [], []
         cap = dict(WORKLOADS).get(name)
         for _ in range(min(args.repeats, cap or args.repeats)):
@@ -201,12 +273,16 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data")
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     if args.compare:
         return compare(args)
     if not args.workload:
         ap.error("give --workload NAME or --compare BINARY")
     torch.set_num_threads(args.threads)
+    if args.workload == "image_pipeline":
+        return image_pipeline(args)
     torch.manual_seed(1)
     model, xs, ys, make_opt, loss_kind, epochs, batch, shuffle = build(args.workload, args.quick)
     opt = make_opt(model.parameters())

@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod dist;
 pub mod error;
+pub mod inference;
 pub mod models;
 pub mod nn;
 pub mod optim;

@@ -88,22 +88,8 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
     }
     tch::manual_seed(config.seed as i64);
     let mut notes = vec![];
-    // An image folder is read lazily by workers, with the run's transforms; other data is loaded here.
-    let (train, validation, transforms) = match data::workers::for_run(config)? {
-        Some((t, v, transforms)) => (t, v, Some(transforms)),
-        None => {
-            let full = data::load(&config.data, config.seed)?;
-            let (train, validation) = match (&config.validation_data, config.validation_split) {
-                (Some(spec), _) => (full, Some(data::load(spec, config.seed)?)),
-                (None, Some(f)) => {
-                    let (t, v) = full.split_validation(f)?;
-                    (t, Some(v))
-                }
-                (None, None) => (full, None),
-            };
-            (train, validation, None)
-        }
-    };
+    // An image folder is read lazily by workers, with the run's transforms; other data is loaded in memory.
+    let data::inputs::RunData { train, validation, transforms } = data::inputs::run_data(config)?;
     let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
     if let Some(v) = &validation {
         // A lazy folder's evaluation crop may differ from its training crop (models that pool globally take both).

@@ -1,11 +1,11 @@
 //! `scripts/bench --quick`'s table: every workload runs on both sides (tchzoo's fit and the Python PyTorch loop)
-//! and the JSON has the five rows with positive figures. A smoke test: it times nothing.
+//! and the JSON has the six rows with positive figures (image_pipeline: the input pipeline alone). A smoke test: it times nothing.
 mod common;
 
 use std::process::Command;
 
 #[test]
-fn bench_quick_writes_five_rows() {
+fn bench_quick_writes_six_rows() {
     let json = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(common::python())
         .current_dir(common::root())
@@ -20,7 +20,10 @@ fn bench_quick_writes_five_rows() {
     assert!(table.contains("| workload |"), "no table in:\n{table}");
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["moons_mlp", "lenet5_digits", "resnet18_cifar", "lstm_forecaster", "entity_embedding"]);
+    assert_eq!(
+        names,
+        ["moons_mlp", "lenet5_digits", "resnet18_cifar", "lstm_forecaster", "entity_embedding", "image_pipeline"]
+    );
     for row in &rows {
         for key in ["tchzoo_steps_per_s", "python_steps_per_s", "ratio", "tchzoo_peak_rss_mb", "python_peak_rss_mb"] {
             let v = row[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {row}"));

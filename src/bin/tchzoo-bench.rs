@@ -18,7 +18,7 @@ use tchzoo::train::trainer::{FitConfig, Trainer};
 
 #[derive(Parser)]
 struct Args {
-    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster or entity_embedding.
+    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster, entity_embedding or image_pipeline.
     #[arg(long)]
     workload: String,
     /// Intra-op threads (`torch.set_num_threads` on the Python side).
@@ -27,6 +27,44 @@ struct Args {
     /// A handful of steps: checks that it runs, times nothing.
     #[arg(long)]
     quick: bool,
+    /// image_pipeline: the image folder to read.
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// image_pipeline: decoding threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+/// `image_pipeline`: the input pipeline alone, one epoch of a folder (decode, RandomResizedCrop(224), flip,
+/// normalise; batches of 64, shuffled), as `scripts/bench.py` times torchvision's ImageFolder + DataLoader. Its
+/// `steps` are images.
+fn image_pipeline(args: &Args) -> Result<serde_json::Value> {
+    use tchzoo::data::transforms::{Interpolation, Transforms};
+    use tchzoo::data::workers::{folder_dataset, DataLoader, WorkerConfig};
+    let Some(dir) = &args.data else { bail!("image_pipeline needs --data DIR") };
+    let t =
+        Transforms::preset(224, 0.875, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225], Interpolation::Bilinear);
+    let workers = WorkerConfig { workers: args.workers.max(1), prefetch: 2, skip_bad: false };
+    let data = folder_dataset(dir, t, true, workers, 1)?;
+    let started = std::time::Instant::now();
+    let mut images = 0i64;
+    let mut checksum = 0f64;
+    for batch in DataLoader::new(&data, 64, true, 1).epoch(0) {
+        let (xs, _) = batch?;
+        images += xs.size()[0];
+        checksum += xs.double_value(&[0, 0, 0, 0]);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "name": args.workload,
+        "steps": images,
+        "seconds": seconds,
+        "steps_per_s": images as f64 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": checksum,
+        "threads": args.threads,
+        "workers": args.workers,
+    }))
 }
 
 /// A workload: model, data, optimizer, loss and epochs, as `scripts/bench.py` builds it.
@@ -108,6 +146,10 @@ fn main() -> Result<()> {
     tchzoo::optim::keep_freed_memory();
     tch::set_num_threads(args.threads);
     tch::manual_seed(1);
+    if args.workload == "image_pipeline" {
+        println!("{}", image_pipeline(&args)?);
+        return Ok(());
+    }
     let w = build(&args.workload, args.quick)?;
     let metrics = Metric::defaults(w.loss);
     let optimizer = Optimizer::new(w.optimizer, w.store.parameters())?;

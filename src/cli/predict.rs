@@ -1,13 +1,13 @@
 //! `tchzoo predict`: the eval-mode forward of a saved model on an input tensor or image.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::checkpoint::Object;
 use crate::error::{Error, Result};
-use crate::models::preprocess::{imagenet_config, ImageConfig};
-use crate::run::{load_model, ModelSource};
+use crate::inference::Predictor;
+use crate::run::ModelSource;
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
@@ -22,10 +22,11 @@ pub struct PredictArgs {
     /// Output units of the model [default: the registry's].
     #[arg(long)]
     pub num_classes: Option<i64>,
-    /// Input: a tensor (.pt, .safetensors, .npy) of shape [N, …] or one sample, or an image (.png, .jpg). An image
-    /// for an ImageNet model given by --model gets that model's eval transform (shorter side resized, centre crop,
-    /// mean/std, as torchvision/timm/pytorchcv); for a run folder it is resized to the run's input and scaled to
-    /// [0, 1], as the training images were.
+    /// Input: a tensor (.pt, .safetensors, .npy) of shape [N, …] or one sample, or an image (.png, .jpg). A model
+    /// given by --model is built for the input's shape and takes any size it can; an image gets the registry's
+    /// evaluation transform (shorter side resized, centre crop, mean/std, as torchvision/timm/pytorchcv). A run
+    /// folder's model keeps its training input size; an image gets the run's recorded evaluation transform (an
+    /// image-folder run) or its data's size and [0, 1] scaling (data held in memory).
     /// Several files, or a folder (its .pt, .safetensors, .npy, .png and .jpg files in name order), print one
     /// line per sample, named by file.
     #[arg(long, num_args = 1.., required = true)]
@@ -41,124 +42,6 @@ pub struct PredictArgs {
     pub batch_size: usize,
     #[arg(long)]
     pub device: Option<String>,
-}
-
-/// An image as the reference's eval transform makes it (see `models::preprocess`): shorter side resized to
-/// ⌊size / crop_pct⌋ (the longer in proportion, truncated, as torchvision), centre crop, [0, 1], normalised.
-fn preprocess(img: image::DynamicImage, c: &ImageConfig) -> Tensor {
-    use image::imageops::FilterType;
-    let img = img.to_rgb8();
-    let (w, h) = img.dimensions();
-    let short = (c.size as f64 / c.crop_pct).floor() as u32;
-    let (nw, nh) = if w <= h {
-        (short, (short as u64 * h as u64 / w as u64) as u32)
-    } else {
-        ((short as u64 * w as u64 / h as u64) as u32, short)
-    };
-    let filter = if c.bicubic { FilterType::CatmullRom } else { FilterType::Triangle };
-    let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw, nh, filter) };
-    let top = ((nh.saturating_sub(c.size)) as f64 / 2.0).round_ties_even() as u32;
-    let left = ((nw.saturating_sub(c.size)) as f64 / 2.0).round_ties_even() as u32;
-    let img = image::imageops::crop_imm(&img, left, top, c.size, c.size).to_image();
-    let s = c.size as i64;
-    let xs = Tensor::from_slice(img.as_raw()).reshape([s, s, 3]).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
-    let mean = Tensor::from_slice(&c.mean).reshape([3, 1, 1]);
-    let std = Tensor::from_slice(&c.std).reshape([3, 1, 1]);
-    (xs - mean) / std
-}
-
-fn read_input(path: &Path, sample_shape: &[i64], prep: Option<&ImageConfig>) -> Result<Tensor> {
-    let bad = |msg: String| Error::data(path.display(), msg);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
-    let xs = match ext.as_str() {
-        "npy" => crate::data::files::npy::read_npy(path)?,
-        "pt" | "pth" | "bin" => match crate::checkpoint::read_pt(path)? {
-            Object::Tensor(t) => t,
-            other => {
-                let tensors = other.find_state_dict().unwrap_or_default();
-                match tensors.len() {
-                    1 => tensors.into_iter().next().map(|(_, t)| t).unwrap_or_default(),
-                    n => return Err(bad(format!("holds {n} tensors; save one tensor (torch.save(x, path))"))),
-                }
-            }
-        },
-        "safetensors" => {
-            let tensors = crate::checkpoint::read_state_dict(path)?;
-            match tensors.len() {
-                1 => tensors.into_iter().next().map(|(_, t)| t).unwrap_or_default(),
-                n => return Err(bad(format!("holds {n} tensors; give a file with one"))),
-            }
-        }
-        "png" | "jpg" | "jpeg" => {
-            let img = image::open(path).map_err(|e| bad(format!("not a readable image: {e}")))?;
-            if let Some(c) = prep {
-                return Ok(preprocess(img, c).unsqueeze(0));
-            }
-            let (c, h, w) = match sample_shape {
-                [c, h, w] => (*c, *h as u32, *w as u32),
-                _ => return Err(bad(format!("the model takes inputs of shape {sample_shape:?}, not images"))),
-            };
-            let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
-            let (data, channels): (Vec<u8>, i64) =
-                if c == 1 { (img.to_luma8().into_raw(), 1) } else { (img.to_rgb8().into_raw(), 3) };
-            Tensor::from_slice(&data).reshape([h as i64, w as i64, channels]).permute([2, 0, 1]).to_kind(Kind::Float)
-                / 255.0
-        }
-        other => {
-            return Err(bad(format!("unsupported input type '.{other}': use .pt, .safetensors, .npy, .png or .jpg")))
-        }
-    };
-    let xs = xs.to_kind(Kind::Float);
-    let size = xs.size();
-    if size == sample_shape {
-        Ok(xs.unsqueeze(0))
-    } else if size.len() == sample_shape.len() + 1 && size[1..] == *sample_shape {
-        Ok(xs)
-    } else {
-        Err(bad(format!(
-            "input of shape {size:?}; the model takes [N, {sample_shape:?}] or one sample {sample_shape:?}"
-        )))
-    }
-}
-
-const INPUT_TYPES: [&str; 7] = ["pt", "pth", "bin", "safetensors", "npy", "png", "jpg"];
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
-/// The input files: each file given, and each folder's readable files in name order.
-fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = vec![];
-    for p in inputs {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(p, e))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| {
-                    f.is_file()
-                        && f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                            let e = e.to_lowercase();
-                            INPUT_TYPES.contains(&e.as_str()) || e == "jpeg"
-                        })
-                })
-                .collect();
-            if found.is_empty() {
-                return Err(Error::data(
-                    p.display(),
-                    "a folder with no inputs (.pt, .safetensors, .npy, .png or .jpg files) in it",
-                ));
-            }
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    Ok(files)
 }
 
 /// The predicted class of one output row: the arg-max, or for one output (a binary model) 1 when the
@@ -184,44 +67,29 @@ pub fn run(args: PredictArgs) -> Result<()> {
              [--num-classes N], not both",
         ));
     }
-    let files = input_files(&args.input)?;
-    // An image given to a reference ImageNet model (--model, not a run folder) gets that model's eval transform.
-    let prep = match (&args.model, &args.run, files.iter().any(|f| is_image(f))) {
-        (Some(spec), None, true) => {
-            let entry = crate::models::find(&crate::util::Spec::parse(spec, "model")?.source)?;
-            imagenet_config(entry.name, entry.family, entry.default_classes)
-        }
-        _ => None,
-    };
-    let loaded = load_model(&ModelSource {
+    let files = crate::data::inputs::input_files(&args.input)?;
+    let mut predictor = Predictor::new(ModelSource {
         run: args.run.clone(),
         model: args.model.clone(),
         weights: args.weights.clone(),
         num_classes: args.num_classes,
         device: args.device.clone(),
-        input_shape: prep.as_ref().map(|c| vec![3, c.size as i64, c.size as i64]),
         ..ModelSource::default()
     })?;
+    let loaded = predictor.model();
     let classifier = loaded.trainer.loss != crate::train::Loss::Mse;
-    let names = loaded.class_names.as_ref();
+    let names = loaded.class_names.clone();
     let mut all = vec![];
     let mut labels: Vec<String> = vec![];
     let mut shown = 0i64;
     let several = files.len() > 1;
     for file in &files {
-        let xs = read_input(file, &loaded.input_shape, prep.as_ref())?;
-        let ys = crate::util::catch_torch(|| {
-            if args.proba {
-                loaded.trainer.predict_proba(&xs, args.batch_size)
-            } else {
-                loaded.trainer.predict(&xs, args.batch_size)
-            }
-        })
-        .map_err(|e| Error::data(file.display(), format!("the model cannot take it: {e}")))?;
+        let xs = predictor.read(file)?;
+        let ys = predictor.predict(&xs, args.proba, args.batch_size, file)?;
         let n = ys.size()[0];
         for i in 0..n {
             let row = Vec::<f32>::try_from(ys.get(i).reshape([-1])).unwrap_or_default();
-            let label = classifier.then(|| class_label(predicted_class(&row, args.proba), names));
+            let label = classifier.then(|| class_label(predicted_class(&row, args.proba), names.as_ref()));
             if let Some(l) = &label {
                 labels.push(l.clone());
             }

@@ -13,6 +13,7 @@ pub mod digits;
 pub mod files;
 pub mod folder;
 pub mod generators;
+pub mod inputs;
 pub mod loader;
 pub mod pairs;
 pub mod sequences;

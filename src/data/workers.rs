@@ -588,7 +588,7 @@ pub fn worker_config(config: &crate::config::RunConfig) -> WorkerConfig {
 }
 
 /// The `channels=1|3` option of an image folder's spec (the only option it takes).
-fn folder_channels(name: &str, options: &BTreeMap<String, String>) -> Result<Option<u32>> {
+pub fn folder_channels(name: &str, options: &BTreeMap<String, String>) -> Result<Option<u32>> {
     for k in options.keys() {
         if k == "size" {
             return Err(Error::data(
