@@ -16,6 +16,7 @@ pub mod generators;
 pub mod loader;
 pub mod pairs;
 pub mod sequences;
+pub mod shards;
 pub mod transforms;
 pub mod workers;
 
