@@ -149,8 +149,6 @@ fn packed_shards_read_back_with_webdataset() {
             assert!((expected.0 - expected.1).abs() < 0.1 * expected.0, "{key}: aspect {expected:?}");
         }
     }
-    let grey = index.paths.iter().position(|p| p.ends_with("class01/grey.png")).unwrap();
-    assert_eq!(read[grey].4, "L", "a grey image stays grey");
     let classes: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out/train-classes.json")).unwrap()).unwrap();
     assert_eq!(classes, index.class_names);
@@ -256,7 +254,7 @@ fn bad_shards_fail_in_one_line() {
     let missing = pattern.replace(&format!("{:06}}}", n - 1), &format!("{:06}}}", n));
     fails_in_one_line(&run(&missing, &[]), &[&format!("train-{n:06}.tar"), "no such shard"]);
     // A stream cannot be split.
-    fails_in_one_line(&run(&pattern, &["--validation-split", "0.2"]), &["cannot be split", "--validation-data"]);
+    fails_in_one_line(&run(&pattern, &["--validation-split", "0.3"]), &["cannot be split", "--validation-data"]);
     // A corrupt header and a truncated shard.
     let second = tmp.path().join("s/train-000001.tar");
     let good = std::fs::read(&second).unwrap();

@@ -195,7 +195,8 @@ impl<R: Read + Seek> TarReader<R> {
         loop {
             let mut h = [0u8; 512];
             if !self.read_block(&mut h)? {
-                return Ok(None);
+                // tar ends an archive with zero blocks; a file that stops at a member's end was cut short.
+                return Err(self.corrupt("the file ends without tar's end-of-archive blocks (truncated)"));
             }
             if h.iter().all(|&b| b == 0) {
                 return Ok(None);
@@ -534,7 +535,10 @@ pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<(Dataset, Opt
     let (buffer, channels) = shard_options(&source, &options)?;
     let transforms = workers::resolve_transforms(config, channels)?;
     let workers = workers::worker_config(config);
-    if config.validation_split.is_some() {
+    // The default split (0.2) is not asked for: a stream without --validation-data trains without validation.
+    let default_split = crate::config::RunConfig::default().validation_split;
+    if config.validation_data.is_none() && config.validation_split.is_some() && config.validation_split != default_split
+    {
         return Err(Error::config(format!(
             "{source}: tar shards are a stream and cannot be split for validation; pack a validation folder \
              (tchzoo pack VAL_DIR PREFIX) and give it with --validation-data 'PREFIX-{{000000..N}}.tar'"
