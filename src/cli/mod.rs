@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod evaluate;
 pub mod inspect;
 pub mod models;
+pub mod pack;
 pub mod plot;
 pub mod predict;
 pub mod similar;
@@ -47,6 +48,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// The nearest entities of an entity-embedding run by cosine similarity (`--least`: the farthest).
     Similar(similar::SimilarArgs),
+    /// Write an image folder as WebDataset tar shards (resized, JPEG), for `--data "PREFIX-{000000..N}.tar"`.
+    Pack(pack::PackArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -89,5 +92,6 @@ where
         Command::Inspect(a) => inspect::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Similar(a) => similar::run(a),
+        Command::Pack(a) => pack::run(a),
     }
 }

@@ -118,14 +118,19 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<(String, Vec<Box<Path>>)>) -> Re
 pub fn decode(path: &Path, channels: u32) -> Result<tch::Tensor> {
     const MAX_BYTES: u64 = 256 << 20;
     let bytes = crate::data::files::read_all(path, MAX_BYTES)?;
+    decode_bytes(&bytes, &path.display().to_string(), channels)
+}
+
+/// Decodes an image file's bytes (as [`decode`]); `name` names it in errors.
+pub fn decode_bytes(bytes: &[u8], name: &str, channels: u32) -> Result<tch::Tensor> {
     let bad = |e: String| {
         // The decoders' messages may span lines: one line here.
         let e = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-        Error::data(path.display(), format!("cannot decode the image: {e}; fix or remove it"))
+        Error::data(name, format!("cannot decode the image: {e}; fix or remove it"))
     };
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::data(name, format!("cannot read the image: {e}")))?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(1 << 30);
     reader.limits(limits);

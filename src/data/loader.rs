@@ -93,6 +93,14 @@ impl Loader {
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
+    /// Whether epochs are shuffled.
+    pub fn shuffles(&self) -> bool {
+        self.shuffle
+    }
+    /// This process's (rank, world size, padded), when sharded.
+    pub fn sharding(&self) -> Option<(usize, usize, bool)> {
+        self.shard
+    }
 
     /// The sample order of `epoch`: a permutation seeded by (seed, epoch) when shuffling, else 0..n; when
     /// sharded, this rank's part of it.

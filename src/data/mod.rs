@@ -17,6 +17,7 @@ pub mod inputs;
 pub mod loader;
 pub mod pairs;
 pub mod sequences;
+pub mod shards;
 pub mod transforms;
 pub mod workers;
 

@@ -58,6 +58,8 @@ pub struct ImageSet {
     pub seed: u64,
     /// Images skipped because they did not decode (with `skip_bad`), over the run.
     pub skipped: AtomicUsize,
+    /// WebDataset tar shards streamed in order (then `index` holds only the class names and `samples` is empty).
+    pub shards: Option<Arc<super::shards::ShardSource>>,
 }
 
 impl ImageSet {
@@ -94,13 +96,16 @@ pub fn folder_dataset(
     let index = Arc::new(folder::index(dir)?);
     let samples: Vec<u32> = (0..index.len() as u32).collect();
     let ys: Vec<i64> = index.labels.iter().map(|&l| l as i64).collect();
-    let set = ImageSet { index, samples, transforms, train, workers, seed, skipped: AtomicUsize::new(0) };
+    let set = ImageSet { index, samples, transforms, train, workers, seed, skipped: AtomicUsize::new(0), shards: None };
     Ok(with_set(set, ys, &dir.display().to_string()))
 }
 
 /// The samples at positions `keep` of a lazy dataset `data` (labels as `data` has them), with the training or
 /// the evaluation transform.
 pub fn subset_of(data: &Dataset, set: &ImageSet, keep: &[usize], train: bool) -> Dataset {
+    if set.shards.is_some() {
+        return super::shards::with_transform(data, set, train);
+    }
     let all: Vec<i64> = Vec::try_from(data.ys.to_device(Device::Cpu).to_kind(Kind::Int64)).unwrap_or_default();
     let ys = keep.iter().map(|&k| all[k]).collect();
     let samples = keep.iter().map(|&k| set.samples[k]).collect();
@@ -112,6 +117,7 @@ pub fn subset_of(data: &Dataset, set: &ImageSet, keep: &[usize], train: bool) ->
         workers: set.workers,
         seed: set.seed,
         skipped: AtomicUsize::new(0),
+        shards: None,
     };
     let mut d = with_set(set, ys, &data.name);
     d.task = data.task;
@@ -119,7 +125,7 @@ pub fn subset_of(data: &Dataset, set: &ImageSet, keep: &[usize], train: bool) ->
     d
 }
 
-fn with_set(set: ImageSet, ys: Vec<i64>, name: &str) -> Dataset {
+pub(crate) fn with_set(set: ImageSet, ys: Vec<i64>, name: &str) -> Dataset {
     let class_names = set.index.class_names.clone();
     let mut shape = vec![1];
     shape.extend(set.sample_shape());
@@ -146,6 +152,12 @@ pub fn for_evaluation(data: &Dataset) -> Dataset {
 /// the evaluation transform.
 pub fn split_stratified(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     let set = data.images.as_ref().ok_or_else(|| Error::invalid("split_stratified takes a lazy image set"))?;
+    if set.shards.is_some() {
+        return Err(Error::config(format!(
+            "{}: tar shards are a stream and cannot be split for validation",
+            data.name
+        )));
+    }
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::config(format!("validation split {fraction} is outside (0, 1); use e.g. 0.2")));
     }
@@ -226,6 +238,17 @@ impl DataLoader {
     pub fn epoch(&self, epoch: usize) -> EpochBatches<'_> {
         match self {
             DataLoader::Memory(l) => EpochBatches::Memory(l.batches(epoch)),
+            DataLoader::Images { set, sampler, labels, device } if set.shards.is_some() => {
+                EpochBatches::Images(Box::new(super::shards::stream(
+                    set.clone(),
+                    labels.clone(),
+                    sampler.batch_size(),
+                    sampler.shuffles() && set.train,
+                    sampler.sharding(),
+                    epoch,
+                    *device,
+                )))
+            }
             DataLoader::Images { set, sampler, labels, device } => {
                 let order: Vec<i64> = sampler.order(epoch);
                 let bs = sampler.batch_size();
@@ -270,28 +293,57 @@ impl Iterator for EpochBatches<'_> {
     }
 }
 
-struct Progress {
+pub(crate) struct Progress {
     /// The next batch number a worker takes.
-    next_job: usize,
+    pub(crate) next_job: usize,
     /// The batch number the consumer waits for (all before it are consumed).
-    consumed: usize,
-    stop: bool,
+    pub(crate) consumed: usize,
+    pub(crate) stop: bool,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<Progress>,
-    cv: Condvar,
+    pub(crate) cv: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared { state: Mutex::new(Progress { next_job: 0, consumed: 0, stop: false }), cv: Condvar::new() }
+    }
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A batch a worker made: uint8 images [B, C, H, W] on the CPU, labels, and the images it skipped.
-struct Batch {
+pub(crate) struct Batch {
     xs: Tensor,
     ys: Tensor,
     skipped: usize,
     first_skipped: Option<String>,
 }
 
-type Finished = (usize, Result<Batch>);
+impl Batch {
+    /// Stacks a batch's transformed images (all of `set`'s sample shape).
+    pub(crate) fn collate(
+        set: &ImageSet,
+        images: Vec<Tensor>,
+        ys: Vec<i64>,
+        skipped: usize,
+        first_skipped: Option<String>,
+    ) -> Result<Batch> {
+        let ys = Tensor::from_slice(&ys);
+        let xs = if images.is_empty() {
+            let shape = set.sample_shape();
+            Tensor::zeros([0, shape[0], shape[1], shape[2]], (Kind::Uint8, Device::Cpu))
+        } else {
+            Tensor::f_stack(&images, 0).map_err(|e| Error::invalid(format!("collating a batch: {e}")))?
+        };
+        Ok(Batch { xs, ys, skipped, first_skipped })
+    }
+}
+
+pub(crate) type Finished = (usize, Result<Batch>);
 
 /// An epoch being decoded by the workers.
 pub struct Stream {
@@ -310,7 +362,7 @@ pub struct Stream {
 }
 
 /// Worker threads are named so; a panic in one is reported as an error by the consumer, not printed.
-const THREAD_NAME: &str = "tchzoo-data";
+pub(crate) const THREAD_NAME: &str = "tchzoo-data";
 
 fn quiet_worker_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -324,7 +376,7 @@ fn quiet_worker_panics() {
     });
 }
 
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -341,6 +393,32 @@ impl Stream {
                 std::mem::take(&mut self.skipped_epoch),
                 self.first_skipped.take().unwrap_or_default()
             );
+        }
+    }
+
+    /// A stream over threads started elsewhere (the shard reader and its decoders), which send finished batches
+    /// to `rx` and watch `shared`'s `stop`.
+    pub(crate) fn from_parts(
+        shared: Arc<Shared>,
+        rx: Receiver<Finished>,
+        threads: Vec<JoinHandle<()>>,
+        n_batches: usize,
+        set: Arc<ImageSet>,
+        device: Device,
+    ) -> Stream {
+        quiet_worker_panics();
+        Stream {
+            shared,
+            rx,
+            pending: BTreeMap::new(),
+            next: 0,
+            n_batches,
+            threads,
+            set,
+            device,
+            waited: Duration::ZERO,
+            skipped_epoch: 0,
+            first_skipped: None,
         }
     }
 
@@ -499,14 +577,7 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
             Err(e) => return Err(e),
         }
     }
-    let ys = Tensor::from_slice(&ys);
-    let xs = if images.is_empty() {
-        let shape = set.sample_shape();
-        Tensor::zeros([0, shape[0], shape[1], shape[2]], (Kind::Uint8, Device::Cpu))
-    } else {
-        Tensor::f_stack(&images, 0).map_err(|e| Error::invalid(format!("collating a batch: {e}")))?
-    };
-    Ok(Batch { xs, ys, skipped, first_skipped })
+    Batch::collate(set, images, ys, skipped, first_skipped)
 }
 
 /// The transforms of a run on an image folder: the model's preset (its registry entry's input size, crop
@@ -626,6 +697,9 @@ pub fn image_folder_spec(spec: &str) -> Result<Option<(std::path::PathBuf, BTree
 /// the validation split drawn with the seed and stratified by class, or `--validation-data` (a folder, read the
 /// same way). `None` when the data is not an image folder.
 pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
+    if let Some(run) = super::shards::for_run(config)? {
+        return Ok(Some(run));
+    }
     let Some((dir, options)) = image_folder_spec(&config.data)? else { return Ok(None) };
     let channels = folder_channels(&dir.display().to_string(), &options)?;
     let transforms = resolve_transforms(config, channels)?;
