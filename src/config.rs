@@ -135,6 +135,10 @@ pub struct RunConfig {
     pub environment: Option<serde_json::Value>,
     /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
     pub optimizer_impl: crate::optim::OptimizerImpl,
+    /// Batch-level MixUp's α (torchvision's `v2.MixUp`, λ ~ Beta(α, α)); `null` = off. Image classification data.
+    pub mixup_alpha: Option<f64>,
+    /// Batch-level CutMix's α (`v2.CutMix`); with `mixup_alpha` too, one of the two per batch (p = ½ each).
+    pub cutmix_alpha: Option<f64>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -208,6 +212,8 @@ impl Default for RunConfig {
             cudnn_benchmark: false,
             environment: None,
             optimizer_impl: crate::optim::OptimizerImpl::Single,
+            mixup_alpha: None,
+            cutmix_alpha: None,
         }
     }
 }
@@ -342,6 +348,8 @@ impl RunConfig {
             crate::data::transforms::Interpolation::parse(i)?;
         }
         crate::train::features::validate(self)?;
+        crate::data::mix::check_alpha("--mixup-alpha", self.mixup_alpha)?;
+        crate::data::mix::check_alpha("--cutmix-alpha", self.cutmix_alpha)?;
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }

@@ -491,6 +491,7 @@ fn execute(
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
     let Prepared { mut trainer, train, validation, frozen, transforms } = prepare(config)?;
+    let mix = crate::data::mix::for_run(config, &train, trainer.loss, trainer.model.num_outputs())?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).
@@ -585,6 +586,7 @@ fn execute(
             distributed: crate::dist::current(),
             check_replicas: crate::dist::checks_replicas(),
             cuda_graph: config.cuda_graph,
+            mix,
             ..FitConfig::default()
         },
     )?;

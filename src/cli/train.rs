@@ -226,6 +226,13 @@ pub struct TrainArgs {
     /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
     #[arg(long)]
     pub optimizer_impl: Option<String>,
+    /// Batch-level MixUp with λ ~ Beta(A, A), as torchvision's v2.MixUp (image classification data).
+    #[arg(long, allow_negative_numbers = true)]
+    pub mixup_alpha: Option<f64>,
+    /// Batch-level CutMix with λ ~ Beta(A, A), as torchvision's v2.CutMix; with --mixup-alpha, one of the two per
+    /// batch.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cutmix_alpha: Option<f64>,
 }
 
 impl TrainArgs {
@@ -343,6 +350,8 @@ impl TrainArgs {
                 *field = Some(Limit::parse(t, flag)?);
             }
         }
+        set!(mixup_alpha, opt);
+        set!(cutmix_alpha, opt);
         if self.no_validation {
             c.validation_split = None;
             c.validation_data = None;

@@ -14,6 +14,7 @@ pub mod files;
 pub mod folder;
 pub mod generators;
 pub mod loader;
+pub mod mix;
 pub mod pairs;
 pub mod sequences;
 pub mod transforms;
