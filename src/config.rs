@@ -139,6 +139,8 @@ pub struct RunConfig {
     pub mixup_alpha: Option<f64>,
     /// Batch-level CutMix's α (`v2.CutMix`); with `mixup_alpha` too, one of the two per batch (p = ½ each).
     pub cutmix_alpha: Option<f64>,
+    /// Image folders: `RandomErasing(p)` after Normalize (scale (0.02, 0.33), ratio (0.3, 3.3), value 0); 0 = off.
+    pub random_erase: f64,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -214,6 +216,7 @@ impl Default for RunConfig {
             optimizer_impl: crate::optim::OptimizerImpl::Single,
             mixup_alpha: None,
             cutmix_alpha: None,
+            random_erase: 0.0,
         }
     }
 }
@@ -350,6 +353,7 @@ impl RunConfig {
         crate::train::features::validate(self)?;
         crate::data::mix::check_alpha("--mixup-alpha", self.mixup_alpha)?;
         crate::data::mix::check_alpha("--cutmix-alpha", self.cutmix_alpha)?;
+        crate::data::erase::check_probability(self.random_erase)?;
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }

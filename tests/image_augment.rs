@@ -268,3 +268,93 @@ fn bad_mix_flags_fail_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("image classification data"), "{err}");
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// RandomErasing
+
+#[test]
+fn random_erasing_matches_torchvision_and_the_pipeline_erases_after_normalize() {
+    use tchzoo::data::erase;
+    use tchzoo::data::transforms::{self, Interpolation, Transforms};
+    // The parameters: inside the image, within the area range, skipped with probability 1 − p, keyed.
+    let boxes: Vec<Option<transforms::CropBox>> =
+        (0..2000).map(|i| erase::random_erasing_params(&mut transforms::sample_rng(4, 0, i), 0.25, 24, 32)).collect();
+    let applied = boxes.iter().flatten().count();
+    assert!((430..=570).contains(&applied), "p = 0.25 erased {applied} of 2,000");
+    for b in boxes.iter().flatten() {
+        assert!(b.top >= 0 && b.left >= 0 && b.top + b.height <= 24 && b.left + b.width <= 32, "{b:?}");
+        let frac = (b.height * b.width) as f64 / (24.0 * 32.0);
+        // The rounding of the sides moves the area a little around the range.
+        assert!(frac > 0.01 && frac < 0.42 && b.height < 24 && b.width < 32, "{b:?}");
+    }
+    let again = erase::random_erasing_params(&mut transforms::sample_rng(4, 0, 7), 0.25, 24, 32);
+    assert_eq!(again, boxes[7]);
+    assert!(erase::random_erasing_params(&mut transforms::sample_rng(4, 0, 7), 0.0, 24, 32).is_none());
+
+    // The erase itself against RandomErasing.transform on normalised images.
+    let dir = common::tempdir();
+    let d = dir.path();
+    let xs = Tensor::randn([3, 3, 24, 32], (Kind::Float, tch::Device::Cpu));
+    let drawn: Vec<transforms::CropBox> = boxes.iter().flatten().take(3).copied().collect();
+    let mut cases = vec![];
+    for (k, b) in drawn.iter().enumerate() {
+        xs.get(k as i64).write_npy(d.join(format!("img{k}.npy"))).unwrap();
+        cases.push(serde_json::json!({"op": "erase", "input": format!("img{k}.npy"), "out": format!("erased{k}.npy"),
+            "top": b.top, "left": b.left, "height": b.height, "width": b.width}));
+    }
+    oracle(d, &cases);
+    let ours = xs.copy();
+    for (k, b) in drawn.iter().enumerate() {
+        erase::erase_in_batch(&ours, k as i64, *b);
+    }
+    for k in 0..drawn.len() {
+        let theirs = Tensor::read_npy(d.join(format!("erased{k}.npy"))).unwrap();
+        assert_eq!(max_abs(&ours.get(k as i64), &theirs), 0.0, "image {k}");
+        assert!(max_abs(&ours.get(k as i64), &xs.get(k as i64)) > 0.0);
+    }
+
+    // Through the workers: with p = 1 each training image has one box of exact zeros (0 after Normalize, not
+    // pixel 0), elsewhere equal to the same pipeline without erasing; evaluation is never erased.
+    let data = common::tempdir();
+    jpeg_folder(data.path(), 2, 4, 30);
+    let batch = |p: f64, train: bool| -> Tensor {
+        let mut t = Transforms::preset(
+            24,
+            0.875,
+            vec![0.485, 0.456, 0.406],
+            vec![0.229, 0.224, 0.225],
+            Interpolation::Bilinear,
+        );
+        t.random_erase = p;
+        let cfg = tchzoo::data::workers::WorkerConfig { workers: 2, prefetch: 1, skip_bad: false };
+        let ds = tchzoo::data::workers::folder_dataset(data.path(), t, train, cfg, 1).unwrap();
+        let loader = tchzoo::data::DataLoader::new(&ds, 8, false, 0);
+        let (xs, _) = loader.epoch(0).next().unwrap().unwrap();
+        xs
+    };
+    let (plain, erased) = (batch(0.0, true), batch(1.0, true));
+    let changed = plain.ne_tensor(&erased);
+    for k in 0..8 {
+        let zeros_where_changed = erased.get(k).masked_select(&changed.get(k)).abs().max().double_value(&[]);
+        let n_changed = changed.get(k).sum(Kind::Int64).int64_value(&[]);
+        assert!(n_changed > 0 && zeros_where_changed == 0.0, "image {k}: {n_changed} values changed");
+    }
+    assert_eq!(max_abs(&batch(0.0, false), &batch(1.0, false)), 0.0, "evaluation is not erased");
+}
+
+#[test]
+fn bad_random_erase_fails_in_one_line() {
+    let data = common::tempdir();
+    jpeg_folder(data.path(), 2, 3, 20);
+    let out = common::tempdir();
+    for p in ["1.5", "-0.1"] {
+        let r = train(data.path(), &out.path().join("bad"), &["--model", "lenet5", "--random-erase", p]);
+        let err = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{err}");
+        assert!(err.trim().lines().count() == 1 && err.contains("[0, 1]"), "{err}");
+    }
+    let r = train(Path::new("moons:n_samples=40"), &out.path().join("m"), &["--model", "mlp", "--random-erase", "0.5"]);
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains("image folders"), "{err}");
+}

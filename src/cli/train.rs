@@ -233,6 +233,9 @@ pub struct TrainArgs {
     /// batch.
     #[arg(long, allow_negative_numbers = true)]
     pub cutmix_alpha: Option<f64>,
+    /// Image folders: RandomErasing(p=P) after Normalize, as torchvision's reference presets [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub random_erase: Option<f64>,
 }
 
 impl TrainArgs {
@@ -352,6 +355,7 @@ impl TrainArgs {
         }
         set!(mixup_alpha, opt);
         set!(cutmix_alpha, opt);
+        set!(random_erase);
         if self.no_validation {
             c.validation_split = None;
             c.validation_data = None;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 pub mod augment;
 pub mod digits;
+pub mod erase;
 pub mod files;
 pub mod folder;
 pub mod generators;

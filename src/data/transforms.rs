@@ -54,6 +54,9 @@ pub struct Transforms {
     pub scale: (f64, f64),
     pub ratio: (f64, f64),
     pub hflip_prob: f64,
+    /// `RandomErasing(p)` after Normalize (`--random-erase`); 0 = off.
+    #[serde(default)]
+    pub random_erase: f64,
 }
 
 impl Transforms {
@@ -71,6 +74,7 @@ impl Transforms {
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             hflip_prob: 0.5,
+            random_erase: 0.0,
         }
     }
 

@@ -67,16 +67,22 @@ impl ImageSet {
         vec![self.transforms.channels as i64, side, side]
     }
 
-    /// Sample `k` of this set, decoded and transformed for `epoch`.
-    fn load(&self, k: usize, epoch: usize) -> Result<Tensor> {
+    /// Sample `k` of this set, decoded and transformed for `epoch`, with the box `--random-erase` drew for it
+    /// (erased after normalisation).
+    fn load(&self, k: usize, epoch: usize) -> Result<(Tensor, Option<super::transforms::CropBox>)> {
         let pos = self.samples[k] as usize;
         let path = &self.index.paths[pos];
         let img = folder::decode(path, self.transforms.channels)?;
         let out = if self.train {
             let mut rng = super::transforms::sample_rng(self.seed, epoch, pos);
-            self.transforms.train(&img, &mut rng)
+            self.transforms.train(&img, &mut rng).map(|t| {
+                let p = self.transforms.random_erase;
+                let side = self.transforms.train_crop_size as i64;
+                let erase = (p > 0.0).then(|| super::erase::random_erasing_params(&mut rng, p, side, side)).flatten();
+                (t, erase)
+            })
         } else {
-            self.transforms.eval(&img)
+            self.transforms.eval(&img).map(|t| (t, None))
         };
         out.map_err(|e| Error::data(path.display(), e.to_string()))
     }
@@ -287,6 +293,8 @@ struct Shared {
 struct Batch {
     xs: Tensor,
     ys: Tensor,
+    /// `--random-erase`'s box of each image, erased after normalisation.
+    erase: Vec<Option<super::transforms::CropBox>>,
     skipped: usize,
     first_skipped: Option<String>,
 }
@@ -446,7 +454,13 @@ impl Stream {
                     if batch.ys.numel() == 0 {
                         continue;
                     }
-                    return Some(Ok(self.to_device(batch.xs, batch.ys)));
+                    let (xs, ys) = self.to_device(batch.xs, batch.ys);
+                    for (k, b) in batch.erase.iter().enumerate() {
+                        if let Some(b) = b {
+                            super::erase::erase_in_batch(&xs, k as i64, *b);
+                        }
+                    }
+                    return Some(Ok((xs, ys)));
                 }
             }
         }
@@ -480,6 +494,7 @@ impl Drop for Stream {
 fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Result<Batch> {
     let mut images = Vec::with_capacity(ks.len());
     let mut ys = Vec::with_capacity(ks.len());
+    let mut erase = Vec::with_capacity(ks.len());
     let mut first_skipped = None;
     let mut skipped = 0usize;
     for &k in ks {
@@ -488,8 +503,9 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
             Err(Error::data(&path, format!("a data worker panicked on this image: {}", panic_text(p))))
         });
         match r {
-            Ok(img) => {
+            Ok((img, erased)) => {
                 images.push(img);
+                erase.push(erased);
                 ys.push(labels[k]);
             }
             Err(e) if set.workers.skip_bad => {
@@ -506,7 +522,7 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
     } else {
         Tensor::f_stack(&images, 0).map_err(|e| Error::invalid(format!("collating a batch: {e}")))?
     };
-    Ok(Batch { xs, ys, skipped, first_skipped })
+    Ok(Batch { xs, ys, erase, skipped, first_skipped })
 }
 
 /// The transforms of a run on an image folder: the model's preset (its registry entry's input size, crop
@@ -574,6 +590,7 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
     if let Some(s) = &config.std {
         t.std = s.clone();
     }
+    t.random_erase = config.random_erase;
     t.validate()?;
     Ok(t)
 }
