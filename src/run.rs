@@ -493,6 +493,7 @@ fn execute(
     let Prepared { mut trainer, train, validation, frozen, transforms } = prepare(config)?;
     let mix = crate::data::mix::for_run(config, &train, trainer.loss, trainer.model.num_outputs())?;
     crate::data::erase::check_applies(config.random_erase, transforms.is_some(), &train.name)?;
+    crate::data::autoaugment::check_applies(config.auto_augment.as_deref(), transforms.is_some(), &train.name)?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).

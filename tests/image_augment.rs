@@ -358,3 +358,128 @@ fn bad_random_erase_fails_in_one_line() {
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(err.trim().lines().count() == 1 && err.contains("image folders"), "{err}");
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// TrivialAugmentWide and RandAugment
+
+#[test]
+fn auto_augment_ops_match_torchvision() {
+    use tchzoo::data::autoaugment::{Interp, Op, Policy, BINS, OPS};
+    let dir = common::tempdir();
+    let d = dir.path();
+    // A square image (Rotate's ±90° take rot90, as in torchvision) and an oblong one, from JPEGs.
+    let mut images = vec![];
+    for (k, (w, h)) in [(24u32, 24u32), (29, 21)].iter().enumerate() {
+        let p = d.join(format!("src{k}.jpg"));
+        picture(*w, *h, 11 + k as u32).save(&p).unwrap();
+        let img = tchzoo::data::folder::decode(&p, 3).unwrap();
+        img.write_npy(d.join(format!("img{k}.npy"))).unwrap();
+        images.push(img);
+    }
+    let grey = images[1].get(1).unsqueeze(0);
+    grey.write_npy(d.join("img2.npy")).unwrap();
+    images.push(grey);
+
+    let mut cases = vec![];
+    let mut ours = vec![];
+    for (k, img) in images.iter().enumerate() {
+        let (h, w) = (img.size()[1], img.size()[2]);
+        for op in OPS {
+            let bins = op.magnitudes(Policy::TaWide, BINS, h, w);
+            let mags: Vec<f64> = match &bins {
+                None => vec![0.0],
+                Some(b) => [0usize, 7, 20, 30].iter().flat_map(|&i| [b[i], -b[i]]).collect(),
+            };
+            let modes: &[Interp] = match op {
+                Op::ShearX | Op::ShearY | Op::TranslateX | Op::TranslateY | Op::Rotate => {
+                    &[Interp::Nearest, Interp::Bilinear]
+                }
+                _ => &[Interp::Nearest],
+            };
+            for (j, m) in mags.iter().enumerate() {
+                // Posterize and Solarize take unsigned magnitudes.
+                if *m < 0.0 && matches!(op, Op::Posterize | Op::Solarize) {
+                    continue;
+                }
+                for mode in modes {
+                    let name = if *mode == Interp::Nearest { "nearest" } else { "bilinear" };
+                    let out = format!("{}_{k}_{j}_{name}.npy", op.name());
+                    cases.push(serde_json::json!({"op": "aa", "input": format!("img{k}.npy"), "name": op.name(),
+                        "magnitude": m, "interpolation": name, "out": out}));
+                    ours.push((out, op.apply(img, *m, *mode).unwrap()));
+                }
+            }
+        }
+    }
+    // The magnitude bins of both policies.
+    for policy in [Policy::TaWide, Policy::Ra] {
+        for op in OPS {
+            cases.push(serde_json::json!({"op": "bins", "policy": policy.name(), "name": op.name(), "height": 21,
+                "width": 29, "out": format!("bins_{}_{}.npy", policy.name(), op.name())}));
+        }
+    }
+    oracle(d, &cases);
+    let mut worst = 0;
+    let mut off = 0;
+    let mut off_in = vec![];
+    for (name, ours) in &ours {
+        let theirs = Tensor::read_npy(d.join(name)).unwrap();
+        assert_eq!((ours.size(), ours.kind()), (theirs.size(), theirs.kind()), "{name}");
+        let diff = (ours.to_kind(Kind::Int64) - theirs.to_kind(Kind::Int64)).abs();
+        let max = diff.max().int64_value(&[]);
+        assert!(max <= 1, "{name}: differs from torchvision by {max} grey levels");
+        worst = worst.max(max);
+        let n = diff.gt(0).sum(Kind::Int64).int64_value(&[]);
+        if n > 0 {
+            off_in.push(format!("{name}: {n}"));
+        }
+        off += n;
+    }
+    eprintln!(
+        "{} op cases against torchvision: at most {worst} grey level apart, {off} values off by one ({})",
+        ours.len(),
+        off_in.join(", ")
+    );
+    for policy in [Policy::TaWide, Policy::Ra] {
+        for op in OPS {
+            let theirs: Vec<f64> =
+                Vec::try_from(Tensor::read_npy(d.join(format!("bins_{}_{}.npy", policy.name(), op.name()))).unwrap())
+                    .unwrap();
+            assert_eq!(op.magnitudes(policy, BINS, 21, 29).unwrap_or_default(), theirs, "{policy:?} {op:?}");
+        }
+    }
+}
+
+#[test]
+fn auto_augment_policies_draw_per_image_and_runs_record_them() {
+    use tchzoo::data::autoaugment::Policy;
+    use tchzoo::data::transforms::sample_rng;
+    let img = Tensor::randint(256, [3, 16, 16], (Kind::Uint8, tch::Device::Cpu));
+    for policy in [Policy::TaWide, Policy::Ra] {
+        let outs: Vec<Tensor> = (0..40).map(|i| policy.apply(&img, &mut sample_rng(1, 0, i)).unwrap()).collect();
+        let changed = outs.iter().filter(|o| max_abs(o, &img) > 0.0).count();
+        assert!(changed >= 25, "{policy:?} changed {changed} of 40 images");
+        let again = policy.apply(&img, &mut sample_rng(1, 0, 5)).unwrap();
+        assert_eq!(max_abs(&again, &outs[5]), 0.0, "the same key draws the same ops");
+    }
+    let data = common::tempdir();
+    jpeg_folder(data.path(), 2, 4, 24);
+    let out = common::tempdir();
+    let run = out.path().join("ta");
+    let flags = ["--model", "lenet5", "--epochs", "1", "--batch-size", "4", "--auto-augment", "ta_wide"];
+    let r = train(data.path(), &run, &[&flags[..], &["--random-erase", "0.5"]].concat());
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!((c["auto_augment"].as_str(), c["random_erase"].as_f64()), (Some("ta_wide"), Some(0.5)));
+    for (policy, says) in [("augmix", "not implemented"), ("autoaug", "unknown")] {
+        let r = train(data.path(), &out.path().join("bad"), &["--model", "lenet5", "--auto-augment", policy]);
+        let err = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{err}");
+        assert!(err.trim().lines().count() == 1 && err.contains(says), "{err}");
+    }
+    let r = train(Path::new("moons:n_samples=40"), &out.path().join("m"), &["--model", "mlp", "--auto-augment", "ra"]);
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains("image folders"), "{err}");
+}

@@ -236,6 +236,10 @@ pub struct TrainArgs {
     /// Image folders: RandomErasing(p=P) after Normalize, as torchvision's reference presets [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub random_erase: Option<f64>,
+    /// Image folders: ta_wide (TrivialAugmentWide) or ra (RandAugment, 2 ops, magnitude 9) after the crop and
+    /// flip; augmix is not implemented.
+    #[arg(long)]
+    pub auto_augment: Option<String>,
 }
 
 impl TrainArgs {
@@ -356,6 +360,10 @@ impl TrainArgs {
         set!(mixup_alpha, opt);
         set!(cutmix_alpha, opt);
         set!(random_erase);
+        set!(auto_augment, opt);
+        if c.auto_augment.as_deref() == Some("none") {
+            c.auto_augment = None;
+        }
         if self.no_validation {
             c.validation_split = None;
             c.validation_data = None;

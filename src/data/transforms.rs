@@ -57,6 +57,9 @@ pub struct Transforms {
     /// `RandomErasing(p)` after Normalize (`--random-erase`); 0 = off.
     #[serde(default)]
     pub random_erase: f64,
+    /// `--auto-augment`: TrivialAugmentWide or RandAugment after the flip, on the uint8 crop.
+    #[serde(default)]
+    pub auto_augment: Option<super::autoaugment::Policy>,
 }
 
 impl Transforms {
@@ -75,6 +78,7 @@ impl Transforms {
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             hflip_prob: 0.5,
             random_erase: 0.0,
+            auto_augment: None,
         }
     }
 
@@ -112,7 +116,11 @@ impl Transforms {
         let flip = rng.gen::<f64>() < self.hflip_prob;
         let size = self.train_crop_size as i64;
         let out = resized_crop(img, p, [size, size], self.interpolation)?;
-        Ok(if flip { hflip(&out) } else { out })
+        let out = if flip { hflip(&out) } else { out };
+        match self.auto_augment {
+            Some(policy) => policy.apply(&out, rng),
+            None => Ok(out),
+        }
     }
 
     /// The evaluation transform: resize the shorter side, then centre-crop.

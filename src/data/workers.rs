@@ -591,6 +591,7 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
         t.std = s.clone();
     }
     t.random_erase = config.random_erase;
+    t.auto_augment = config.auto_augment.as_deref().map(super::autoaugment::Policy::parse).transpose()?;
     t.validate()?;
     Ok(t)
 }
