@@ -135,6 +135,15 @@ pub struct RunConfig {
     pub environment: Option<serde_json::Value>,
     /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
     pub optimizer_impl: crate::optim::OptimizerImpl,
+    /// Batch-level MixUp's α (torchvision's `v2.MixUp`, λ ~ Beta(α, α)); `null` = off. Image classification data.
+    pub mixup_alpha: Option<f64>,
+    /// Batch-level CutMix's α (`v2.CutMix`); with `mixup_alpha` too, one of the two per batch (p = ½ each).
+    pub cutmix_alpha: Option<f64>,
+    /// Image folders: `RandomErasing(p)` after Normalize (scale (0.02, 0.33), ratio (0.3, 3.3), value 0); 0 = off.
+    pub random_erase: f64,
+    /// Image folders: `ta_wide` (TrivialAugmentWide) or `ra` (RandAugment, 2 ops, magnitude 9) after the crop and
+    /// flip, on uint8 images; `null` = none. (`augmix` is not implemented.)
+    pub auto_augment: Option<String>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -208,6 +217,10 @@ impl Default for RunConfig {
             cudnn_benchmark: false,
             environment: None,
             optimizer_impl: crate::optim::OptimizerImpl::Single,
+            mixup_alpha: None,
+            cutmix_alpha: None,
+            random_erase: 0.0,
+            auto_augment: None,
         }
     }
 }
@@ -342,6 +355,12 @@ impl RunConfig {
             crate::data::transforms::Interpolation::parse(i)?;
         }
         crate::train::features::validate(self)?;
+        crate::data::mix::check_alpha("--mixup-alpha", self.mixup_alpha)?;
+        crate::data::mix::check_alpha("--cutmix-alpha", self.cutmix_alpha)?;
+        crate::data::erase::check_probability(self.random_erase)?;
+        if let Some(p) = &self.auto_augment {
+            crate::data::autoaugment::Policy::parse(p)?;
+        }
         if self.booster_weights.is_some() && self.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }

@@ -512,6 +512,9 @@ fn execute(
             eprintln!("{note}");
         }
     }
+    let mix = crate::data::mix::for_run(config, &train, trainer.loss, trainer.model.num_outputs())?;
+    crate::data::erase::check_applies(config.random_erase, transforms.is_some(), &train.name)?;
+    crate::data::autoaugment::check_applies(config.auto_augment.as_deref(), transforms.is_some(), &train.name)?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // config.json records the learning rate the run used (the optimizer's default when none was given).
@@ -606,6 +609,7 @@ fn execute(
             distributed: dist.as_ref().map(|d| d.group.clone()),
             check_replicas: dist.as_ref().is_some_and(|d| d.check_replicas),
             cuda_graph: config.cuda_graph,
+            mix,
             ..FitConfig::default()
         },
     )?;

@@ -226,6 +226,20 @@ pub struct TrainArgs {
     /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
     #[arg(long)]
     pub optimizer_impl: Option<String>,
+    /// Batch-level MixUp with λ ~ Beta(A, A), as torchvision's v2.MixUp (image classification data).
+    #[arg(long, allow_negative_numbers = true)]
+    pub mixup_alpha: Option<f64>,
+    /// Batch-level CutMix with λ ~ Beta(A, A), as torchvision's v2.CutMix; with --mixup-alpha, one of the two per
+    /// batch.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cutmix_alpha: Option<f64>,
+    /// Image folders: RandomErasing(p=P) after Normalize, as torchvision's reference presets [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub random_erase: Option<f64>,
+    /// Image folders: ta_wide (TrivialAugmentWide) or ra (RandAugment, 2 ops, magnitude 9) after the crop and
+    /// flip; augmix is not implemented.
+    #[arg(long)]
+    pub auto_augment: Option<String>,
 }
 
 impl TrainArgs {
@@ -342,6 +356,13 @@ impl TrainArgs {
             if let Some(t) = text {
                 *field = Some(Limit::parse(t, flag)?);
             }
+        }
+        set!(mixup_alpha, opt);
+        set!(cutmix_alpha, opt);
+        set!(random_erase);
+        set!(auto_augment, opt);
+        if c.auto_augment.as_deref() == Some("none") {
+            c.auto_augment = None;
         }
         if self.no_validation {
             c.validation_split = None;

@@ -9,12 +9,15 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 
 pub mod augment;
+pub mod autoaugment;
 pub mod digits;
+pub mod erase;
 pub mod files;
 pub mod folder;
 pub mod generators;
 pub mod inputs;
 pub mod loader;
+pub mod mix;
 pub mod pairs;
 pub mod sequences;
 pub mod shards;

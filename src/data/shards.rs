@@ -844,22 +844,18 @@ fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], 
     };
     let mut images = Vec::with_capacity(samples.len());
     let mut ys = Vec::with_capacity(samples.len());
+    let mut erase = Vec::with_capacity(samples.len());
     let mut first_skipped = None;
     let mut skipped = 0usize;
     for (index, s) in samples {
         let name = format!("{} (sample '{}.{}')", shard_of(*index), s.key, s.suffix);
         let r = folder::decode_bytes(&s.image, &name, set.transforms.channels).and_then(|img| {
-            let out = if set.train {
-                let mut rng = super::transforms::sample_rng(set.seed, epoch, *index);
-                set.transforms.train(&img, &mut rng)
-            } else {
-                set.transforms.eval(&img)
-            };
-            out.map_err(|e| Error::data(&name, e.to_string()))
+            set.transform(&img, epoch, *index).map_err(|e| Error::data(&name, e.to_string()))
         });
         match r {
-            Ok(img) => {
+            Ok((img, erased)) => {
                 images.push(img);
+                erase.push(erased);
                 ys.push(labels.get(*index).copied().unwrap_or(s.label));
             }
             Err(e) if set.workers.skip_bad => {
@@ -869,7 +865,7 @@ fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], 
             Err(e) => return Err(e),
         }
     }
-    Batch::collate(set, images, ys, skipped, first_skipped)
+    Batch::collate(set, images, ys, erase, skipped, first_skipped)
 }
 
 // ------------------------------------------------------------------------------------------------------------

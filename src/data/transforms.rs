@@ -54,6 +54,12 @@ pub struct Transforms {
     pub scale: (f64, f64),
     pub ratio: (f64, f64),
     pub hflip_prob: f64,
+    /// `RandomErasing(p)` after Normalize (`--random-erase`); 0 = off.
+    #[serde(default)]
+    pub random_erase: f64,
+    /// `--auto-augment`: TrivialAugmentWide or RandAugment after the flip, on the uint8 crop.
+    #[serde(default)]
+    pub auto_augment: Option<super::autoaugment::Policy>,
 }
 
 impl Transforms {
@@ -71,6 +77,8 @@ impl Transforms {
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             hflip_prob: 0.5,
+            random_erase: 0.0,
+            auto_augment: None,
         }
     }
 
@@ -108,7 +116,11 @@ impl Transforms {
         let flip = rng.gen::<f64>() < self.hflip_prob;
         let size = self.train_crop_size as i64;
         let out = resized_crop(img, p, [size, size], self.interpolation)?;
-        Ok(if flip { hflip(&out) } else { out })
+        let out = if flip { hflip(&out) } else { out };
+        match self.auto_augment {
+            Some(policy) => policy.apply(&out, rng),
+            None => Ok(out),
+        }
     }
 
     /// The evaluation transform: resize the shorter side, then centre-crop.

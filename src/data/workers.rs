@@ -69,18 +69,32 @@ impl ImageSet {
         vec![self.transforms.channels as i64, side, side]
     }
 
-    /// Sample `k` of this set, decoded and transformed for `epoch`.
-    fn load(&self, k: usize, epoch: usize) -> Result<Tensor> {
+    /// Sample `k` of this set, decoded and transformed for `epoch`, with the box `--random-erase` drew for it
+    /// (erased after normalisation).
+    fn load(&self, k: usize, epoch: usize) -> Result<(Tensor, Option<super::transforms::CropBox>)> {
         let pos = self.samples[k] as usize;
         let path = &self.index.paths[pos];
         let img = folder::decode(path, self.transforms.channels)?;
-        let out = if self.train {
-            let mut rng = super::transforms::sample_rng(self.seed, epoch, pos);
-            self.transforms.train(&img, &mut rng)
-        } else {
-            self.transforms.eval(&img)
-        };
-        out.map_err(|e| Error::data(path.display(), e.to_string()))
+        self.transform(&img, epoch, pos).map_err(|e| Error::data(path.display(), e.to_string()))
+    }
+
+    /// A decoded image of sample `key` transformed for `epoch` (training: its random crop, flip and auto-augment,
+    /// then the box `--random-erase` draws for it, from the sample's generator; evaluation: resize and crop).
+    pub(crate) fn transform(
+        &self,
+        img: &Tensor,
+        epoch: usize,
+        key: usize,
+    ) -> Result<(Tensor, Option<super::transforms::CropBox>)> {
+        if !self.train {
+            return self.transforms.eval(img).map(|t| (t, None));
+        }
+        let mut rng = super::transforms::sample_rng(self.seed, epoch, key);
+        let t = self.transforms.train(img, &mut rng)?;
+        let p = self.transforms.random_erase;
+        let side = self.transforms.train_crop_size as i64;
+        let erase = (p > 0.0).then(|| super::erase::random_erasing_params(&mut rng, p, side, side)).flatten();
+        Ok((t, erase))
     }
 }
 
@@ -319,6 +333,8 @@ impl Shared {
 pub(crate) struct Batch {
     xs: Tensor,
     ys: Tensor,
+    /// `--random-erase`'s box of each image, erased after normalisation.
+    erase: Vec<Option<super::transforms::CropBox>>,
     skipped: usize,
     first_skipped: Option<String>,
 }
@@ -329,6 +345,7 @@ impl Batch {
         set: &ImageSet,
         images: Vec<Tensor>,
         ys: Vec<i64>,
+        erase: Vec<Option<super::transforms::CropBox>>,
         skipped: usize,
         first_skipped: Option<String>,
     ) -> Result<Batch> {
@@ -339,7 +356,7 @@ impl Batch {
         } else {
             Tensor::f_stack(&images, 0).map_err(|e| Error::invalid(format!("collating a batch: {e}")))?
         };
-        Ok(Batch { xs, ys, skipped, first_skipped })
+        Ok(Batch { xs, ys, erase, skipped, first_skipped })
     }
 }
 
@@ -524,7 +541,13 @@ impl Stream {
                     if batch.ys.numel() == 0 {
                         continue;
                     }
-                    return Some(Ok(self.to_device(batch.xs, batch.ys)));
+                    let (xs, ys) = self.to_device(batch.xs, batch.ys);
+                    for (k, b) in batch.erase.iter().enumerate() {
+                        if let Some(b) = b {
+                            super::erase::erase_in_batch(&xs, k as i64, *b);
+                        }
+                    }
+                    return Some(Ok((xs, ys)));
                 }
             }
         }
@@ -558,6 +581,7 @@ impl Drop for Stream {
 fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Result<Batch> {
     let mut images = Vec::with_capacity(ks.len());
     let mut ys = Vec::with_capacity(ks.len());
+    let mut erase = Vec::with_capacity(ks.len());
     let mut first_skipped = None;
     let mut skipped = 0usize;
     for &k in ks {
@@ -566,8 +590,9 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
             Err(Error::data(&path, format!("a data worker panicked on this image: {}", panic_text(p))))
         });
         match r {
-            Ok(img) => {
+            Ok((img, erased)) => {
                 images.push(img);
+                erase.push(erased);
                 ys.push(labels[k]);
             }
             Err(e) if set.workers.skip_bad => {
@@ -577,7 +602,7 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
             Err(e) => return Err(e),
         }
     }
-    Batch::collate(set, images, ys, skipped, first_skipped)
+    Batch::collate(set, images, ys, erase, skipped, first_skipped)
 }
 
 /// The transforms of a run on an image folder: the model's preset (its registry entry's input size, crop
@@ -645,6 +670,8 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
     if let Some(s) = &config.std {
         t.std = s.clone();
     }
+    t.random_erase = config.random_erase;
+    t.auto_augment = config.auto_augment.as_deref().map(super::autoaugment::Policy::parse).transpose()?;
     t.validate()?;
     Ok(t)
 }

@@ -54,6 +54,9 @@ pub struct FitConfig {
     /// Stop after the batch during which this much time has passed since `fit` began (the epoch is then logged
     /// and validated as far as it went).
     pub max_time: Option<std::time::Duration>,
+    /// Batch-level MixUp / CutMix (`--mixup-alpha`, `--cutmix-alpha`): the training batches' images and targets
+    /// mixed, the loss taken against the probability targets.
+    pub mix: Option<crate::data::mix::BatchMix>,
 }
 
 impl Default for FitConfig {
@@ -75,6 +78,7 @@ impl Default for FitConfig {
             limit_train_batches: None,
             limit_val_batches: None,
             max_time: None,
+            mix: None,
         }
     }
 }
@@ -107,15 +111,19 @@ pub fn training_loss_smoothed(
     }
 }
 
-/// The loss of a batch, with label smoothing for cross-entropy.
+/// The loss of a batch, with label smoothing for cross-entropy; probability targets [N, K] (MixUp, CutMix) take
+/// cross-entropy's probability form.
 fn criterion(loss: Loss, logits: &Tensor, ys: &Tensor, smoothing: f64) -> Tensor {
     match loss {
-        Loss::CrossEntropy if smoothing > 0.0 => smoothed_cross_entropy(logits, ys, smoothing),
+        Loss::CrossEntropy if smoothing > 0.0 || ys.is_floating_point() => {
+            smoothed_cross_entropy(logits, ys, smoothing)
+        }
         _ => loss.compute(logits, ys),
     }
 }
 
-/// `nn.CrossEntropyLoss(label_smoothing=smoothing)` of logits [N, K] and class labels [N], mean over the batch.
+/// `nn.CrossEntropyLoss(label_smoothing=smoothing)` of logits [N, K] and class labels [N] or probability targets
+/// [N, K], mean over the batch.
 pub fn smoothed_cross_entropy(logits: &Tensor, ys: &Tensor, smoothing: f64) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(ys, None, tch::Reduction::Mean, -100, smoothing)
 }
@@ -417,6 +425,17 @@ impl Trainer {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
                     None => xs,
                 };
+                // MixUp / CutMix: the targets become probability rows; the metrics take each row's heaviest class.
+                let (xs, ys, targets) = match &config.mix {
+                    Some(m) => {
+                        let (xs, targets) = tch::no_grad(|| m.apply(&xs, &ys, epoch, batch, rank))?;
+                        (xs, crate::data::mix::hard_labels(&targets), targets)
+                    }
+                    None => {
+                        let targets = ys.shallow_clone();
+                        (xs, ys, targets)
+                    }
+                };
                 if let Some(g) = &group {
                     // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
                     g.broadcast_from_chief(&buffers)?;
@@ -426,7 +445,7 @@ impl Trainer {
                     // what it cannot hold (distributed, float16, accumulation, clipping).
                     Some(g) => {
                         let lr = self.optimizer.lr();
-                        g.run(&xs, &ys, lr, |xs: &Tensor, ys: &Tensor| {
+                        g.run(&xs, &targets, lr, |xs: &Tensor, ys: &Tensor| {
                             self.step(xs, ys, config.aux_loss_weight, &params, None)
                         })?
                     }
@@ -436,7 +455,7 @@ impl Trainer {
                         if batch % accumulate == 0 {
                             self.optimizer.zero_grad()?;
                         }
-                        let out = self.backward(&xs, &ys, config.aux_loss_weight, accumulate)?;
+                        let out = self.backward(&xs, &targets, config.aux_loss_weight, accumulate)?;
                         if (batch + 1) % accumulate == 0 || batch + 1 == n_train {
                             if let Some(norm) = self.optimizer_step(&params, group.as_deref())? {
                                 norms.add(&norm);
