@@ -135,6 +135,9 @@ pub struct RunConfig {
     pub environment: Option<serde_json::Value>,
     /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
     pub optimizer_impl: crate::optim::OptimizerImpl,
+    /// `--lr auto`: the learning-rate range test (Lightning's `lr_find` with its defaults, see `train::lr_find`)
+    /// runs before training and `lr` records its suggestion; a resumed run keeps that `lr`.
+    pub lr_auto: bool,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -208,6 +211,7 @@ impl Default for RunConfig {
             cudnn_benchmark: false,
             environment: None,
             optimizer_impl: crate::optim::OptimizerImpl::Single,
+            lr_auto: false,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod predict;
 pub mod similar;
 pub mod summary;
 pub mod train;
+pub mod tune;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +48,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// The nearest entities of an entity-embedding run by cosine similarity (`--least`: the farthest).
     Similar(similar::SimilarArgs),
+    /// Tuners: `tune lr`, the learning-rate range test (Lightning's Tuner.lr_find).
+    Tune(tune::TuneArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -89,5 +92,6 @@ where
         Command::Inspect(a) => inspect::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Similar(a) => similar::run(a),
+        Command::Tune(a) => tune::run(a),
     }
 }
