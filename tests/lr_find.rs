@@ -83,10 +83,7 @@ fn tune_lr_is_lightnings_lr_find() {
     let cases_path = dir.path().join("cases.json");
     let list: Vec<&serde_json::Value> = cases.iter().map(|c| &c.json).collect();
     std::fs::write(&cases_path, serde_json::to_string(&list).unwrap()).unwrap();
-    let printed = common::run_script(
-        "lr_find_lightning.py",
-        &[inputs.to_str().unwrap(), cases_path.to_str().unwrap()],
-    );
+    let printed = common::run_script("lr_find_lightning.py", &[inputs.to_str().unwrap(), cases_path.to_str().unwrap()]);
     let line = printed.lines().last().unwrap_or_default();
     let expected: Vec<Lightning> = tchzoo::util::json::from_str(line).unwrap_or_else(|e| panic!("{e}: {printed}"));
 

@@ -57,17 +57,23 @@ fn lr(args: LrArgs) -> Result<()> {
     if t.lr.is_some() {
         return Err(Error::config("tune lr sets the learning rate itself (--min-lr to --max-lr); leave out --lr"));
     }
-    let early_stop_threshold = match args.early_stop_threshold.trim() {
-        "none" | "None" => None,
-        v => Some(v.parse::<f64>().map_err(|_| {
-            Error::config(format!("--early-stop-threshold '{v}': give a number > 0, e.g. 4, or none"))
-        })?),
-    };
+    let early_stop_threshold =
+        match args.early_stop_threshold.trim() {
+            "none" | "None" => None,
+            v => Some(v.parse::<f64>().map_err(|_| {
+                Error::config(format!("--early-stop-threshold '{v}': give a number > 0, e.g. 4, or none"))
+            })?),
+        };
     let num_training = usize::try_from(args.num_steps).map_err(|_| {
         Error::config(format!("--num-steps {}: the range test needs at least 2 steps (default 100)", args.num_steps))
     })?;
-    let finder =
-        LrFinderConfig { min_lr: args.min_lr, max_lr: args.max_lr, num_training, early_stop_threshold, ..Default::default() };
+    let finder = LrFinderConfig {
+        min_lr: args.min_lr,
+        max_lr: args.max_lr,
+        num_training,
+        early_stop_threshold,
+        ..Default::default()
+    };
     finder.validate()?;
     let mut config = t.resolve()?;
     config.lr_auto = false;

@@ -237,9 +237,7 @@ fn run(trainer: &mut Trainer, train: &Dataset, fit: &FitConfig, config: &LrFinde
                 let current = if accumulate > 1 { &loss / accumulate as f64 } else { loss }.double_value(&[]);
                 avg_loss = config.beta * avg_loss + (1.0 - config.beta) * current;
                 let smoothed = avg_loss / (1.0 - config.beta.powf((global_step + 1) as f64));
-                let diverged = config
-                    .early_stop_threshold
-                    .is_some_and(|t| global_step > 1 && smoothed > t * best_loss);
+                let diverged = config.early_stop_threshold.is_some_and(|t| global_step > 1 && smoothed > t * best_loss);
                 if smoothed < best_loss || global_step == 1 {
                     best_loss = smoothed;
                 }
@@ -314,7 +312,9 @@ pub fn set_lr_flag(config: &mut crate::config::RunConfig, value: &str) -> Result
         config.lr = None;
         config.lr_auto = true;
     } else {
-        let lr = v.parse::<f64>().map_err(|_| Error::config(format!("--lr '{value}': give a number, e.g. 0.001, or auto")))?;
+        let lr = v
+            .parse::<f64>()
+            .map_err(|_| Error::config(format!("--lr '{value}': give a number, e.g. 0.001, or auto")))?;
         config.lr = Some(lr);
         config.lr_auto = false;
     }
@@ -331,7 +331,9 @@ pub fn fit_config(config: &crate::config::RunConfig) -> Result<FitConfig> {
         ));
     }
     if crate::dist::current().is_some() {
-        return Err(Error::config("the learning-rate finder runs in one process; give --lr a number with --distributed"));
+        return Err(Error::config(
+            "the learning-rate finder runs in one process; give --lr a number with --distributed",
+        ));
     }
     let augment = match config.augment.as_deref() {
         Some(crate::config::AUTO_AUGMENT) | None => None,
@@ -456,9 +458,8 @@ impl crate::plot::Figure for LrFinderPlot<'_> {
             .filter(|(x, y)| x.is_finite() && *x > 0.0 && y.is_finite())
             .collect();
         let (x_lo, x_hi) = (r.min_lr.min(r.max_lr), r.max_lr.max(r.min_lr));
-        let (mut y_lo, mut y_hi) = points
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, y)| (lo.min(y), hi.max(y)));
+        let (mut y_lo, mut y_hi) =
+            points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, y)| (lo.min(y), hi.max(y)));
         if !(y_lo.is_finite() && y_hi.is_finite()) {
             (y_lo, y_hi) = (0.0, 1.0);
         }

@@ -197,7 +197,13 @@ impl Trainer {
 
     /// Forward under autocast and backward of the loss divided by `accumulate` (of the scaled loss for float16);
     /// the gradients add to those already there. Returns the undivided loss and the main logits.
-    pub(crate) fn backward(&mut self, xs: &Tensor, ys: &Tensor, aux_weight: f64, accumulate: usize) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn backward(
+        &mut self,
+        xs: &Tensor,
+        ys: &Tensor,
+        aux_weight: f64,
+        accumulate: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let xs = self.prepare_input(xs.shallow_clone())?;
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
             training_loss_smoothed(self.model.as_ref(), self.loss, &xs, ys, aux_weight, self.label_smoothing)
