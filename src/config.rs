@@ -144,6 +144,9 @@ pub struct RunConfig {
     /// Image folders: `ta_wide` (TrivialAugmentWide) or `ra` (RandAugment, 2 ops, magnitude 9) after the crop and
     /// flip, on uint8 images; `null` = none. (`augmix` is not implemented.)
     pub auto_augment: Option<String>,
+    /// `--lr auto`: the learning-rate range test (Lightning's `lr_find` with its defaults, see `train::lr_find`)
+    /// runs before training and `lr` records its suggestion; a resumed run keeps that `lr`.
+    pub lr_auto: bool,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -221,6 +224,7 @@ impl Default for RunConfig {
             cutmix_alpha: None,
             random_erase: 0.0,
             auto_augment: None,
+            lr_auto: false,
         }
     }
 }

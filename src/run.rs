@@ -517,6 +517,11 @@ fn execute(
     crate::data::autoaugment::check_applies(config.auto_augment.as_deref(), transforms.is_some(), &train.name)?;
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
+    // `--lr auto`: the range test picks a fresh run's learning rate (a resumed run keeps the one it recorded).
+    let lr_found = match (&resumed, config.lr_auto) {
+        (None, true) => Some(crate::train::lr_find::auto_lr(&mut config, &mut trainer, &train)?),
+        _ => None,
+    };
     // config.json records the learning rate the run used (the optimizer's default when none was given).
     config.lr = Some(config.optimizer_config()?.lr);
     // The run records the transforms it used, so `--run` and a resume see the same sizes and statistics.
@@ -563,6 +568,13 @@ fn execute(
         if let Some(names) = &train.class_names {
             let text = serde_json::to_string_pretty(names).map_err(|e| Error::invalid(e.to_string()))?;
             write_atomic(&dir.join(CLASSES_FILE), text.as_bytes())?;
+        }
+        if let Some(found) = &lr_found {
+            found.save_json(&dir.join(crate::train::lr_find::JSON_FILE))?;
+            found.plot(&dir.join(crate::train::lr_find::PLOT_FILE))?;
+            if verbosity != Verbosity::Silent {
+                println!("{}", found.summary_line());
+            }
         }
     }
     let mut all =

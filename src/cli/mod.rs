@@ -14,6 +14,7 @@ pub mod predict;
 pub mod similar;
 pub mod summary;
 pub mod train;
+pub mod tune;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +51,8 @@ pub enum Command {
     Similar(similar::SimilarArgs),
     /// Write an image folder as WebDataset tar shards (resized, JPEG), for `--data "PREFIX-{000000..N}.tar"`.
     Pack(pack::PackArgs),
+    /// Tuners: `tune lr`, the learning-rate range test (Lightning's Tuner.lr_find).
+    Tune(tune::TuneArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -93,5 +96,6 @@ where
         Command::Plot(a) => plot::run(a),
         Command::Similar(a) => similar::run(a),
         Command::Pack(a) => pack::run(a),
+        Command::Tune(a) => tune::run(a),
     }
 }

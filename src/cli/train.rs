@@ -37,9 +37,10 @@ pub struct TrainArgs {
     /// Samples per batch [default: 32].
     #[arg(long, alias = "batch_size")]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: the optimizer's, as Keras: sgd 0.01; adam, adamw and rmsprop 0.001].
+    /// Learning rate [default: the optimizer's, as Keras: sgd 0.01; adam, adamw and rmsprop 0.001], or `auto`:
+    /// the learning-rate range test (`tchzoo tune lr`, its defaults) picks it before training.
     #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    pub lr: Option<String>,
     // A string parsed in `resolve`, so that a bad name fails in one line like every other config error.
     /// sgd, adam, adamw or rmsprop [default: adam].
     #[arg(long)]
@@ -270,7 +271,9 @@ impl TrainArgs {
         set!(validation_split, opt);
         set!(epochs);
         set!(batch_size);
-        set!(lr, opt);
+        if let Some(v) = &self.lr {
+            crate::train::lr_find::set_lr_flag(&mut c, v)?;
+        }
         if let Some(name) = &self.optimizer {
             c.optimizer = crate::optim::parse_kind(name)?;
         }

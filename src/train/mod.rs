@@ -4,6 +4,7 @@ pub mod callbacks;
 pub mod cuda_graph;
 pub mod features;
 pub mod history;
+pub mod lr_find;
 pub mod metrics;
 pub mod progress;
 pub mod resume;

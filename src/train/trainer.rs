@@ -205,7 +205,13 @@ impl Trainer {
 
     /// Forward under autocast and backward of the loss divided by `accumulate` (of the scaled loss for float16);
     /// the gradients add to those already there. Returns the undivided loss and the main logits.
-    fn backward(&mut self, xs: &Tensor, ys: &Tensor, aux_weight: f64, accumulate: usize) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn backward(
+        &mut self,
+        xs: &Tensor,
+        ys: &Tensor,
+        aux_weight: f64,
+        accumulate: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let xs = self.prepare_input(xs.shallow_clone())?;
         let (loss, logits) = crate::train::amp::autocast(self.precision, self.device(), || {
             training_loss_smoothed(self.model.as_ref(), self.loss, &xs, ys, aux_weight, self.label_smoothing)
@@ -221,7 +227,7 @@ impl Trainer {
     /// The optimizer step on the gradients there are: averaged over the ranks of `group`, unscaled (float16),
     /// clipped, then the step unless a float16 gradient overflowed, then the EMA update (as a PyTorch loop calls
     /// `update_parameters` after every `scaler.step`). Returns the total gradient norm when clipping by norm.
-    fn optimizer_step(
+    pub(crate) fn optimizer_step(
         &mut self,
         params: &[Tensor],
         group: Option<&crate::dist::ProcessGroup>,
