@@ -135,6 +135,14 @@ pub struct RunConfig {
     pub environment: Option<serde_json::Value>,
     /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
     pub optimizer_impl: crate::optim::OptimizerImpl,
+    // Loggers (issue #17 point 5; checked in `train::loggers`).
+    /// A folder for TensorBoard event files (relative = inside the run folder; `--tensorboard` alone:
+    /// `tensorboard`).
+    pub tensorboard: Option<String>,
+    /// With `tensorboard`: histograms of the weights after every N-th epoch.
+    pub tb_histograms: Option<usize>,
+    /// One line of `steps.jsonl` in the run folder every N optimizer steps.
+    pub log_every_n_steps: Option<usize>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -208,6 +216,9 @@ impl Default for RunConfig {
             cudnn_benchmark: false,
             environment: None,
             optimizer_impl: crate::optim::OptimizerImpl::Single,
+            tensorboard: None,
+            tb_histograms: None,
+            log_every_n_steps: None,
         }
     }
 }
@@ -307,6 +318,7 @@ impl RunConfig {
         if let Some(s) = &self.checkpoint {
             crate::train::callbacks::ModelCheckpointConfig::parse(s)?;
         }
+        crate::train::loggers::validate(self)?;
         if let Some(s) = &self.reduce_lr_on_plateau {
             crate::train::callbacks::ReduceLrOnPlateauConfig::parse(s)?;
             if self.lr_schedule.is_some() {

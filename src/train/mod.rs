@@ -4,9 +4,11 @@ pub mod callbacks;
 pub mod cuda_graph;
 pub mod features;
 pub mod history;
+pub mod loggers;
 pub mod metrics;
 pub mod progress;
 pub mod resume;
+pub mod tensorboard;
 pub mod trainer;
 pub mod transfer;
 
