@@ -75,7 +75,7 @@ impl Callback for StepLogger {
         }
         self.steps += 1;
         let (sum, n) = self.group.take().expect("a loss was just added");
-        if self.steps % self.every as u64 != 0 {
+        if !self.steps.is_multiple_of(self.every as u64) {
             return Ok(());
         }
         let Some(file) = &mut self.file else { return Ok(()) };

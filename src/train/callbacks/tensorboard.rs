@@ -50,7 +50,7 @@ impl Callback for TensorBoard {
         let step = epoch as i64;
         let scalars: Vec<(&str, Value)> = logs.iter().map(|(k, v)| (k.as_str(), Value::Scalar(*v as f32))).collect();
         w.summary(step, &scalars)?;
-        if self.histograms.is_some_and(|n| n > 0 && (epoch + 1) % n == 0) {
+        if self.histograms.is_some_and(|n| n > 0 && (epoch + 1).is_multiple_of(n)) {
             let named = ctx.store.named_parameters();
             let hists: Vec<(String, Histogram)> =
                 named.iter().map(|(name, t)| (name.clone(), Histogram::of(t, BINS))).collect();
