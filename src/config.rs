@@ -147,6 +147,14 @@ pub struct RunConfig {
     /// `--lr auto`: the learning-rate range test (Lightning's `lr_find` with its defaults, see `train::lr_find`)
     /// runs before training and `lr` records its suggestion; a resumed run keeps that `lr`.
     pub lr_auto: bool,
+    // Loggers (issue #17 point 5; checked in `train::loggers`).
+    /// A folder for TensorBoard event files (relative = inside the run folder; `--tensorboard` alone:
+    /// `tensorboard`).
+    pub tensorboard: Option<String>,
+    /// With `tensorboard`: histograms of the weights after every N-th epoch.
+    pub tb_histograms: Option<usize>,
+    /// One line of `steps.jsonl` in the run folder every N optimizer steps.
+    pub log_every_n_steps: Option<usize>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -225,6 +233,9 @@ impl Default for RunConfig {
             random_erase: 0.0,
             auto_augment: None,
             lr_auto: false,
+            tensorboard: None,
+            tb_histograms: None,
+            log_every_n_steps: None,
         }
     }
 }
@@ -324,6 +335,7 @@ impl RunConfig {
         if let Some(s) = &self.checkpoint {
             crate::train::callbacks::ModelCheckpointConfig::parse(s)?;
         }
+        crate::train::loggers::validate(self)?;
         if let Some(s) = &self.reduce_lr_on_plateau {
             crate::train::callbacks::ReduceLrOnPlateauConfig::parse(s)?;
             if self.lr_schedule.is_some() {

@@ -342,6 +342,7 @@ pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> R
         let path = Path::new(p);
         all.push(Box::new(CsvLogger::new(if path.is_relative() { dir.join(path) } else { path.to_path_buf() }, false)));
     }
+    all.extend(crate::train::loggers::callbacks(config, dir)?);
     Ok(all)
 }
 
@@ -456,6 +457,9 @@ pub fn resume_in(
     }
     if let Some(p) = &config.csv_logger {
         crate::train::resume::confine(dir, p, "csv_logger")?;
+    }
+    if let Some(p) = &config.tensorboard {
+        crate::train::resume::confine(dir, p, "tensorboard")?;
     }
     if crate::dist::is_chief(dist.as_ref()) {
         drop(crate::train::resume::lock(dir)?);

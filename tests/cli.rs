@@ -108,11 +108,12 @@ fn train_writes_the_run_folder() {
     assert!(magic.starts_with(b"\x89PNG\r\n\x1a\n"), "curves.png is not a PNG");
 }
 
-/// `Epoch 3/5 - loss: 0.4120 - accuracy: 0.8711 - val_loss: 0.3982 - val_accuracy: 0.8833 - 0.1s`
+/// `Epoch 3/5 - loss: 0.4120 - accuracy: 0.8711 - val_loss: 0.3982 - val_accuracy: 0.8833 - lr: 1.00e-3 - 0.1s`
 fn check_epoch_line(line: &str, epoch: usize, epochs: usize) {
     let parts: Vec<&str> = line.split(" - ").collect();
     assert_eq!(parts[0], format!("Epoch {epoch}/{epochs}"), "{line}");
-    let keys: Vec<&str> = parts[1..parts.len() - 1]
+    assert_eq!(parts[parts.len() - 2], "lr: 1.00e-3", "Adam's default learning rate: {line}");
+    let keys: Vec<&str> = parts[1..parts.len() - 2]
         .iter()
         .map(|p| {
             let (k, v) = p.split_once(": ").unwrap_or_else(|| panic!("'{p}' is not 'key: value' in {line}"));

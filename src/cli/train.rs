@@ -241,6 +241,15 @@ pub struct TrainArgs {
     /// flip; augmix is not implemented.
     #[arg(long)]
     pub auto_augment: Option<String>,
+    /// Write TensorBoard event files into DIR [default: RUN/tensorboard; relative = inside the run folder].
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = crate::train::loggers::TENSORBOARD_DIR)]
+    pub tensorboard: Option<String>,
+    /// With --tensorboard: histograms of the weights every N epochs.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tb_histograms: Option<i64>,
+    /// A line of RUN/steps.jsonl (epoch, step, loss, lr, grad_norm, wall_time) every N optimizer steps.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub log_every_n_steps: Option<i64>,
 }
 
 impl TrainArgs {
@@ -349,6 +358,15 @@ impl TrainArgs {
         c.cudnn_benchmark |= self.cudnn_benchmark;
         if let Some(i) = &self.optimizer_impl {
             c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+        }
+        set!(tensorboard, opt);
+        for (flag, v, field) in [
+            ("tb-histograms", self.tb_histograms, &mut c.tb_histograms),
+            ("log-every-n-steps", self.log_every_n_steps, &mut c.log_every_n_steps),
+        ] {
+            if let Some(n) = v {
+                *field = Some(crate::train::loggers::positive(flag, n)?);
+            }
         }
         use crate::train::features::Limit;
         for (flag, text, field) in [

@@ -395,6 +395,8 @@ pub fn effective(config: &crate::config::RunConfig) -> crate::config::RunConfig 
             checkpoint: None,
             early_stopping: None,
             csv_logger: None,
+            tensorboard: None,
+            log_every_n_steps: None,
             ..config.clone()
         },
         None => config.clone(),

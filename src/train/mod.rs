@@ -5,9 +5,11 @@ pub mod cuda_graph;
 pub mod features;
 pub mod history;
 pub mod lr_find;
+pub mod loggers;
 pub mod metrics;
 pub mod progress;
 pub mod resume;
+pub mod tensorboard;
 pub mod trainer;
 pub mod transfer;
 

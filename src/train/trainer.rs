@@ -5,7 +5,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 use super::amp::{GradScaler, Precision};
-use super::callbacks::{Callback, CallbackContext, Logs};
+use super::callbacks::{BatchEnd, Callback, CallbackContext, Logs};
 use super::features::{Ema, GradClip, Limit, NormSum};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
@@ -425,7 +425,8 @@ impl Trainer {
             let mut acc = Accumulator::new(self.loss, &self.metrics);
             let mut norms = NormSum::default();
             let mut batches = loader.epoch(epoch);
-            for (batch, item) in batches.by_ref().take(n_train).enumerate() {
+            let clock = train.images.is_some().then(|| progress.data_clock());
+            for (batch, item) in super::progress::timed(batches.by_ref().take(n_train), clock).enumerate() {
                 let (xs, ys) = item?;
                 let xs = match &config.augment {
                     Some(a) => tch::no_grad(|| a.apply(&xs)),
@@ -446,6 +447,7 @@ impl Trainer {
                     // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
                     g.broadcast_from_chief(&buffers)?;
                 }
+                let (mut stepped, mut step_norm) = (true, None);
                 let (loss, logits) = match &mut graphed {
                     // One captured step per batch: `cuda_graph::check_supported` and `features::validate` refuse
                     // what it cannot hold (distributed, float16, accumulation, clipping).
@@ -462,9 +464,11 @@ impl Trainer {
                             self.optimizer.zero_grad()?;
                         }
                         let out = self.backward(&xs, &targets, config.aux_loss_weight, accumulate)?;
-                        if (batch + 1) % accumulate == 0 || batch + 1 == n_train {
-                            if let Some(norm) = self.optimizer_step(&params, group.as_deref())? {
-                                norms.add(&norm);
+                        stepped = (batch + 1) % accumulate == 0 || batch + 1 == n_train;
+                        if stepped {
+                            step_norm = self.optimizer_step(&params, group.as_deref())?;
+                            if let Some(norm) = &step_norm {
+                                norms.add(norm);
                             }
                             if let (Some(g), true) = (&group, config.check_replicas) {
                                 check_replicas(g, &self.store, epoch, batch)?;
@@ -474,7 +478,13 @@ impl Trainer {
                     }
                 };
                 acc.add(&loss, &logits, &ys);
+                let lr = self.optimizer.lr();
+                progress.step_end(lr, step_norm.as_ref());
                 progress.batch_end(&loss);
+                let info = BatchEnd { epoch, batch, loss: &loss, stepped, lr, grad_norm: step_norm.as_ref() };
+                for cb in callbacks.iter_mut() {
+                    cb.on_train_batch_end(&info)?;
+                }
                 if resume::stop_requested() {
                     progress.abandon();
                     return Err(Error::Interrupted(match &config.run_dir {

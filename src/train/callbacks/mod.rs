@@ -9,6 +9,8 @@ pub mod lr_scheduler;
 pub mod model_checkpoint;
 pub mod monitor;
 pub mod reduce_lr;
+pub mod step_logger;
+pub mod tensorboard;
 pub mod terminate_on_nan;
 
 pub use csv_logger::CsvLogger;
@@ -17,6 +19,8 @@ pub use lr_scheduler::LearningRateScheduler;
 pub use model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
 pub use monitor::{Mode, Monitor};
 pub use reduce_lr::{ReduceLrOnPlateau, ReduceLrOnPlateauConfig};
+pub use step_logger::StepLogger;
+pub use tensorboard::TensorBoard;
 pub use terminate_on_nan::TerminateOnNaN;
 
 use crate::error::Result;
@@ -38,6 +42,20 @@ pub struct CallbackContext<'a> {
 
 pub type Logs = BTreeMap<String, f64>;
 
+/// One training batch as the per-step loggers see it (`Callback::on_train_batch_end`).
+pub struct BatchEnd<'a> {
+    pub epoch: usize,
+    pub batch: usize,
+    /// The batch's loss, undivided by accumulation (on the device: reading it waits for the step).
+    pub loss: &'a tch::Tensor,
+    /// Whether an optimizer step followed this batch (every batch, or the last of an accumulated group).
+    pub stepped: bool,
+    /// The learning rate of the step.
+    pub lr: f64,
+    /// The step's total gradient norm, when clipping by norm.
+    pub grad_norm: Option<&'a tch::Tensor>,
+}
+
 pub trait Callback {
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
@@ -46,6 +64,10 @@ pub trait Callback {
         Ok(())
     }
     fn on_batch_end(&mut self, _batch: usize, _ctx: &mut CallbackContext) -> Result<()> {
+        Ok(())
+    }
+    /// After every training batch, with its loss and step (before `on_batch_end`).
+    fn on_train_batch_end(&mut self, _batch: &BatchEnd) -> Result<()> {
         Ok(())
     }
     /// `logs` holds the epoch's `loss`, metrics, `val_*`, `lr` and `epoch_time`.
