@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod average;
 pub mod convert;
 pub mod doctor;
 pub mod evaluate;
@@ -47,6 +48,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// The nearest entities of an entity-embedding run by cosine similarity (`--least`: the farthest).
     Similar(similar::SimilarArgs),
+    /// Average state dicts or checkpoints of one model (uniform, or --weights): `average A.pt B.pt -o avg.pt`.
+    Average(average::AverageArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -89,5 +92,6 @@ where
         Command::Inspect(a) => inspect::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Similar(a) => similar::run(a),
+        Command::Average(a) => average::run(a),
     }
 }

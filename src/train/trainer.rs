@@ -5,7 +5,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 use super::amp::{GradScaler, Precision};
-use super::callbacks::{Callback, CallbackContext, Logs};
+use super::callbacks::{Callback, CallbackContext, Logs, StepInfo};
 use super::features::{Ema, GradClip, Limit, NormSum};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
@@ -420,6 +420,7 @@ impl Trainer {
                     // DDP's broadcast_buffers: rank 0's running statistics before every forward pass.
                     g.broadcast_from_chief(&buffers)?;
                 }
+                let mut stepped = true;
                 let (loss, logits) = match &mut graphed {
                     // One captured step per batch: `cuda_graph::check_supported` and `features::validate` refuse
                     // what it cannot hold (distributed, float16, accumulation, clipping).
@@ -436,7 +437,8 @@ impl Trainer {
                             self.optimizer.zero_grad()?;
                         }
                         let out = self.backward(&xs, &ys, config.aux_loss_weight, accumulate)?;
-                        if (batch + 1) % accumulate == 0 || batch + 1 == n_train {
+                        stepped = (batch + 1) % accumulate == 0 || batch + 1 == n_train;
+                        if stepped {
                             if let Some(norm) = self.optimizer_step(&params, group.as_deref())? {
                                 norms.add(&norm);
                             }
@@ -465,6 +467,10 @@ impl Trainer {
                     let mut ctx = ctx!(&history);
                     for cb in callbacks.iter_mut() {
                         cb.on_batch_end(batch, &mut ctx)?;
+                    }
+                    let step = StepInfo { epoch, batch, stepped, last_batch: batch + 1 == n_train };
+                    for cb in callbacks.iter_mut() {
+                        cb.on_train_batch_end(&step, &mut ctx)?;
                     }
                     stop |= ctx.stop_training;
                 }

@@ -36,6 +36,17 @@ pub struct CallbackContext<'a> {
 
 pub type Logs = BTreeMap<String, f64>;
 
+/// A training batch as [`Callback::on_train_batch_end`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepInfo {
+    pub epoch: usize,
+    pub batch: usize,
+    /// The optimizer stepped after this batch (false inside a gradient-accumulation group).
+    pub stepped: bool,
+    /// The epoch's last training batch.
+    pub last_batch: bool,
+}
+
 pub trait Callback {
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
@@ -44,6 +55,11 @@ pub trait Callback {
         Ok(())
     }
     fn on_batch_end(&mut self, _batch: usize, _ctx: &mut CallbackContext) -> Result<()> {
+        Ok(())
+    }
+    /// After `on_batch_end`, what the trainer knows of the batch: whether an optimizer step happened (Lightning's
+    /// `global_step` counts those) and whether it was the epoch's last batch.
+    fn on_train_batch_end(&mut self, _step: &StepInfo, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
     /// `logs` holds the epoch's `loss`, metrics, `val_*`, `lr` and `epoch_time`.
