@@ -10,8 +10,7 @@
 //! Every write goes to a temporary sibling first and is renamed into place, so a crash never leaves a
 //! half-written file over a good one.
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use tch::{Kind, Tensor};
 
@@ -276,25 +275,11 @@ pub fn strip_module_prefix(store: &VarStore, mut tensors: Vec<(String, Tensor)>)
     tensors
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `write` on a temporary sibling of `path`, syncs it and renames it over `path`; on failure the temporary
-/// file is removed and `path` is left as it was.
+/// Runs `write` on a temporary sibling of `path`, syncs it, renames it over `path` and syncs the folder
+/// ([`crate::util::write_atomic_with`]); on failure the temporary file is removed and `path` is left as it was.
 fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     if path.is_dir() {
         return Err(ckpt_err(path, "is a directory"));
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::util::write_atomic_with(path, write)
 }

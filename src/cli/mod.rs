@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod average;
 pub mod convert;
 pub mod doctor;
 pub mod evaluate;
@@ -53,6 +54,8 @@ pub enum Command {
     Pack(pack::PackArgs),
     /// Tuners: `tune lr`, the learning-rate range test (Lightning's Tuner.lr_find).
     Tune(tune::TuneArgs),
+    /// Average state dicts or checkpoints of one model (uniform, or --weights): `average A.pt B.pt -o avg.pt`.
+    Average(average::AverageArgs),
 }
 
 /// Parses `args` and runs the subcommand.
@@ -97,5 +100,6 @@ where
         Command::Similar(a) => similar::run(a),
         Command::Pack(a) => pack::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Average(a) => average::run(a),
     }
 }

@@ -95,7 +95,8 @@ pub struct TrainArgs {
     /// EarlyStopping, e.g. monitor=val_loss,patience=200,min_delta=0,mode=min,baseline=0.4,restore_best_weights=true.
     #[arg(long, alias = "early_stopping")]
     pub early_stopping: Option<String>,
-    /// ModelCheckpoint: path-template[,monitor=…,mode=…,save_best_only=true,save_weights_only=true,save_freq=N]
+    /// ModelCheckpoint: path-template[,monitor=…,mode=…,save_best_only=true,save_weights_only=true,save_freq=N,
+    /// save_top_k=K,save_last=true,every_n_train_steps=N,train_time_interval=MIN]
     /// (e.g. "ckpt-{epoch:03d}-{val_loss:.4f}.pt"; a relative path is inside the run folder).
     #[arg(long)]
     pub checkpoint: Option<String>,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 use super::amp::{GradScaler, Precision};
-use super::callbacks::{BatchEnd, Callback, CallbackContext, Logs};
+use super::callbacks::{Callback, CallbackContext, Logs, StepInfo};
 use super::features::{Ema, GradClip, Limit, NormSum};
 use super::history::History;
 use super::metrics::{Accumulator, Loss, Metric};
@@ -481,10 +481,6 @@ impl Trainer {
                 let lr = self.optimizer.lr();
                 progress.step_end(lr, step_norm.as_ref());
                 progress.batch_end(&loss);
-                let info = BatchEnd { epoch, batch, loss: &loss, stepped, lr, grad_norm: step_norm.as_ref() };
-                for cb in callbacks.iter_mut() {
-                    cb.on_train_batch_end(&info)?;
-                }
                 if resume::stop_requested() {
                     progress.abandon();
                     return Err(Error::Interrupted(match &config.run_dir {
@@ -501,6 +497,18 @@ impl Trainer {
                     let mut ctx = ctx!(&history);
                     for cb in callbacks.iter_mut() {
                         cb.on_batch_end(batch, &mut ctx)?;
+                    }
+                    let step = StepInfo {
+                        epoch,
+                        batch,
+                        stepped,
+                        last_batch: batch + 1 == n_train,
+                        loss: &loss,
+                        lr,
+                        grad_norm: step_norm.as_ref(),
+                    };
+                    for cb in callbacks.iter_mut() {
+                        cb.on_train_batch_end(&step, &mut ctx)?;
                     }
                     stop |= ctx.stop_training;
                 }

@@ -1,5 +1,4 @@
 //! Keras' CSVLogger: one row per epoch (`epoch` then the logs, sorted by name), flushed every epoch.
-use std::io::Write;
 use std::path::PathBuf;
 
 use super::{Callback, CallbackContext, Logs};
@@ -64,20 +63,21 @@ impl Callback for CsvLogger {
             return Ok(());
         }
         let keys = self.keys.get_or_insert_with(|| logs.keys().cloned().collect());
-        let exists = self.path.exists() && std::fs::metadata(&self.path).map(|m| m.len() > 0).unwrap_or(false);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
+        // The log is rewritten whole through a temporary file and a rename (a few kB), so a kill mid-write never
+        // leaves a torn row.
+        let mut text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        let exists = !text.is_empty();
         let sep = self.separator.to_string();
-        let mut text = String::new();
         if !exists {
             text.push_str(&format!("epoch{sep}{}\n", keys.join(&sep)));
         }
         let row: Vec<String> = keys.iter().map(|k| logs.get(k).map(|v| v.to_string()).unwrap_or_default()).collect();
         text.push_str(&format!("{epoch}{sep}{}\n", row.join(&sep)));
-        f.write_all(text.as_bytes()).and_then(|_| f.flush()).map_err(|e| Error::io(&self.path, e))
+        crate::util::write_atomic(&self.path, text.as_bytes())
     }
     fn load_state(&mut self, _state: &serde_json::Value) -> Result<()> {
         // A resumed run appends to the log it already has (cut back to the resumed epoch).

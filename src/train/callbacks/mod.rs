@@ -42,14 +42,18 @@ pub struct CallbackContext<'a> {
 
 pub type Logs = BTreeMap<String, f64>;
 
-/// One training batch as the per-step loggers see it (`Callback::on_train_batch_end`).
-pub struct BatchEnd<'a> {
+/// A training batch as [`Callback::on_train_batch_end`] sees it (the per-step loggers, Lightning's step-triggered
+/// checkpoints).
+pub struct StepInfo<'a> {
     pub epoch: usize,
     pub batch: usize,
+    /// The optimizer stepped after this batch (false inside a gradient-accumulation group; Lightning's
+    /// `global_step` counts the steps).
+    pub stepped: bool,
+    /// The epoch's last training batch.
+    pub last_batch: bool,
     /// The batch's loss, undivided by accumulation (on the device: reading it waits for the step).
     pub loss: &'a tch::Tensor,
-    /// Whether an optimizer step followed this batch (every batch, or the last of an accumulated group).
-    pub stepped: bool,
     /// The learning rate of the step.
     pub lr: f64,
     /// The step's total gradient norm, when clipping by norm.
@@ -66,8 +70,9 @@ pub trait Callback {
     fn on_batch_end(&mut self, _batch: usize, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
-    /// After every training batch, with its loss and step (before `on_batch_end`).
-    fn on_train_batch_end(&mut self, _batch: &BatchEnd) -> Result<()> {
+    /// After `on_batch_end`, what the trainer knows of the batch: its loss and learning rate, whether an optimizer
+    /// step happened and whether it was the epoch's last batch.
+    fn on_train_batch_end(&mut self, _step: &StepInfo, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
     /// `logs` holds the epoch's `loss`, metrics, `val_*`, `lr` and `epoch_time`.

@@ -1,13 +1,18 @@
 //! Keras' ModelCheckpoint: save the model (weights, or weights with optimizer state) every `save_freq` epochs,
 //! or only when the monitored value improves, to a path template such as `ckpt-{epoch:03d}-{val_loss:.4f}.pt`.
+//! Lightning's options (`save_top_k`, `save_last`, `every_n_train_steps`, `train_time_interval`) switch to
+//! Lightning's ModelCheckpoint bookkeeping instead ([`keep`]).
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::monitor::{check_keys, get, parse_options, Mode, Monitor};
 use super::terminate_on_nan::logs_are_finite;
-use super::{Callback, CallbackContext, Logs};
+use super::{Callback, CallbackContext, Logs, StepInfo};
 use crate::error::{Error, Result};
+
+mod keep;
+pub use keep::KeepState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCheckpointConfig {
@@ -20,6 +25,18 @@ pub struct ModelCheckpointConfig {
     /// Save every N epochs (`period=N`; Keras' `save_freq=epoch` is 1).
     pub save_freq: usize,
     pub initial_value_threshold: Option<f64>,
+    /// Lightning's `save_top_k`: keep the K best by the monitored value (−1: all; 0: none); needs save_best_only.
+    #[serde(default)]
+    pub save_top_k: Option<i64>,
+    /// Lightning's `save_last`: `last.pt` (next to the template's files) is the newest checkpoint written.
+    #[serde(default)]
+    pub save_last: bool,
+    /// Lightning's `every_n_train_steps`: save after every N optimizer steps instead of at epoch ends.
+    #[serde(default)]
+    pub every_n_train_steps: Option<u64>,
+    /// Lightning's `train_time_interval`, in minutes: save when this much time passed since the last check.
+    #[serde(default)]
+    pub train_time_interval: Option<f64>,
 }
 
 impl ModelCheckpointConfig {
@@ -33,7 +50,23 @@ impl ModelCheckpointConfig {
             mode: Mode::Auto,
             save_freq: 1,
             initial_value_threshold: None,
+            save_top_k: None,
+            save_last: false,
+            every_n_train_steps: None,
+            train_time_interval: None,
         }
+    }
+    /// True when a Lightning option is given: the files are kept as Lightning's ModelCheckpoint keeps them.
+    pub fn lightning(&self) -> bool {
+        self.save_top_k.is_some()
+            || self.save_last
+            || self.every_n_train_steps.is_some()
+            || self.train_time_interval.is_some()
+    }
+    /// Lightning's `save_top_k` in effect: 1 (Lightning's default) with save_best_only, else −1 (every save kept,
+    /// as Keras without save_best_only).
+    pub fn top_k(&self) -> i64 {
+        self.save_top_k.unwrap_or(if self.save_best_only { 1 } else { -1 })
     }
     /// `best_model.pt,monitor=val_accuracy,mode=max,save_best_only=true`.
     pub fn parse(spec: &str) -> Result<Self> {
@@ -59,6 +92,10 @@ impl ModelCheckpointConfig {
                 "save_freq",
                 "period",
                 "initial_value_threshold",
+                "save_top_k",
+                "save_last",
+                "every_n_train_steps",
+                "train_time_interval",
             ],
             WHAT,
         )?;
@@ -90,8 +127,24 @@ impl ModelCheckpointConfig {
                 .map(|v| v.parse())
                 .transpose()
                 .map_err(|_| Error::config(format!("{WHAT}: initial_value_threshold does not parse")))?,
+            save_top_k: o.get("save_top_k").map(|_| get(&o, "save_top_k", 0i64, WHAT)).transpose()?,
+            save_last: get(&o, "save_last", false, WHAT)?,
+            every_n_train_steps: o
+                .get("every_n_train_steps")
+                .map(|_| get(&o, "every_n_train_steps", 0u64, WHAT))
+                .transpose()?,
+            train_time_interval: o
+                .get("train_time_interval")
+                .map(|_| get(&o, "train_time_interval", 0.0f64, WHAT))
+                .transpose()?,
             ..d
         };
+        if o.contains_key("period") && (c.every_n_train_steps.is_some() || c.train_time_interval.is_some()) {
+            return Err(Error::config(format!(
+                "{WHAT}: period (Lightning's every_n_epochs), every_n_train_steps and train_time_interval are \
+                 mutually exclusive, as in Lightning; give one"
+            )));
+        }
         c.check_template()?;
         check_extension(&c.filepath)?;
         Ok(c)
@@ -101,6 +154,7 @@ impl ModelCheckpointConfig {
         if self.save_freq == 0 {
             return Err(Error::config("--checkpoint: period must be at least 1"));
         }
+        self.check_lightning()?;
         let keys = template_keys(&self.filepath)?;
         // The longest name the template can give (a float32 loss is at most 3.4e38 in size; epochs stay below
         // 10^9) must fit the file system's 255 bytes per name, or the run would fail after its first epoch.
@@ -114,6 +168,51 @@ impl ModelCheckpointConfig {
                     long.len()
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ModelCheckpointConfig {
+    /// Lightning's options, checked as its `__validate_init_configuration` and more strictly where a value would
+    /// silently do nothing.
+    fn check_lightning(&self) -> Result<()> {
+        const WHAT: &str = "--checkpoint";
+        if let Some(k) = self.save_top_k {
+            if !self.save_best_only {
+                return Err(Error::config(format!(
+                    "{WHAT}: save_top_k={k} keeps the best checkpoints by the monitored value, which needs \
+                     save_best_only=true (without it every checkpoint is kept)"
+                )));
+            }
+            if k < -1 {
+                return Err(Error::config(format!(
+                    "{WHAT}: save_top_k={k} must be -1 (keep all), 0 (none) or a positive count"
+                )));
+            }
+        }
+        if self.every_n_train_steps == Some(0) {
+            return Err(Error::config(format!(
+                "{WHAT}: every_n_train_steps=0 never saves; give a number of optimizer steps of at least 1"
+            )));
+        }
+        if let Some(m) = self.train_time_interval {
+            if !m.is_finite() || m < 0.0 {
+                return Err(Error::config(format!(
+                    "{WHAT}: train_time_interval={m} must be a number of minutes, at least 0"
+                )));
+            }
+        }
+        if self.every_n_train_steps.is_some() && self.train_time_interval.is_some() {
+            return Err(Error::config(format!(
+                "{WHAT}: every_n_train_steps and train_time_interval are mutually exclusive, as in Lightning; give one"
+            )));
+        }
+        if self.lightning() && self.initial_value_threshold.is_some() {
+            return Err(Error::config(format!(
+                "{WHAT}: initial_value_threshold is Keras' option and Lightning's save_top_k/save_last/\
+                 every_n_train_steps/train_time_interval have none; drop one of them"
+            )));
         }
         Ok(())
     }
@@ -204,6 +303,9 @@ fn format_value(v: f64, spec: &str, template: &str) -> Result<String> {
 pub struct ModelCheckpointState {
     pub best: Option<f64>,
     pub last_saved: Option<String>,
+    /// Lightning's bookkeeping (used when a Lightning option is given).
+    #[serde(default)]
+    pub keep: KeepState,
 }
 
 pub struct ModelCheckpoint {
@@ -213,6 +315,8 @@ pub struct ModelCheckpoint {
     restored: bool,
     /// Folder that relative paths are resolved in (the run folder from the CLI).
     pub base_dir: Option<PathBuf>,
+    /// Lightning's `_last_time_checked` (train_time_interval), set at train begin.
+    last_time_checked: Option<std::time::Instant>,
 }
 
 impl ModelCheckpoint {
@@ -220,7 +324,14 @@ impl ModelCheckpoint {
         config.check_template()?;
         check_extension(&config.filepath)?;
         let monitor = Monitor::new(&config.monitor, config.mode, 0.0)?;
-        Ok(ModelCheckpoint { config, monitor, state: ModelCheckpointState::default(), restored: false, base_dir: None })
+        Ok(ModelCheckpoint {
+            config,
+            monitor,
+            state: ModelCheckpointState::default(),
+            restored: false,
+            base_dir: None,
+            last_time_checked: None,
+        })
     }
     fn path_for(&self, epoch: usize, logs: &Logs) -> Result<PathBuf> {
         let p = PathBuf::from(fill_template(&self.config.filepath, epoch, logs)?);
@@ -249,11 +360,31 @@ impl Callback for ModelCheckpoint {
     }
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
         if !self.restored {
-            self.state = ModelCheckpointState { best: self.config.initial_value_threshold, last_saved: None };
+            self.state = ModelCheckpointState {
+                best: self.config.initial_value_threshold,
+                last_saved: None,
+                keep: KeepState::default(),
+            };
+        }
+        self.last_time_checked = Some(std::time::Instant::now());
+        Ok(())
+    }
+    fn on_train_batch_end(&mut self, step: &StepInfo, ctx: &mut CallbackContext) -> Result<()> {
+        if self.config.lightning() {
+            self.lightning_batch_end(step, ctx)?;
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, ctx: &mut CallbackContext) -> Result<()> {
+        if self.config.lightning() {
+            self.lightning_train_end(ctx)?;
         }
         Ok(())
     }
     fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
+        if self.config.lightning() {
+            return self.lightning_epoch_end(epoch, logs, ctx);
+        }
         if !(epoch + 1).is_multiple_of(self.config.save_freq) || !logs_are_finite(logs) {
             return Ok(());
         }
@@ -288,6 +419,10 @@ impl Callback for ModelCheckpoint {
     }
     fn monitors(&self) -> Vec<String> {
         let mut m = template_keys(&self.config.filepath).unwrap_or_default();
+        if self.config.lightning() {
+            // `{step}` is the global step, which Lightning's templates know.
+            m.retain(|k| k != "step");
+        }
         if self.config.save_best_only {
             m.push(self.config.monitor.clone());
         }

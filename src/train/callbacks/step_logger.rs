@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{BatchEnd, Callback, CallbackContext};
+use super::{Callback, CallbackContext, StepInfo};
 use crate::error::{Error, Result};
 
 pub struct StepLogger {
@@ -64,7 +64,7 @@ impl Callback for StepLogger {
         self.file = Some(file);
         Ok(())
     }
-    fn on_train_batch_end(&mut self, b: &BatchEnd) -> Result<()> {
+    fn on_train_batch_end(&mut self, b: &StepInfo, _ctx: &mut CallbackContext) -> Result<()> {
         let loss = b.loss.detach().to_kind(tch::Kind::Double);
         self.group = Some(match self.group.take() {
             Some((sum, n)) => (sum + loss, n + 1),

@@ -1,6 +1,7 @@
 //! Keras' TerminateOnNaN. Keras checks every batch; reading the loss per batch would force a host synchronisation,
 //! so this checks the epoch's accumulated loss (NaN or inf if any batch was) and stops at the end of that epoch.
-//! ModelCheckpoint never saves a non-finite epoch, so the last good checkpoint survives.
+//! ModelCheckpoint never saves a non-finite epoch in Keras mode, so the last good checkpoint survives (with
+//! Lightning's save_top_k a NaN score ranks worst and never displaces a kept file).
 use super::{Callback, CallbackContext, Logs};
 use crate::error::Result;
 
