@@ -135,6 +135,11 @@ pub struct RunConfig {
     pub environment: Option<serde_json::Value>,
     /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
     pub optimizer_impl: crate::optim::OptimizerImpl,
+    /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in `.bias`).
+    pub no_decay_norm_bias: bool,
+    /// Layer-wise lr multipliers by parameter-name prefix, `classifier=10,layer4=2` (`classifier` may name the
+    /// model's head as the registry calls it, e.g. `fc`).
+    pub lr_mult: Option<String>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -208,6 +213,8 @@ impl Default for RunConfig {
             cudnn_benchmark: false,
             environment: None,
             optimizer_impl: crate::optim::OptimizerImpl::Single,
+            no_decay_norm_bias: false,
+            lr_mult: None,
         }
     }
 }
@@ -273,6 +280,17 @@ impl RunConfig {
         Ok(c)
     }
 
+    /// How the optimizer's parameters split into groups (`no_decay_norm_bias`, `lr_mult`).
+    pub fn group_spec(&self) -> Result<crate::optim::GroupSpec> {
+        Ok(crate::optim::GroupSpec {
+            no_decay_norm_bias: self.no_decay_norm_bias,
+            lr_mult: match &self.lr_mult {
+                Some(s) => crate::optim::groups::parse_lr_mult(s)?,
+                None => vec![],
+            },
+        })
+    }
+
     /// Checks what can be checked before any data is read.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
@@ -298,6 +316,7 @@ impl RunConfig {
             }
         }
         self.optimizer_config()?;
+        self.group_spec()?;
         if let Some(s) = &self.lr_schedule {
             crate::train::callbacks::LearningRateScheduler::parse(s, self.epochs)?;
         }

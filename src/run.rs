@@ -169,7 +169,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             ));
         }
     }
-    let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+    let optimizer = crate::optim::groups::optimizer_for(config, &store, &classifier)?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
     trainer.label_smoothing = config.label_smoothing;

@@ -226,6 +226,13 @@ pub struct TrainArgs {
     /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
     #[arg(long)]
     pub optimizer_impl: Option<String>,
+    /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in .bias).
+    #[arg(long)]
+    pub no_decay_norm_bias: bool,
+    /// Layer-wise lr multipliers by parameter-name prefix, e.g. classifier=10,layer4=2 (classifier = the model's
+    /// head, whatever it is called); each distinct combination is a torch.optim param group.
+    #[arg(long)]
+    pub lr_mult: Option<String>,
 }
 
 impl TrainArgs {
@@ -332,6 +339,10 @@ impl TrainArgs {
         c.cudnn_benchmark |= self.cudnn_benchmark;
         if let Some(i) = &self.optimizer_impl {
             c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+        }
+        c.no_decay_norm_bias |= self.no_decay_norm_bias;
+        if let Some(m) = &self.lr_mult {
+            c.lr_mult = Some(m.clone());
         }
         use crate::train::features::Limit;
         for (flag, text, field) in [
