@@ -133,8 +133,9 @@ pub struct RunConfig {
     /// Written by the run (read back and replaced on `--resume`): seed, libtorch and tchzoo versions, threads,
     /// device.
     pub environment: Option<serde_json::Value>,
-    /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
-    pub optimizer_impl: crate::optim::OptimizerImpl,
+    /// `single` (torch.optim's single-tensor loop), `foreach` (`foreach=True`) or `fused` (`fused=True`: SGD, Adam,
+    /// AdamW); unset: PyTorch's default for the device (single on the CPU, foreach on CUDA).
+    pub optimizer_impl: Option<crate::optim::OptimizerImpl>,
     /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in `.bias`).
     pub no_decay_norm_bias: bool,
     /// Layer-wise lr multipliers by parameter-name prefix, `classifier=10,layer4=2` (`classifier` may name the
@@ -212,7 +213,7 @@ impl Default for RunConfig {
             deterministic: false,
             cudnn_benchmark: false,
             environment: None,
-            optimizer_impl: crate::optim::OptimizerImpl::Single,
+            optimizer_impl: None,
             no_decay_norm_bias: false,
             lr_mult: None,
         }
@@ -275,7 +276,7 @@ impl RunConfig {
         c.amsgrad = self.amsgrad;
         c.alpha = self.alpha;
         c.centered = self.centered;
-        c.implementation = self.optimizer_impl;
+        c.implementation = self.optimizer_impl.unwrap_or_default();
         c.validate()?;
         Ok(c)
     }

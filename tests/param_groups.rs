@@ -179,6 +179,7 @@ fn cli_and_config_keys_make_groups_in_the_run_checkpoint() {
     for (how, args) in [
         ("flags", vec!["--lr-mult", "classifier=10", "--no-decay-norm-bias"]),
         ("config", vec!["--config", cfg.to_str().unwrap()]),
+        ("foreach", vec!["--lr-mult", "classifier=10", "--no-decay-norm-bias", "--optimizer-impl", "foreach"]),
     ] {
         let run = out.path().join(how);
         let o = common::tchzoo()
@@ -200,5 +201,11 @@ fn cli_and_config_keys_make_groups_in_the_run_checkpoint() {
             .collect();
         // features.1.weight (decay), features.1.bias (none), classifier.weight (×10, decay), classifier.bias.
         assert_eq!(lr_wd, vec![(0.1, 0.01), (0.1, 0.0), (0.1 * 10.0, 0.01), (0.1 * 10.0, 0.0)], "{how}");
+        // The implementation as torch records it: the CPU's default is foreach=False, fused None.
+        for g in pg {
+            let foreach = matches!(g.get("foreach"), Some(Object::Bool(true)));
+            assert_eq!(foreach, how == "foreach", "{how}: foreach key");
+            assert!(matches!(g.get("fused"), Some(Object::None)), "{how}: fused key");
+        }
     }
 }

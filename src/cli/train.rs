@@ -223,7 +223,8 @@ pub struct TrainArgs {
     /// cuDNN's benchmark mode (torch.backends.cudnn.benchmark = True).
     #[arg(long)]
     pub cudnn_benchmark: bool,
-    /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
+    /// single (torch.optim's single-tensor loop), foreach (foreach=True: SGD, Adam, AdamW) or fused (fused=True:
+    /// SGD, Adam, AdamW); default: PyTorch's for the device (single on the CPU, foreach on CUDA).
     #[arg(long)]
     pub optimizer_impl: Option<String>,
     /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in .bias).
@@ -338,7 +339,7 @@ impl TrainArgs {
         c.deterministic |= self.deterministic;
         c.cudnn_benchmark |= self.cudnn_benchmark;
         if let Some(i) = &self.optimizer_impl {
-            c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+            c.optimizer_impl = Some(crate::optim::OptimizerImpl::parse(i)?);
         }
         c.no_decay_norm_bias |= self.no_decay_norm_bias;
         if let Some(m) = &self.lr_mult {

@@ -125,7 +125,11 @@ pub fn optimizer_for(
     store: &crate::nn::VarStore,
     classifier: &str,
 ) -> Result<super::Optimizer> {
-    let c = config.optimizer_config()?;
+    let mut c = config.optimizer_config()?;
+    if config.optimizer_impl.is_none() {
+        let device = store.parameters().first().map_or(tch::Device::Cpu, |p| p.device());
+        c.implementation = super::OptimizerImpl::default_for(device, c.kind);
+    }
     let spec = config.group_spec()?;
     if spec.is_plain() {
         return super::Optimizer::new(c, store.parameters());

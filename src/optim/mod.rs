@@ -41,8 +41,8 @@ pub fn parse_kind(s: &str) -> Result<OptimizerKind> {
 }
 
 /// Which of `torch.optim`'s implementations a step runs: the single-tensor loop (`foreach=False`, the CPU's
-/// default), or the fused kernels (`fused=True`: `_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`; no RMSprop).
-/// `foreach` is not implemented yet.
+/// default), the `_foreach_*` ops (`foreach=True`, CUDA's default; SGD, Adam, AdamW), or the fused kernels
+/// (`fused=True`: `_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`; no RMSprop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerImpl {
@@ -58,7 +58,16 @@ impl OptimizerImpl {
             "single" | "single_tensor" => Ok(OptimizerImpl::Single),
             "foreach" => Ok(OptimizerImpl::Foreach),
             "fused" => Ok(OptimizerImpl::Fused),
-            other => Err(Error::config(format!("--optimizer-impl '{other}': use single or fused"))),
+            other => Err(Error::config(format!("--optimizer-impl '{other}': use single, foreach or fused"))),
+        }
+    }
+
+    /// PyTorch's default (`_default_to_fused_or_foreach`): the single-tensor loop on the CPU, foreach on CUDA
+    /// (RMSprop keeps the single-tensor loop here: tchzoo has no foreach RMSprop).
+    pub fn default_for(device: tch::Device, kind: OptimizerKind) -> OptimizerImpl {
+        match device {
+            tch::Device::Cuda(_) if kind != OptimizerKind::Rmsprop => OptimizerImpl::Foreach,
+            _ => OptimizerImpl::Single,
         }
     }
 }
@@ -137,8 +146,8 @@ impl OptimizerConfig {
             return bad(format!("betas {:?} must lie in [0, 1)", self.betas));
         }
         match (self.implementation, self.kind) {
-            (OptimizerImpl::Foreach, _) => {
-                return bad("--optimizer-impl foreach is not implemented yet; use single or fused".into())
+            (OptimizerImpl::Foreach, OptimizerKind::Rmsprop) => {
+                return bad("tchzoo has no foreach RMSprop yet; use --optimizer-impl single".into())
             }
             (OptimizerImpl::Fused, OptimizerKind::Rmsprop) => {
                 return bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single".into())
@@ -282,6 +291,31 @@ mod ffi {
             dampening: f64,
             weight_decay: f64,
             nesterov: i32,
+        ) -> *mut c_char;
+        pub fn tz_foreach_sgd_step(
+            params: *const Raw,
+            momentum_buffers: *const Raw,
+            n: i64,
+            lr: f64,
+            momentum: f64,
+            dampening: f64,
+            weight_decay: f64,
+            nesterov: i32,
+        ) -> *mut c_char;
+        pub fn tz_foreach_adam_step(
+            params: *const Raw,
+            exp_avgs: *const Raw,
+            exp_avg_sqs: *const Raw,
+            max_exp_avg_sqs: *const Raw,
+            steps: *mut f64,
+            n: i64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            eps: f64,
+            weight_decay: f64,
+            amsgrad: i32,
+            decoupled: i32,
         ) -> *mut c_char;
         pub fn tz_grads_to_none(params: *const Raw, n: i64) -> *mut c_char;
         pub fn tz_keep_freed_memory();
@@ -455,8 +489,40 @@ impl Optimizer {
         // SAFETY: every pointer is a live `torch::Tensor*` owned by `self` (parameters and state slots) for the
         // duration of the call; the C++ side assigns undefined slots in place and keeps no pointer.
         let fused = c.implementation == OptimizerImpl::Fused;
+        let foreach = c.implementation == OptimizerImpl::Foreach;
         let message = unsafe {
             match c.kind {
+                OptimizerKind::Sgd if foreach => {
+                    let bufs = slots(|s| &s.momentum_buffer);
+                    ffi::tz_foreach_sgd_step(
+                        params.as_ptr(),
+                        bufs.as_ptr(),
+                        n,
+                        c.lr,
+                        c.momentum,
+                        c.dampening,
+                        c.weight_decay,
+                        c.nesterov as i32,
+                    )
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw if foreach => {
+                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
+                    ffi::tz_foreach_adam_step(
+                        params.as_ptr(),
+                        m.as_ptr(),
+                        v.as_ptr(),
+                        vmax.as_ptr(),
+                        steps,
+                        n,
+                        c.lr,
+                        c.betas.0,
+                        c.betas.1,
+                        c.eps,
+                        c.weight_decay,
+                        c.amsgrad as i32,
+                        (c.kind == OptimizerKind::Adamw) as i32,
+                    )
+                }
                 OptimizerKind::Sgd if fused => {
                     let bufs = slots(|s| &s.momentum_buffer);
                     ffi::tz_fused_sgd_step(
@@ -543,5 +609,24 @@ impl Optimizer {
             self.steps[i] = group_steps[k];
         }
         crate::error::from_c(message, "optimizer step")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_impl_per_device_is_pytorchs() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw, OptimizerKind::Rmsprop] {
+            assert_eq!(OptimizerImpl::default_for(tch::Device::Cpu, kind), OptimizerImpl::Single);
+        }
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(0), OptimizerKind::Sgd), OptimizerImpl::Foreach);
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(1), OptimizerKind::Adamw), OptimizerImpl::Foreach);
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(0), OptimizerKind::Rmsprop), OptimizerImpl::Single);
+        assert_eq!(OptimizerImpl::parse("foreach").unwrap(), OptimizerImpl::Foreach);
+        let mut c = OptimizerConfig::new(OptimizerKind::Rmsprop);
+        c.implementation = OptimizerImpl::Foreach;
+        assert!(c.validate().is_err());
     }
 }
