@@ -264,6 +264,114 @@ char* tz_fused_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int6
   }
 }
 
+// torch.optim.SGD with foreach=True (`_multi_tensor_sgd` in torch/optim/sgd.py; one device and dtype, the CPU's
+// case, so one group): the `_foreach_*` ops with the same Scalars. Nesterov adds the buffers into the gradients in
+// place when there is no weight decay, as torch does.
+char* tz_foreach_sgd_step(at::Tensor** params, at::Tensor** momentum_buffers, int64_t n, double lr, double momentum,
+                          double dampening, double weight_decay, int nesterov) {
+  try {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> ps, gs;
+    std::vector<int64_t> index;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!params[i]->grad().defined()) continue;
+      ps.push_back(*params[i]);
+      gs.push_back(params[i]->grad());
+      index.push_back(i);
+    }
+    if (ps.empty()) return nullptr;
+    if (weight_decay != 0) gs = at::_foreach_add(gs, ps, weight_decay);
+    if (momentum != 0) {
+      std::vector<at::Tensor> bufs;
+      bool all = true;
+      for (int64_t i : index) all = all && momentum_buffers[i]->defined();
+      if (all) {
+        for (int64_t i : index) bufs.push_back(*momentum_buffers[i]);
+        at::_foreach_mul_(bufs, momentum);
+        at::_foreach_add_(bufs, gs, 1 - dampening);
+      } else {
+        for (size_t k = 0; k < index.size(); ++k) {
+          at::Tensor& buf = *momentum_buffers[index[k]];
+          if (!buf.defined()) {
+            buf = gs[k].detach().clone();
+          } else {
+            buf.mul_(momentum).add_(gs[k], 1 - dampening);
+          }
+          bufs.push_back(buf);
+        }
+      }
+      if (nesterov) {
+        at::_foreach_add_(gs, bufs, momentum);
+      } else {
+        gs = bufs;
+      }
+    }
+    at::_foreach_add_(ps, gs, -lr);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
+  }
+}
+
+// torch.optim.Adam / AdamW with foreach=True (`_multi_tensor_adam` in torch/optim/adam.py, capturable=False): the
+// step counts incremented first, then the `_foreach_*` ops with the same Scalars and Scalar lists (bias
+// corrections computed in double from each float32 step, as `_get_value(step)`).
+char* tz_foreach_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                           at::Tensor** max_exp_avg_sqs, double* steps, int64_t n, double lr, double beta1,
+                           double beta2, double eps, double weight_decay, int amsgrad, int decoupled) {
+  try {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> ps, gs, ms, vs, vmax;
+    std::vector<int64_t> index;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      if (!param.grad().defined()) continue;
+      ps.push_back(param);
+      gs.push_back(param.grad());
+      ms.push_back(slot(exp_avgs, i, param));
+      vs.push_back(slot(exp_avg_sqs, i, param));
+      if (amsgrad) vmax.push_back(slot(max_exp_avg_sqs, i, param));
+      index.push_back(i);
+    }
+    if (ps.empty()) return nullptr;
+    for (int64_t i : index) next_step(steps, i);
+    if (weight_decay != 0) {
+      if (decoupled) {
+        at::_foreach_mul_(ps, 1 - lr * weight_decay);
+      } else {
+        gs = at::_foreach_add(gs, ps, weight_decay);
+      }
+    }
+    at::_foreach_lerp_(ms, gs, 1 - beta1);
+    at::_foreach_mul_(vs, beta2);
+    at::_foreach_addcmul_(vs, gs, gs, 1 - beta2);
+    std::vector<at::Scalar> step_size, bias_correction2_sqrt;
+    for (int64_t i : index) {
+      const double bias_correction1 = 1 - std::pow(beta1, steps[i]);
+      const double bias_correction2 = 1 - std::pow(beta2, steps[i]);
+      step_size.emplace_back((lr / bias_correction1) * -1);
+      bias_correction2_sqrt.emplace_back(std::pow(bias_correction2, 0.5));
+    }
+    std::vector<at::Tensor> denom;
+    if (amsgrad) {
+      at::_foreach_maximum_(vmax, vs);
+      denom = at::_foreach_sqrt(vmax);
+    } else {
+      denom = at::_foreach_sqrt(vs);
+    }
+    at::_foreach_div_(denom, bias_correction2_sqrt);
+    at::_foreach_add_(denom, eps);
+    at::_foreach_addcdiv_(ps, ms, denom, step_size);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  } catch (...) {
+    return strdup("unknown C++ exception");
+  }
+}
+
 // zero_grad(set_to_none=True), PyTorch's default: no zeroing kernels; the next backward assigns the gradient.
 char* tz_grads_to_none(at::Tensor** params, int64_t n) {
   try {

@@ -102,8 +102,11 @@ def resnet18_cifar():
 
 
 def build(name, quick):
-    sgd = lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)  # noqa: E731
-    adam = lambda p: torch.optim.Adam(p, lr=1e-3)  # noqa: E731
+    # `<workload>_fused`: the same workload with torch.optim's fused kernels (fused=True) on both sides.
+    fused = {"fused": True} if name.endswith("_fused") else {}
+    name = name.removesuffix("_fused")
+    sgd = lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, **fused)  # noqa: E731
+    adam = lambda p: torch.optim.Adam(p, lr=1e-3, **fused)  # noqa: E731
     if name == "moons_mlp":
         xs, ys = moons()
         return MLP(2, hidden=(500,), num_outputs=1), xs, ys, adam, "bce", 5 if quick else 4000, 100, False
@@ -212,6 +215,8 @@ WORKLOADS = [
     ("entity_embedding", None),  # entity embedding, 4 negatives, batch 1,024, Adam, 200 epochs
     ("image_pipeline", None),  # the input pipeline alone: 512 JPEGs 300–500 px, RandomResizedCrop(224), flip,
     # normalise, batch 64, --threads workers; steps = images
+    ("moons_mlp_fused", None),  # moons_mlp with Adam(fused=True) on both sides
+    ("lenet5_digits_fused", None),  # lenet5_digits with SGD(fused=True) on both sides
 ]
 
 

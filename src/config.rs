@@ -133,8 +133,6 @@ pub struct RunConfig {
     /// Written by the run (read back and replaced on `--resume`): seed, libtorch and tchzoo versions, threads,
     /// device.
     pub environment: Option<serde_json::Value>,
-    /// `single` (torch.optim's single-tensor loop) or `fused` (`fused=True`: SGD, Adam, AdamW).
-    pub optimizer_impl: crate::optim::OptimizerImpl,
     /// Batch-level MixUp's α (torchvision's `v2.MixUp`, λ ~ Beta(α, α)); `null` = off. Image classification data.
     pub mixup_alpha: Option<f64>,
     /// Batch-level CutMix's α (`v2.CutMix`); with `mixup_alpha` too, one of the two per batch (p = ½ each).
@@ -155,6 +153,14 @@ pub struct RunConfig {
     pub tb_histograms: Option<usize>,
     /// One line of `steps.jsonl` in the run folder every N optimizer steps.
     pub log_every_n_steps: Option<usize>,
+    /// `single` (torch.optim's single-tensor loop), `foreach` (`foreach=True`) or `fused` (`fused=True`: SGD, Adam,
+    /// AdamW); unset: PyTorch's default for the device (single on the CPU, foreach on CUDA).
+    pub optimizer_impl: Option<crate::optim::OptimizerImpl>,
+    /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in `.bias`).
+    pub no_decay_norm_bias: bool,
+    /// Layer-wise lr multipliers by parameter-name prefix, `classifier=10,layer4=2` (`classifier` may name the
+    /// model's head as the registry calls it, e.g. `fc`).
+    pub lr_mult: Option<String>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -227,7 +233,6 @@ impl Default for RunConfig {
             deterministic: false,
             cudnn_benchmark: false,
             environment: None,
-            optimizer_impl: crate::optim::OptimizerImpl::Single,
             mixup_alpha: None,
             cutmix_alpha: None,
             random_erase: 0.0,
@@ -236,6 +241,9 @@ impl Default for RunConfig {
             tensorboard: None,
             tb_histograms: None,
             log_every_n_steps: None,
+            optimizer_impl: None,
+            no_decay_norm_bias: false,
+            lr_mult: None,
         }
     }
 }
@@ -296,9 +304,20 @@ impl RunConfig {
         c.amsgrad = self.amsgrad;
         c.alpha = self.alpha;
         c.centered = self.centered;
-        c.implementation = self.optimizer_impl;
+        c.implementation = self.optimizer_impl.unwrap_or_default();
         c.validate()?;
         Ok(c)
+    }
+
+    /// How the optimizer's parameters split into groups (`no_decay_norm_bias`, `lr_mult`).
+    pub fn group_spec(&self) -> Result<crate::optim::GroupSpec> {
+        Ok(crate::optim::GroupSpec {
+            no_decay_norm_bias: self.no_decay_norm_bias,
+            lr_mult: match &self.lr_mult {
+                Some(s) => crate::optim::groups::parse_lr_mult(s)?,
+                None => vec![],
+            },
+        })
     }
 
     /// Checks what can be checked before any data is read.
@@ -326,6 +345,7 @@ impl RunConfig {
             }
         }
         self.optimizer_config()?;
+        self.group_spec()?;
         if let Some(s) = &self.lr_schedule {
             crate::train::callbacks::LearningRateScheduler::parse(s, self.epochs)?;
         }

@@ -163,7 +163,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
             ));
         }
     }
-    let optimizer = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+    let optimizer = crate::optim::groups::optimizer_for(config, &store, &classifier)?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
     trainer.label_smoothing = config.label_smoothing;

@@ -56,6 +56,9 @@ fn run_case(case: &str) {
     if b("fused") {
         c.implementation = tchzoo::optim::OptimizerImpl::Fused;
     }
+    if b("foreach") {
+        c.implementation = tchzoo::optim::OptimizerImpl::Foreach;
+    }
     let mut opt = Optimizer::new(c, store.parameters()).unwrap();
     let (x, y) = (&t["x"], &t["y"]);
     for _ in 0..meta["steps"].as_u64().unwrap() {
@@ -137,6 +140,30 @@ fn adam_amsgrad_fused_lenet() {
 #[test]
 fn adamw_fused() {
     run_case("adamw_fused");
+}
+#[test]
+fn sgd_nesterov_foreach_lenet() {
+    run_case("sgd_nesterov_foreach");
+}
+#[test]
+fn sgd_momentum_dampening_foreach() {
+    run_case("sgd_momentum_foreach");
+}
+#[test]
+fn sgd_nesterov_without_weight_decay_foreach() {
+    run_case("sgd_nesterov_no_wd_foreach");
+}
+#[test]
+fn adam_amsgrad_foreach_lenet() {
+    run_case("adam_amsgrad_foreach");
+}
+#[test]
+fn adam_foreach() {
+    run_case("adam_foreach");
+}
+#[test]
+fn adamw_foreach() {
+    run_case("adamw_foreach");
 }
 
 /// `zero_grad` is `set_to_none` (PyTorch's default): no gradient afterwards, and a parameter the next backward

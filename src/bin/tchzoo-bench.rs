@@ -18,7 +18,8 @@ use tchzoo::train::trainer::{FitConfig, Trainer};
 
 #[derive(Parser)]
 struct Args {
-    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster, entity_embedding or image_pipeline.
+    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster, entity_embedding or image_pipeline; `_fused` after
+    /// moons_mlp or lenet5_digits: the same with the fused optimizer (`fused=True` on the Python side).
     #[arg(long)]
     workload: String,
     /// Intra-op threads (`torch.set_num_threads` on the Python side).
@@ -150,7 +151,11 @@ fn main() -> Result<()> {
         println!("{}", image_pipeline(&args)?);
         return Ok(());
     }
-    let w = build(&args.workload, args.quick)?;
+    let fused = matches!(args.workload.as_str(), "moons_mlp_fused" | "lenet5_digits_fused");
+    let mut w = build(args.workload.trim_end_matches("_fused"), args.quick)?;
+    if fused {
+        w.optimizer.implementation = tchzoo::optim::OptimizerImpl::Fused;
+    }
     let metrics = Metric::defaults(w.loss);
     let optimizer = Optimizer::new(w.optimizer, w.store.parameters())?;
     let mut trainer = Trainer::new(w.model, w.store, optimizer, w.loss, metrics);

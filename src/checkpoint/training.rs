@@ -9,7 +9,7 @@ use tch::Tensor;
 use super::{read_pt, write_pt, Object};
 use crate::error::{Error, Result};
 use crate::nn::VarStore;
-use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerImpl, OptimizerKind};
 
 /// What a checkpoint says besides the weights and optimizer state.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,62 +56,82 @@ pub fn load_checkpoint(path: &Path, store: &VarStore, opt: &mut Optimizer) -> Re
     Ok(CheckpointInfo { epoch, loss })
 }
 
-/// The optimizer's `state_dict()` as torch.optim 2.13 writes it.
+/// The optimizer's `state_dict()` as torch.optim 2.13 writes it: one entry in `param_groups` per group, its
+/// `params` numbered as torch numbers them (consecutively over the groups in order, whatever the parameters'
+/// order in the model), `state` keyed by those numbers, and `foreach`/`fused` saying the implementation that ran.
 pub fn optimizer_state_dict(opt: &Optimizer) -> Object {
-    let n = opt.params().len();
-    let state: Vec<(Object, Object)> = (0..n)
-        .filter_map(|i| {
+    let groups = opt.groups();
+    let mut state: Vec<(Object, Object)> = Vec::new();
+    let mut next = 0i64;
+    let mut group_objs = Vec::new();
+    for g in &groups {
+        let mut ids = Vec::new();
+        for &i in &g.params {
             let entries = opt.param_state(i);
-            if entries.is_empty() {
-                return None;
+            if !entries.is_empty() {
+                let d = entries.into_iter().map(|(k, t)| (Object::Str(k), Object::Tensor(t))).collect();
+                state.push((Object::Int(next), Object::Dict(d)));
             }
-            let d = entries.into_iter().map(|(k, t)| (Object::Str(k), Object::Tensor(t))).collect();
-            Some((Object::Int(i as i64), Object::Dict(d)))
-        })
-        .collect();
-    let c = &opt.config;
+            ids.push(Object::Int(next));
+            next += 1;
+        }
+        let mut group = group_hyper_parameters(&opt.config, g.lr, g.weight_decay);
+        group.push(("params", Object::List(ids)));
+        group_objs.push(Object::dict(group));
+    }
+    state.sort_by_key(|(k, _)| k.as_i64());
+    Object::dict(vec![("state", Object::Dict(state)), ("param_groups", Object::List(group_objs))])
+}
+
+/// One group's hyper-parameters, keyed and ordered as torch.optim 2.13 writes them.
+fn group_hyper_parameters(c: &OptimizerConfig, lr: f64, weight_decay: f64) -> Vec<(&'static str, Object)> {
     let f = Object::Float;
     let b = Object::Bool;
-    let mut group: Vec<(&str, Object)> = match c.kind {
+    // torch records what the constructor was given: `SGD(…, foreach=False)` keeps foreach False and fused None,
+    // `foreach=True` foreach True, `fused=True` fused True and foreach None. tchzoo always chooses explicitly.
+    let (foreach, fused) = match c.implementation {
+        OptimizerImpl::Single => (b(false), Object::None),
+        OptimizerImpl::Foreach => (b(true), Object::None),
+        OptimizerImpl::Fused => (Object::None, b(true)),
+    };
+    match c.kind {
         OptimizerKind::Sgd => vec![
-            ("lr", f(c.lr)),
+            ("lr", f(lr)),
             ("momentum", f(c.momentum)),
             ("dampening", f(c.dampening)),
-            ("weight_decay", f(c.weight_decay)),
+            ("weight_decay", f(weight_decay)),
             ("nesterov", b(c.nesterov)),
             ("maximize", b(false)),
-            ("foreach", Object::None),
+            ("foreach", foreach),
             ("differentiable", b(false)),
-            ("fused", Object::None),
+            ("fused", fused),
         ],
         OptimizerKind::Adam | OptimizerKind::Adamw => vec![
-            ("lr", f(c.lr)),
+            ("lr", f(lr)),
             ("betas", Object::Tuple(vec![f(c.betas.0), f(c.betas.1)])),
             ("eps", f(c.eps)),
-            ("weight_decay", f(c.weight_decay)),
+            ("weight_decay", f(weight_decay)),
             ("amsgrad", b(c.amsgrad)),
             ("maximize", b(false)),
-            ("foreach", Object::None),
+            ("foreach", foreach),
             ("capturable", b(false)),
             ("differentiable", b(false)),
-            ("fused", Object::None),
+            ("fused", fused),
             ("decoupled_weight_decay", b(c.kind == OptimizerKind::Adamw)),
         ],
         OptimizerKind::Rmsprop => vec![
-            ("lr", f(c.lr)),
+            ("lr", f(lr)),
             ("momentum", f(c.momentum)),
             ("alpha", f(c.alpha)),
             ("eps", f(c.eps)),
             ("centered", b(c.centered)),
-            ("weight_decay", f(c.weight_decay)),
+            ("weight_decay", f(weight_decay)),
             ("capturable", b(false)),
-            ("foreach", Object::None),
+            ("foreach", foreach),
             ("maximize", b(false)),
             ("differentiable", b(false)),
         ],
-    };
-    group.push(("params", Object::List((0..n as i64).map(Object::Int).collect())));
-    Object::dict(vec![("state", Object::Dict(state)), ("param_groups", Object::List(vec![Object::dict(group)]))])
+    }
 }
 
 /// Loads a torch.optim `state_dict()` (as read from a `.pt` file) into `opt`: hyper-parameters and per-parameter
@@ -124,6 +144,9 @@ pub fn load_optimizer_state_dict(opt: &mut Optimizer, state_dict: &Object) -> Re
 struct Plan {
     config: OptimizerConfig,
     states: Vec<(usize, Vec<(String, Tensor)>)>,
+    /// Each group's lr and weight decay.
+    lrs: Vec<f64>,
+    wds: Vec<f64>,
 }
 
 fn kind_name(k: OptimizerKind) -> &'static str {
@@ -140,10 +163,16 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
         Some(Object::List(g)) => g,
         _ => return Err("no 'param_groups' list".into()),
     };
-    let group = match groups.as_slice() {
-        [g] => g,
-        _ => return Err(format!("{} parameter groups; tchzoo optimizers have one", groups.len())),
-    };
+    let ours = opt.groups();
+    if groups.len() != ours.len() {
+        return Err(format!(
+            "{} parameter groups, this optimizer has {} (--no-decay-norm-bias and --lr-mult decide them; use the \
+             run's)",
+            groups.len(),
+            ours.len()
+        ));
+    }
+    let Some(group) = groups.first() else { return Err("no parameter group".into()) };
     let num = |key: &str| -> std::result::Result<Option<f64>, String> {
         match group.get(key) {
             None | Some(Object::None) => Ok(None),
@@ -224,16 +253,46 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
     }
     c.validate().map_err(|e| e.to_string())?;
 
-    let ids: Vec<i64> = match group.get("params") {
-        Some(Object::List(v)) => v
-            .iter()
-            .map(|x| x.as_i64().ok_or("param_groups[0].params holds a non-integer"))
-            .collect::<std::result::Result<_, _>>()?,
-        _ => return Err("param_groups[0] has no 'params' list".into()),
-    };
+    // File index → our parameter index, group by group; and each group's lr and weight decay.
     let params = opt.params();
-    if ids.len() != params.len() {
-        return Err(format!("it covers {} parameters, this model has {}", ids.len(), params.len()));
+    let mut index: Vec<(i64, usize)> = Vec::new();
+    let (mut lrs, mut wds) = (Vec::new(), Vec::new());
+    for (g, (file_group, our_group)) in groups.iter().zip(&ours).enumerate() {
+        let ids: Vec<i64> = match file_group.get("params") {
+            Some(Object::List(v)) => v
+                .iter()
+                .map(|x| x.as_i64().ok_or(format!("param_groups[{g}].params holds a non-integer")))
+                .collect::<std::result::Result<_, _>>()?,
+            _ => return Err(format!("param_groups[{g}] has no 'params' list")),
+        };
+        if ids.len() != our_group.params.len() {
+            return Err(format!(
+                "param_groups[{g}] covers {} parameters, this optimizer's group {g} has {} (of {} in the model)",
+                ids.len(),
+                our_group.params.len(),
+                params.len()
+            ));
+        }
+        for (&id, &i) in ids.iter().zip(&our_group.params) {
+            if index.iter().any(|(x, _)| *x == id) {
+                return Err(format!("parameter {id} is in two param_groups"));
+            }
+            index.push((id, i));
+        }
+        let value = |key: &str, default: f64| -> std::result::Result<f64, String> {
+            match file_group.get(key) {
+                None | Some(Object::None) => Ok(default),
+                Some(v) => v.as_f64().ok_or_else(|| format!("param_groups[{g}].{key} is a {}", v.type_name())),
+            }
+        };
+        let (lr, wd) = (value("lr", c.lr)?, value("weight_decay", c.weight_decay)?);
+        for (what, v) in [("lr", lr), ("weight_decay", wd)] {
+            if !(v.is_finite() && v >= 0.0 && v.abs() <= f32::MAX as f64) {
+                return Err(format!("param_groups[{g}].{what} {v} is not a finite number ≥ 0"));
+            }
+        }
+        lrs.push(lr);
+        wds.push(wd);
     }
     let state = match sd.get("state") {
         Some(Object::Dict(s) | Object::OrderedDict(s)) => s,
@@ -262,7 +321,11 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
     let mut states = Vec::new();
     for (id, entries) in state {
         let id = id.as_i64().ok_or_else(|| format!("state key is a {}, not a parameter index", id.type_name()))?;
-        let i = ids.iter().position(|&x| x == id).ok_or_else(|| format!("state for parameter {id}, not in params"))?;
+        let i = index
+            .iter()
+            .find(|(x, _)| *x == id)
+            .map(|(_, i)| *i)
+            .ok_or_else(|| format!("state for parameter {id}, not in params"))?;
         let entries = match entries {
             Object::Dict(e) | Object::OrderedDict(e) => e,
             other => return Err(format!("state[{id}] is a {}", other.type_name())),
@@ -303,11 +366,28 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
         }
         states.push((i, out));
     }
-    Ok(Plan { config: c, states })
+    Ok(Plan { config: c, states, lrs, wds })
 }
 
 fn apply_plan(opt: &mut Optimizer, plan: Plan) -> Result<()> {
+    let implementation = opt.config.implementation;
     opt.config = plan.config;
+    // The run's --optimizer-impl decides how to step; the file's foreach/fused say how it was stepped.
+    opt.config.implementation = implementation;
+    opt.set_group_lrs(&plan.lrs);
+    opt.set_group_weight_decays(&plan.wds);
+    let groups = opt.groups();
+    if groups.len() > 1 {
+        // The base lr and weight decay: those of the first group without a multiplier / with decay.
+        if let Some(g) = groups.iter().find(|g| g.lr_mult == 1.0) {
+            opt.set_base_lr(g.lr);
+        } else if groups[0].lr_mult > 0.0 {
+            opt.set_base_lr(groups[0].lr / groups[0].lr_mult);
+        }
+        if let Some(g) = groups.iter().find(|g| g.weight_decay != 0.0) {
+            opt.config.weight_decay = g.weight_decay;
+        }
+    }
     let n = opt.params().len();
     let mut seen = vec![false; n];
     for (i, entries) in plan.states {

@@ -225,7 +225,8 @@ pub struct TrainArgs {
     /// cuDNN's benchmark mode (torch.backends.cudnn.benchmark = True).
     #[arg(long)]
     pub cudnn_benchmark: bool,
-    /// single (torch.optim's single-tensor loop) or fused (fused=True: SGD, Adam, AdamW).
+    /// single (torch.optim's single-tensor loop), foreach (foreach=True: SGD, Adam, AdamW) or fused (fused=True:
+    /// SGD, Adam, AdamW); default: PyTorch's for the device (single on the CPU, foreach on CUDA).
     #[arg(long)]
     pub optimizer_impl: Option<String>,
     /// Batch-level MixUp with λ ~ Beta(A, A), as torchvision's v2.MixUp (image classification data).
@@ -251,6 +252,13 @@ pub struct TrainArgs {
     /// A line of RUN/steps.jsonl (epoch, step, loss, lr, grad_norm, wall_time) every N optimizer steps.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub log_every_n_steps: Option<i64>,
+    /// No weight decay on biases and normalisation weights (timm's rule: ndim ≤ 1 or a name ending in .bias).
+    #[arg(long)]
+    pub no_decay_norm_bias: bool,
+    /// Layer-wise lr multipliers by parameter-name prefix, e.g. classifier=10,layer4=2 (classifier = the model's
+    /// head, whatever it is called); each distinct combination is a torch.optim param group.
+    #[arg(long)]
+    pub lr_mult: Option<String>,
 }
 
 impl TrainArgs {
@@ -358,7 +366,11 @@ impl TrainArgs {
         c.deterministic |= self.deterministic;
         c.cudnn_benchmark |= self.cudnn_benchmark;
         if let Some(i) = &self.optimizer_impl {
-            c.optimizer_impl = crate::optim::OptimizerImpl::parse(i)?;
+            c.optimizer_impl = Some(crate::optim::OptimizerImpl::parse(i)?);
+        }
+        c.no_decay_norm_bias |= self.no_decay_norm_bias;
+        if let Some(m) = &self.lr_mult {
+            c.lr_mult = Some(m.clone());
         }
         set!(tensorboard, opt);
         for (flag, v, field) in [

@@ -6,7 +6,10 @@ use tch::Tensor;
 
 use crate::error::{did_you_mean, Error, Result};
 
+pub mod groups;
 pub mod schedule;
+
+pub use groups::{GroupSpec, ParamGroup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,8 +41,8 @@ pub fn parse_kind(s: &str) -> Result<OptimizerKind> {
 }
 
 /// Which of `torch.optim`'s implementations a step runs: the single-tensor loop (`foreach=False`, the CPU's
-/// default), or the fused kernels (`fused=True`: `_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`; no RMSprop).
-/// `foreach` is not implemented yet.
+/// default), the `_foreach_*` ops (`foreach=True`, CUDA's default; SGD, Adam, AdamW), or the fused kernels
+/// (`fused=True`: `_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`; no RMSprop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerImpl {
@@ -55,7 +58,16 @@ impl OptimizerImpl {
             "single" | "single_tensor" => Ok(OptimizerImpl::Single),
             "foreach" => Ok(OptimizerImpl::Foreach),
             "fused" => Ok(OptimizerImpl::Fused),
-            other => Err(Error::config(format!("--optimizer-impl '{other}': use single or fused"))),
+            other => Err(Error::config(format!("--optimizer-impl '{other}': use single, foreach or fused"))),
+        }
+    }
+
+    /// PyTorch's default (`_default_to_fused_or_foreach`): the single-tensor loop on the CPU, foreach on CUDA
+    /// (RMSprop keeps the single-tensor loop here: tchzoo has no foreach RMSprop).
+    pub fn default_for(device: tch::Device, kind: OptimizerKind) -> OptimizerImpl {
+        match device {
+            tch::Device::Cuda(_) if kind != OptimizerKind::Rmsprop => OptimizerImpl::Foreach,
+            _ => OptimizerImpl::Single,
         }
     }
 }
@@ -134,8 +146,8 @@ impl OptimizerConfig {
             return bad(format!("betas {:?} must lie in [0, 1)", self.betas));
         }
         match (self.implementation, self.kind) {
-            (OptimizerImpl::Foreach, _) => {
-                return bad("--optimizer-impl foreach is not implemented yet; use single or fused".into())
+            (OptimizerImpl::Foreach, OptimizerKind::Rmsprop) => {
+                return bad("tchzoo has no foreach RMSprop yet; use --optimizer-impl single".into())
             }
             (OptimizerImpl::Fused, OptimizerKind::Rmsprop) => {
                 return bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single".into())
@@ -206,6 +218,8 @@ pub struct Optimizer {
     /// named state tensors.
     steps: Vec<f64>,
     state: Vec<Slots>,
+    /// `torch.optim`'s param groups; one group (all parameters) takes `config.lr` and `config.weight_decay`.
+    groups: Vec<ParamGroup>,
 }
 
 type Raw = *mut std::ffi::c_void;
@@ -278,6 +292,31 @@ mod ffi {
             weight_decay: f64,
             nesterov: i32,
         ) -> *mut c_char;
+        pub fn tz_foreach_sgd_step(
+            params: *const Raw,
+            momentum_buffers: *const Raw,
+            n: i64,
+            lr: f64,
+            momentum: f64,
+            dampening: f64,
+            weight_decay: f64,
+            nesterov: i32,
+        ) -> *mut c_char;
+        pub fn tz_foreach_adam_step(
+            params: *const Raw,
+            exp_avgs: *const Raw,
+            exp_avg_sqs: *const Raw,
+            max_exp_avg_sqs: *const Raw,
+            steps: *mut f64,
+            n: i64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            eps: f64,
+            weight_decay: f64,
+            amsgrad: i32,
+            decoupled: i32,
+        ) -> *mut c_char;
         pub fn tz_grads_to_none(params: *const Raw, n: i64) -> *mut c_char;
         pub fn tz_keep_freed_memory();
     }
@@ -300,15 +339,78 @@ pub fn keep_freed_memory() {
 
 impl Optimizer {
     pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Result<Self> {
+        let n = params.len();
+        let group =
+            ParamGroup { params: (0..n).collect(), lr: config.lr, weight_decay: config.weight_decay, lr_mult: 1.0 };
+        Self::with_groups(config, params, vec![group])
+    }
+    /// An optimizer over `groups` of `params` (see [`groups::build`]); every parameter index in exactly one group.
+    pub fn with_groups(config: OptimizerConfig, params: Vec<Tensor>, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         let n = params.len();
-        Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| Slots::new()).collect() })
+        let mut seen = vec![false; n];
+        for g in &groups {
+            for &i in &g.params {
+                if i >= n || std::mem::replace(&mut seen[i], true) {
+                    return Err(Error::invalid(format!("parameter groups: index {i} is out of range or repeated")));
+                }
+            }
+            for v in [g.lr, g.weight_decay] {
+                if !(v.is_finite() && v >= 0.0 && v.abs() <= f32::MAX as f64) {
+                    return Err(Error::config(format!("parameter group lr/weight decay {v} must be finite and ≥ 0")));
+                }
+            }
+        }
+        if seen.iter().any(|s| !s) || groups.is_empty() {
+            return Err(Error::invalid("parameter groups leave some parameter out"));
+        }
+        Ok(Optimizer { config, params, steps: vec![0.0; n], state: (0..n).map(|_| Slots::new()).collect(), groups })
     }
+    /// The base learning rate (`--lr`; the groups without a multiplier).
     pub fn lr(&self) -> f64 {
         self.config.lr
     }
+    /// Sets the base learning rate, and each group's to it times the group's multiplier.
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
+        for g in &mut self.groups {
+            g.lr = lr * g.lr_mult;
+        }
+    }
+    /// Sets the base learning rate only (the groups keep theirs, as restored from a checkpoint).
+    pub fn set_base_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+    /// The param groups, with their current hyper-parameters.
+    pub fn groups(&self) -> Vec<ParamGroup> {
+        let mut g = self.groups.clone();
+        if let [one] = g.as_mut_slice() {
+            one.lr = self.config.lr;
+            one.weight_decay = self.config.weight_decay;
+        }
+        g
+    }
+    /// Each group's learning rate.
+    pub fn group_lrs(&self) -> Vec<f64> {
+        self.groups().iter().map(|g| g.lr).collect()
+    }
+    /// Sets each group's learning rate (as torch's schedulers do); a single group's is the base lr.
+    pub fn set_group_lrs(&mut self, lrs: &[f64]) {
+        for (g, &lr) in self.groups.iter_mut().zip(lrs) {
+            g.lr = lr;
+        }
+        if let ([_], [lr]) = (self.groups.as_slice(), lrs) {
+            self.config.lr = *lr;
+        }
+    }
+    /// Sets each group's weight decay (from a checkpoint).
+    pub fn set_group_weight_decays(&mut self, wds: &[f64]) {
+        for (g, &wd) in self.groups.iter_mut().zip(wds) {
+            g.weight_decay = wd;
+        }
+        if let ([_], [wd]) = (self.groups.as_slice(), wds) {
+            self.config.weight_decay = *wd;
+        }
     }
     pub fn params(&self) -> &[Tensor] {
         &self.params
@@ -366,19 +468,61 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of every parameter that has a gradient, in one C++ call; ATen's message as an error when the
-    /// C++ step threw (a state of the wrong shape or device, …).
+    /// One update of every parameter that has a gradient, one C++ call per param group (as torch.optim steps each
+    /// group with its own hyper-parameters); ATen's message as an error when the C++ step threw (a state of the
+    /// wrong shape or device, …).
     pub fn step(&mut self) -> Result<()> {
-        let c = &self.config;
-        let n = self.params.len() as i64;
-        let params: Vec<Raw> = self.params.iter().map(raw).collect();
-        let slots = |f: fn(&Slots) -> &Tensor| -> Vec<Raw> { self.state.iter().map(|s| raw(f(s))).collect() };
-        let steps = self.steps.as_mut_ptr();
+        let groups = self.groups();
+        for g in &groups {
+            self.step_group(&g.params, g.lr, g.weight_decay)?;
+        }
+        Ok(())
+    }
+
+    fn step_group(&mut self, idx: &[usize], lr: f64, weight_decay: f64) -> Result<()> {
+        let c = &OptimizerConfig { lr, weight_decay, ..self.config.clone() };
+        let n = idx.len() as i64;
+        let params: Vec<Raw> = idx.iter().map(|&i| raw(&self.params[i])).collect();
+        let slots = |f: fn(&Slots) -> &Tensor| -> Vec<Raw> { idx.iter().map(|&i| raw(f(&self.state[i]))).collect() };
+        let mut group_steps: Vec<f64> = idx.iter().map(|&i| self.steps[i]).collect();
+        let steps = group_steps.as_mut_ptr();
         // SAFETY: every pointer is a live `torch::Tensor*` owned by `self` (parameters and state slots) for the
         // duration of the call; the C++ side assigns undefined slots in place and keeps no pointer.
         let fused = c.implementation == OptimizerImpl::Fused;
+        let foreach = c.implementation == OptimizerImpl::Foreach;
         let message = unsafe {
             match c.kind {
+                OptimizerKind::Sgd if foreach => {
+                    let bufs = slots(|s| &s.momentum_buffer);
+                    ffi::tz_foreach_sgd_step(
+                        params.as_ptr(),
+                        bufs.as_ptr(),
+                        n,
+                        c.lr,
+                        c.momentum,
+                        c.dampening,
+                        c.weight_decay,
+                        c.nesterov as i32,
+                    )
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw if foreach => {
+                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
+                    ffi::tz_foreach_adam_step(
+                        params.as_ptr(),
+                        m.as_ptr(),
+                        v.as_ptr(),
+                        vmax.as_ptr(),
+                        steps,
+                        n,
+                        c.lr,
+                        c.betas.0,
+                        c.betas.1,
+                        c.eps,
+                        c.weight_decay,
+                        c.amsgrad as i32,
+                        (c.kind == OptimizerKind::Adamw) as i32,
+                    )
+                }
                 OptimizerKind::Sgd if fused => {
                     let bufs = slots(|s| &s.momentum_buffer);
                     ffi::tz_fused_sgd_step(
@@ -461,6 +605,28 @@ impl Optimizer {
                 }
             }
         };
+        for (k, &i) in idx.iter().enumerate() {
+            self.steps[i] = group_steps[k];
+        }
         crate::error::from_c(message, "optimizer step")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_impl_per_device_is_pytorchs() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw, OptimizerKind::Rmsprop] {
+            assert_eq!(OptimizerImpl::default_for(tch::Device::Cpu, kind), OptimizerImpl::Single);
+        }
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(0), OptimizerKind::Sgd), OptimizerImpl::Foreach);
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(1), OptimizerKind::Adamw), OptimizerImpl::Foreach);
+        assert_eq!(OptimizerImpl::default_for(tch::Device::Cuda(0), OptimizerKind::Rmsprop), OptimizerImpl::Single);
+        assert_eq!(OptimizerImpl::parse("foreach").unwrap(), OptimizerImpl::Foreach);
+        let mut c = OptimizerConfig::new(OptimizerKind::Rmsprop);
+        c.implementation = OptimizerImpl::Foreach;
+        assert!(c.validate().is_err());
     }
 }

@@ -272,7 +272,12 @@ pub fn restore(
 ) -> Result<()> {
     let dir: PathBuf = confine(run_dir, &state.dir, "the resume state folder")?;
     crate::checkpoint::load_checkpoint(&dir.join("checkpoint.pt"), store, optimizer)?;
-    optimizer.set_lr(state.lr);
+    // The checkpoint's param_groups hold each group's lr; one group's is the base lr.
+    if optimizer.groups().len() > 1 {
+        optimizer.set_base_lr(state.lr);
+    } else {
+        optimizer.set_lr(state.lr);
+    }
     // Always written next to checkpoint.pt (empty when no callback keeps tensors): a missing or corrupt file is an
     // error, not silently no best weights.
     let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors"))?;

@@ -7,12 +7,14 @@ use crate::util::Spec;
 pub struct LearningRateScheduler {
     schedule: Box<dyn Fn(usize, f64) -> f64>,
     base_lr: Option<f64>,
+    /// Each param group's initial lr (torch's `initial_lr`), scheduled separately as torch's schedulers do.
+    base_lrs: Option<Vec<f64>>,
 }
 
 impl LearningRateScheduler {
     /// From a closure of (epoch, initial lr) → lr, as Keras' `schedule(epoch, lr)`.
     pub fn new(schedule: impl Fn(usize, f64) -> f64 + 'static) -> Self {
-        LearningRateScheduler { schedule: Box::new(schedule), base_lr: None }
+        LearningRateScheduler { schedule: Box::new(schedule), base_lr: None, base_lrs: None }
     }
     pub fn from_schedule(schedule: Schedule) -> Self {
         Self::new(move |epoch, lr| schedule.lr_at(lr, epoch))
@@ -71,21 +73,34 @@ impl Callback for LearningRateScheduler {
         if self.base_lr.is_none() {
             self.base_lr = Some(ctx.optimizer.lr());
         }
+        if self.base_lrs.is_none() {
+            self.base_lrs = Some(ctx.optimizer.group_lrs());
+        }
         Ok(())
     }
     fn name(&self) -> &'static str {
         "lr_scheduler"
     }
     fn state(&self) -> serde_json::Value {
-        serde_json::json!({ "base_lr": self.base_lr })
+        serde_json::json!({ "base_lr": self.base_lr, "base_lrs": self.base_lrs })
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.base_lr = state.get("base_lr").and_then(|v| v.as_f64());
+        self.base_lrs =
+            state.get("base_lrs").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_f64()).collect());
         Ok(())
     }
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext) -> Result<()> {
         let base = self.base_lr.unwrap_or_else(|| ctx.optimizer.lr());
-        ctx.optimizer.set_lr((self.schedule)(epoch, base));
+        let lr = (self.schedule)(epoch, base);
+        match &self.base_lrs {
+            Some(bases) if bases.len() == ctx.optimizer.groups().len() && bases.len() > 1 => {
+                let lrs: Vec<f64> = bases.iter().map(|&b| (self.schedule)(epoch, b)).collect();
+                ctx.optimizer.set_group_lrs(&lrs);
+                ctx.optimizer.set_base_lr(lr);
+            }
+            _ => ctx.optimizer.set_lr(lr),
+        }
         Ok(())
     }
 }

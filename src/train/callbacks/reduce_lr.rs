@@ -103,7 +103,21 @@ impl Callback for ReduceLrOnPlateau {
                 let old = ctx.optimizer.lr();
                 if old > self.config.min_lr {
                     let new = (old * self.config.factor).max(self.config.min_lr);
-                    ctx.optimizer.set_lr(new);
+                    // Each group as torch's ReduceLROnPlateau: max(lr · factor, min_lr).
+                    let lrs: Vec<f64> =
+                        ctx.optimizer
+                            .group_lrs()
+                            .iter()
+                            .map(|&l| {
+                                if l > self.config.min_lr {
+                                    (l * self.config.factor).max(self.config.min_lr)
+                                } else {
+                                    l
+                                }
+                            })
+                            .collect();
+                    ctx.optimizer.set_group_lrs(&lrs);
+                    ctx.optimizer.set_base_lr(new);
                     if self.config.verbose {
                         println!("Epoch {:05}: ReduceLROnPlateau reducing learning rate to {new}.", epoch + 1);
                     }
