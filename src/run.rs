@@ -522,6 +522,11 @@ fn execute(
     let mut config = config.clone();
     config.resolve_augment(&train.sample_shape());
     // `--lr auto`: the range test picks a fresh run's learning rate (a resumed run keeps the one it recorded).
+    if config.lr_auto && resumed.is_none() && dist.is_some() {
+        return Err(Error::config(
+            "the learning-rate finder runs in one process; give --lr a number with --distributed",
+        ));
+    }
     let lr_found = match (&resumed, config.lr_auto) {
         (None, true) => Some(crate::train::lr_find::auto_lr(&mut config, &mut trainer, &train)?),
         _ => None,

@@ -330,11 +330,6 @@ pub fn fit_config(config: &crate::config::RunConfig) -> Result<FitConfig> {
              number, or leave out --fast-dev-run",
         ));
     }
-    if crate::dist::current().is_some() {
-        return Err(Error::config(
-            "the learning-rate finder runs in one process; give --lr a number with --distributed",
-        ));
-    }
     let augment = match config.augment.as_deref() {
         Some(crate::config::AUTO_AUGMENT) | None => None,
         Some(a) => Some(crate::data::augment::Augment::parse(a)?),

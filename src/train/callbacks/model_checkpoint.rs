@@ -317,6 +317,9 @@ pub struct ModelCheckpoint {
     pub base_dir: Option<PathBuf>,
     /// Lightning's `_last_time_checked` (train_time_interval), set at train begin.
     last_time_checked: Option<std::time::Instant>,
+    /// Whether this process writes files (the context's `is_chief`, kept at train begin for the bookkeeping that
+    /// runs without a context).
+    chief: bool,
 }
 
 impl ModelCheckpoint {
@@ -331,6 +334,7 @@ impl ModelCheckpoint {
             restored: false,
             base_dir: None,
             last_time_checked: None,
+            chief: true,
         })
     }
     fn path_for(&self, epoch: usize, logs: &Logs) -> Result<PathBuf> {
@@ -358,7 +362,8 @@ impl Callback for ModelCheckpoint {
     fn name(&self) -> &'static str {
         "model_checkpoint"
     }
-    fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
+        self.chief = ctx.is_chief;
         if !self.restored {
             self.state = ModelCheckpointState {
                 best: self.config.initial_value_threshold,

@@ -46,8 +46,8 @@ impl Callback for StepLogger {
     fn name(&self) -> &'static str {
         "step_logger"
     }
-    fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
-        if !crate::dist::writes_files() {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
+        if !ctx.is_chief {
             return Ok(());
         }
         if self.resumed {

@@ -29,7 +29,7 @@ impl Callback for TensorBoard {
         "tensorboard"
     }
     fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
-        if !crate::dist::writes_files() {
+        if !ctx.is_chief {
             return Ok(());
         }
         // A new file for every start: a resumed run's file begins with a restart at its first epoch, which hides

@@ -69,7 +69,7 @@ impl ModelCheckpoint {
 
     /// Lightning's version counter: a name that exists (and is not the one about to be replaced) gets `-v1`, …
     fn free_name(&self, first: PathBuf, replacing: &str) -> String {
-        let exists = |p: &Path| crate::dist::writes_files() && p.exists();
+        let exists = |p: &Path| self.chief && p.exists();
         let mut path = first.clone();
         let mut ver = 1;
         while exists(&path) && path.display().to_string() != replacing {
@@ -88,7 +88,7 @@ impl ModelCheckpoint {
     }
 
     fn remove(&self, path: &str) -> Result<()> {
-        if !crate::dist::writes_files() {
+        if !self.chief {
             return Ok(());
         }
         if self.config.verbose {
@@ -120,7 +120,7 @@ impl ModelCheckpoint {
         if self.check_monitor_top_k(current) {
             self.update_best_and_save(current.unwrap_or(f64::NAN), epoch, logs, ctx)
         } else {
-            if self.config.verbose && crate::dist::writes_files() {
+            if self.config.verbose && self.chief {
                 println!(
                     "Epoch {}, global step {}: '{monitor}' was not in top {k}",
                     epoch, self.state.keep.global_step
@@ -201,7 +201,7 @@ impl ModelCheckpoint {
         }
         self.state.keep.best_model_path = self.first_extreme(maximize);
         self.state.best = self.score_of(&self.state.keep.best_model_path.clone());
-        if self.config.verbose && crate::dist::writes_files() {
+        if self.config.verbose && self.chief {
             println!(
                 "Epoch {}, global step {}: '{}' reached {current:.5} (best {:.5}), saving model to '{path}' as top {k}",
                 epoch,
