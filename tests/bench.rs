@@ -1,11 +1,12 @@
 //! `scripts/bench --quick`'s table: every workload runs on both sides (tchzoo's fit and the Python PyTorch loop)
-//! and the JSON has the six rows with positive figures (image_pipeline: the input pipeline alone). A smoke test: it times nothing.
+//! and the JSON has every row with positive figures (image_pipeline: the input pipeline alone; `_fused`: the fused
+//! optimizer on both sides). A smoke test: it times nothing.
 mod common;
 
 use std::process::Command;
 
 #[test]
-fn bench_quick_writes_six_rows() {
+fn bench_quick_writes_every_row() {
     let json = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(common::python())
         .current_dir(common::root())
@@ -22,7 +23,16 @@ fn bench_quick_writes_six_rows() {
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["moons_mlp", "lenet5_digits", "resnet18_cifar", "lstm_forecaster", "entity_embedding", "image_pipeline"]
+        [
+            "moons_mlp",
+            "lenet5_digits",
+            "resnet18_cifar",
+            "lstm_forecaster",
+            "entity_embedding",
+            "image_pipeline",
+            "moons_mlp_fused",
+            "lenet5_digits_fused"
+        ]
     );
     for row in &rows {
         for key in ["tchzoo_steps_per_s", "python_steps_per_s", "ratio", "tchzoo_peak_rss_mb", "python_peak_rss_mb"] {

@@ -725,6 +725,11 @@ fn every_subcommand_ends_with_0_or_2() {
     std::fs::write(p("history.json"), r#"{"epoch": [0, 1, 2], "history": {"loss": [1.0], "val_loss": [1.0, 0.5]}}"#)
         .unwrap();
     let out_dir = p("train");
+    let images = p("images");
+    for (class, shade) in [("dark", 20u8), ("light", 230u8)] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        image::GrayImage::from_pixel(12, 10, image::Luma([shade])).save(images.join(class).join("a.png")).unwrap();
+    }
     let cases: Vec<(&str, Vec<String>, Vec<String>)> = vec![
         (
             "train",
@@ -776,6 +781,27 @@ fn every_subcommand_ends_with_0_or_2() {
                 "--weights".into(),
                 s(&p("short.pt")).into(),
             ],
+        ),
+        (
+            "pack",
+            vec!["pack".into(), s(&images).into(), s(&p("shards/s")).into()],
+            vec!["pack".into(), s(&p("no-such-folder")).into(), s(&p("shards2/s")).into()],
+        ),
+        (
+            "tune",
+            ["tune", "lr", "--model", "mlp", "--data", MOONS, "--num-steps", "5", "--out", s(&p("lr"))]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            ["tune", "lr", "--model", "lenet5", "--data", MOONS, "--num-steps", "5", "--out", s(&p("lr2"))]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ),
+        (
+            "average",
+            vec!["average".into(), s(&pt).into(), s(&pt).into(), "-o".into(), s(&p("avg.pt")).into()],
+            vec!["average".into(), s(&pt).into(), s(&p("short.pt")).into(), "-o".into(), s(&p("avg2.pt")).into()],
         ),
     ];
     for (name, head, wrong) in &cases {

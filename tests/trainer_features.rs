@@ -487,7 +487,7 @@ fn bad_values_are_one_line_and_exit_2_before_training() {
         (&["--limit-train-batches", "0"], "limit-train-batches"),
         (&["--fast-dev-run", "0"], "fast-dev-run"),
         (&["--overfit-batches", "0"], "overfit-batches"),
-        (&["--optimizer-impl", "foreach"], "foreach"),
+        (&["--optimizer-impl", "foreach", "--optimizer", "rmsprop"], "foreach"),
         (&["--optimizer-impl", "fused", "--optimizer", "rmsprop"], "RMSprop"),
         (&["--optimizer-impl", "x"], "optimizer-impl"),
     ];

@@ -182,7 +182,7 @@ fn frozen_batchnorm_keeps_its_statistics() {
         "16",
     ]);
     let b = tmp.path().join("b");
-    let stderr = train(&[
+    let stderr = train_loud(&[
         "--model",
         "resnet20",
         "--data",

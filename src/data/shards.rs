@@ -522,10 +522,11 @@ fn shard_options(name: &str, options: &BTreeMap<String, String>) -> Result<(Opti
 
 /// A shard spec's source and options; `None` when the spec names no tar shards.
 pub fn shard_spec(spec: &str) -> Result<Option<(String, BTreeMap<String, String>)>> {
-    let parsed = super::DataSpec::parse(spec, "data")?;
-    if !is_shard_source(&parsed.source) {
+    // Only the text before the options decides: other readers' specs (`cifar10:PATH`) are not key=value lists.
+    if !is_shard_source(spec.split(':').next().unwrap_or_default()) {
         return Ok(None);
     }
+    let parsed = super::DataSpec::parse(spec, "data")?;
     Ok(Some((parsed.source, parsed.options)))
 }
 
