@@ -3,24 +3,14 @@
 //! runs they make repeatable and resumable.
 mod common;
 
+use common::{picture, run_limited};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use tch::{Kind, Tensor};
 use tchzoo::data::mix::{self, BatchMix, MixDraw};
-
-/// A JPEG of `w`×`h` whose pixels depend on `seed`.
-fn picture(w: u32, h: u32, seed: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let c = ((x / 3 + y / 3 + seed) % 2) as u8 * 60;
-        image::Rgb([
-            ((x * 7 + seed * 13) % 256) as u8 / 2 + c,
-            ((y * 5 + seed * 29) % 256) as u8 / 2 + c,
-            (((x + y) * 3 + seed * 7) % 256) as u8 / 2 + c,
-        ])
-    })
-}
 
 /// A folder of `classes` × `per_class` JPEGs of about `side` pixels.
 fn jpeg_folder(root: &Path, classes: usize, per_class: usize, side: u32) {
@@ -33,21 +23,6 @@ fn jpeg_folder(root: &Path, classes: usize, per_class: usize, side: u32) {
                 .save(dir.join(format!("img{i:05}.jpg")))
                 .unwrap();
         }
-    }
-}
-
-fn run_limited(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the command ran past {limit:?} (a hang?): {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -4,25 +4,15 @@
 //! transforms a run records.
 mod common;
 
+use common::{picture, run_limited};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
 use tchzoo::data::transforms::{self, CropBox, Interpolation, Transforms};
 use tchzoo::data::{folder, workers};
-
-/// A JPEG of `w`×`h` whose pixels depend on `seed` (smooth gradients and a checker, so resizing has work to do).
-fn picture(w: u32, h: u32, seed: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let c = ((x / 3 + y / 3 + seed) % 2) as u8 * 60;
-        image::Rgb([
-            ((x * 7 + seed * 13) % 256) as u8 / 2 + c,
-            ((y * 5 + seed * 29) % 256) as u8 / 2 + c,
-            (((x + y) * 3 + seed * 7) % 256) as u8 / 2 + c,
-        ])
-    })
-}
 
 /// A folder of `classes` × `per_class` JPEGs (sizes vary with the index when `vary`).
 fn jpeg_folder(root: &Path, classes: usize, per_class: usize, side: u32, vary: bool) {
@@ -34,22 +24,6 @@ fn jpeg_folder(root: &Path, classes: usize, per_class: usize, side: u32, vary: b
             let (w, h) = if vary { (side + (seed * 7) % 17, side + (seed * 11) % 13) } else { (side, side) };
             picture(w, h, seed).save(dir.join(format!("img{i:05}.jpg"))).unwrap();
         }
-    }
-}
-
-/// Runs a command with a time limit: a hang fails the test instead of blocking it.
-fn run_limited(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the command ran past {limit:?} (a hang?): {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

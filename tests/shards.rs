@@ -2,25 +2,15 @@
 //! `webdataset`, training on shards (seeded, independent of the worker count), and bad shards in one line.
 mod common;
 
+use common::{picture, run_limited};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tchzoo::data::transforms::{Interpolation, Transforms};
 use tchzoo::data::{folder, shards, workers, DataLoader};
-
-/// A picture of `w`×`h` whose pixels depend on `seed`.
-fn picture(w: u32, h: u32, seed: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let c = ((x / 3 + y / 3 + seed) % 2) as u8 * 60;
-        image::Rgb([
-            ((x * 7 + seed * 13) % 256) as u8 / 2 + c,
-            ((y * 5 + seed * 29) % 256) as u8 / 2 + c,
-            (((x + y) * 3 + seed * 7) % 256) as u8 / 2 + c,
-        ])
-    })
-}
 
 /// `classes` × `per_class` images of varied sizes around `side`; every fourth a PNG, the rest JPEGs.
 fn image_folder(root: &Path, classes: usize, per_class: usize, side: u32) {
@@ -33,21 +23,6 @@ fn image_folder(root: &Path, classes: usize, per_class: usize, side: u32) {
             let ext = if i % 4 == 3 { "png" } else { "jpg" };
             picture(w, h, seed).save(dir.join(format!("img{i:04}.{ext}"))).unwrap();
         }
-    }
-}
-
-fn run_limited(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the command ran past {limit:?} (a hang?): {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -488,75 +488,34 @@ impl Optimizer {
         let steps = group_steps.as_mut_ptr();
         // SAFETY: every pointer is a live `torch::Tensor*` owned by `self` (parameters and state slots) for the
         // duration of the call; the C++ side assigns undefined slots in place and keeps no pointer.
-        let fused = c.implementation == OptimizerImpl::Fused;
-        let foreach = c.implementation == OptimizerImpl::Foreach;
+        // Single-tensor, foreach and fused SGD (and Adam/AdamW) take the same arguments: one call site each.
+        type SgdStep =
+            unsafe extern "C" fn(*const Raw, *const Raw, i64, f64, f64, f64, f64, i32) -> *mut std::ffi::c_char;
+        type AdamStep = unsafe extern "C" fn(
+            *const Raw,
+            *const Raw,
+            *const Raw,
+            *const Raw,
+            *mut f64,
+            i64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+            i32,
+            i32,
+        ) -> *mut std::ffi::c_char;
+        let (sgd, adam): (SgdStep, AdamStep) = match c.implementation {
+            OptimizerImpl::Single => (ffi::tz_sgd_step, ffi::tz_adam_step),
+            OptimizerImpl::Foreach => (ffi::tz_foreach_sgd_step, ffi::tz_foreach_adam_step),
+            OptimizerImpl::Fused => (ffi::tz_fused_sgd_step, ffi::tz_fused_adam_step),
+        };
         let message = unsafe {
             match c.kind {
-                OptimizerKind::Sgd if foreach => {
-                    let bufs = slots(|s| &s.momentum_buffer);
-                    ffi::tz_foreach_sgd_step(
-                        params.as_ptr(),
-                        bufs.as_ptr(),
-                        n,
-                        c.lr,
-                        c.momentum,
-                        c.dampening,
-                        c.weight_decay,
-                        c.nesterov as i32,
-                    )
-                }
-                OptimizerKind::Adam | OptimizerKind::Adamw if foreach => {
-                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
-                    ffi::tz_foreach_adam_step(
-                        params.as_ptr(),
-                        m.as_ptr(),
-                        v.as_ptr(),
-                        vmax.as_ptr(),
-                        steps,
-                        n,
-                        c.lr,
-                        c.betas.0,
-                        c.betas.1,
-                        c.eps,
-                        c.weight_decay,
-                        c.amsgrad as i32,
-                        (c.kind == OptimizerKind::Adamw) as i32,
-                    )
-                }
-                OptimizerKind::Sgd if fused => {
-                    let bufs = slots(|s| &s.momentum_buffer);
-                    ffi::tz_fused_sgd_step(
-                        params.as_ptr(),
-                        bufs.as_ptr(),
-                        n,
-                        c.lr,
-                        c.momentum,
-                        c.dampening,
-                        c.weight_decay,
-                        c.nesterov as i32,
-                    )
-                }
-                OptimizerKind::Adam | OptimizerKind::Adamw if fused => {
-                    let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
-                    ffi::tz_fused_adam_step(
-                        params.as_ptr(),
-                        m.as_ptr(),
-                        v.as_ptr(),
-                        vmax.as_ptr(),
-                        steps,
-                        n,
-                        c.lr,
-                        c.betas.0,
-                        c.betas.1,
-                        c.eps,
-                        c.weight_decay,
-                        c.amsgrad as i32,
-                        (c.kind == OptimizerKind::Adamw) as i32,
-                    )
-                }
                 OptimizerKind::Sgd => {
                     let bufs = slots(|s| &s.momentum_buffer);
-                    ffi::tz_sgd_step(
+                    sgd(
                         params.as_ptr(),
                         bufs.as_ptr(),
                         n,
@@ -569,7 +528,7 @@ impl Optimizer {
                 }
                 OptimizerKind::Adam | OptimizerKind::Adamw => {
                     let (m, v, vmax) = (slots(|s| &s.exp_avg), slots(|s| &s.exp_avg_sq), slots(|s| &s.max_exp_avg_sq));
-                    ffi::tz_adam_step(
+                    adam(
                         params.as_ptr(),
                         m.as_ptr(),
                         v.as_ptr(),
@@ -585,6 +544,7 @@ impl Optimizer {
                         (c.kind == OptimizerKind::Adamw) as i32,
                     )
                 }
+                // RMSprop has the single-tensor loop only (`OptimizerConfig::validate` refuses the others).
                 OptimizerKind::Rmsprop => {
                     let (sq, buf, avg) =
                         (slots(|s| &s.square_avg), slots(|s| &s.momentum_buffer), slots(|s| &s.grad_avg));

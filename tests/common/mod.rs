@@ -84,3 +84,32 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn read_safetensors(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
     tch::Tensor::read_safetensors(path).unwrap().into_iter().collect()
 }
+
+/// A picture of `w`×`h` whose pixels depend on `seed` (smooth gradients and a checker, so resizing has work to do).
+pub fn picture(w: u32, h: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let c = ((x / 3 + y / 3 + seed) % 2) as u8 * 60;
+        image::Rgb([
+            ((x * 7 + seed * 13) % 256) as u8 / 2 + c,
+            ((y * 5 + seed * 29) % 256) as u8 / 2 + c,
+            (((x + y) * 3 + seed * 7) % 256) as u8 / 2 + c,
+        ])
+    })
+}
+
+/// Runs a command with a time limit: a hang fails the test instead of blocking it.
+pub fn run_limited(mut cmd: Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("start");
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the command ran past {limit:?} (a hang?): {cmd:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
