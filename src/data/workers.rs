@@ -450,10 +450,7 @@ impl Stream {
         let n_batches = batches.len();
         let workers = set.workers.workers.max(1).min(n_batches.max(1));
         let capacity = set.workers.workers.max(1) * set.workers.prefetch.max(1);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(Progress { next_job: 0, consumed: 0, stop: false }),
-            cv: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new());
         let (tx, rx) = channel::<Finished>();
         let batches = Arc::new(batches);
         let mut threads = Vec::with_capacity(workers);
@@ -484,19 +481,7 @@ impl Stream {
                 Err(_) => break,
             }
         }
-        Stream {
-            shared,
-            rx,
-            pending: BTreeMap::new(),
-            next: 0,
-            n_batches,
-            threads,
-            set,
-            device,
-            waited: Duration::ZERO,
-            skipped_epoch: 0,
-            first_skipped: None,
-        }
+        Stream::from_parts(shared, rx, threads, n_batches, set, device)
     }
 
     fn next(&mut self) -> Option<Result<(Tensor, Tensor)>> {
