@@ -161,6 +161,10 @@ pub struct RunConfig {
     /// Layer-wise lr multipliers by parameter-name prefix, `classifier=10,layer4=2` (`classifier` may name the
     /// model's head as the registry calls it, e.g. `fc`).
     pub lr_mult: Option<String>,
+    /// `start=E,lr=LR[,anneal_epochs=10][,anneal_strategy=cos|linear]`: stochastic weight averaging from epoch E
+    /// (counted from 1) with SWALR's learning rate, then `update_bn`; `model.pt` holds the SWA model
+    /// (`train::swa`).
+    pub swa: Option<String>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -244,6 +248,7 @@ impl Default for RunConfig {
             optimizer_impl: None,
             no_decay_norm_bias: false,
             lr_mult: None,
+            swa: None,
         }
     }
 }

@@ -588,6 +588,8 @@ fn execute(
     }
     let mut all =
         config_callbacks_with(&crate::train::features::effective(config), &dir, verbosity != Verbosity::Silent)?;
+    let swa = crate::train::swa::Swa::for_run(config)?;
+    all.extend(swa.as_ref().map(|s| s.callback()));
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
     }
@@ -642,6 +644,9 @@ fn execute(
     } else {
         trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?
     };
+    if let Some(s) = &swa {
+        s.finish(&trainer, &train, &fit, history.len())?;
+    }
     if chief {
         history.save_json(&dir.join("history.json"))?;
         history.save_csv(&dir.join("history.csv"))?;

@@ -259,6 +259,10 @@ pub struct TrainArgs {
     /// head, whatever it is called); each distinct combination is a torch.optim param group.
     #[arg(long)]
     pub lr_mult: Option<String>,
+    /// Stochastic weight averaging: start=E,lr=LR[,anneal_epochs=10][,anneal_strategy=cos|linear] (E counted from
+    /// 1); model.pt holds the averaged weights after update_bn.
+    #[arg(long)]
+    pub swa: Option<String>,
 }
 
 impl TrainArgs {
@@ -402,6 +406,7 @@ impl TrainArgs {
             c.validation_split = None;
             c.validation_data = None;
         }
+        set!(swa, opt);
         Ok(c)
     }
 }

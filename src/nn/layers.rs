@@ -120,7 +120,35 @@ impl BatchNorm {
     }
 }
 
+thread_local! {
+    static CUMULATIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every training-mode batch norm at `momentum=None`: the running statistics become the cumulative
+/// average of the batches' (factor 1 / num_batches_tracked), as `torch.optim.swa_utils.update_bn` sets them.
+pub fn with_cumulative_batch_norm<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CUMULATIVE.with(|c| c.set(false));
+        }
+    }
+    CUMULATIVE.with(|c| c.set(true));
+    let _reset = Reset;
+    f()
+}
+
 impl BatchNorm {
+    /// The factor of a training-mode update of the running statistics, after `num_batches_tracked` was counted up:
+    /// `momentum`, or under [`with_cumulative_batch_norm`] `1 / num_batches_tracked` (one host read).
+    fn update_factor(&self) -> f64 {
+        if CUMULATIVE.with(|c| c.get()) {
+            1.0 / self.num_batches_tracked.int64_value(&[]) as f64
+        } else {
+            self.momentum
+        }
+    }
+
     /// Training-mode batch norm over the global batch of a distributed run (PyTorch's `SyncBatchNorm`): the
     /// per-channel sum and count, then the sum of squared deviations from the global mean, are summed over the
     /// ranks by a differentiable all-reduce, so the gradient flows through the other ranks' statistics too.
@@ -148,7 +176,7 @@ impl BatchNorm {
             // Bessel's correction n / (n − 1) on the device (n = 1: none), no host read per layer and step.
             let n = n.detach();
             let unbiased = &n / (&n - 1.0).clamp_min(1.0);
-            let m = self.momentum;
+            let m = self.update_factor();
             let new_mean = &self.running_mean * (1.0 - m) + mean.detach() * m;
             let new_var = &self.running_var * (1.0 - m) + var.detach() * unbiased * m;
             self.running_mean.shallow_clone().copy_(&new_mean);
@@ -179,7 +207,7 @@ impl Module for BatchNorm {
                 Some(&self.running_mean),
                 Some(&self.running_var),
                 train,
-                self.momentum,
+                if train { self.update_factor() } else { self.momentum },
                 self.eps,
                 true,
             )

@@ -2,7 +2,8 @@
 //! around each optimizer step: gradient clipping (`clip_grad_norm_`, `clip_grad_value_`, through the same ATen
 //! calls in `csrc/clip.cpp`), gradient accumulation, an exponential moving average of the weights
 //! (`AveragedModel` with `get_ema_multi_avg_fn`), and the debugging limits (`max_time`, `limit_*_batches`,
-//! `fast_dev_run`, `overfit_batches`).
+//! `fast_dev_run`, `overfit_batches`). SWA's running mean (`train::swa`) is the same [`AveragedModel`] with
+//! another rule.
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -138,21 +139,51 @@ impl EmaConfig {
     }
 }
 
-/// The moving average of a model's weights, as `torch.optim.swa_utils.AveragedModel(model,
-/// multi_avg_fn=get_ema_multi_avg_fn(decay))`: a copy of the state dict made at construction; the first update copies
-/// the parameters, every later one does `ema.lerp_(param, 1 − decay)` (float tensors) or
-/// `ema.copy_(ema·decay + param·(1 − decay))` (others); buffers are copied at each update unless `use_buffers`.
+/// How an [`AveragedModel`] averages: an exponential moving average (`--ema`), or the equal-weight running mean
+/// of stochastic weight averaging (`--swa`, `AveragedModel`'s default `avg_fn`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AveragingRule {
+    Ema(EmaConfig),
+    Swa,
+}
+
+impl AveragingRule {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AveragingRule::Ema(_) => "EMA",
+            AveragingRule::Swa => "SWA",
+        }
+    }
+}
+
+impl From<EmaConfig> for AveragingRule {
+    fn from(c: EmaConfig) -> Self {
+        AveragingRule::Ema(c)
+    }
+}
+
+/// The averaged weights of a model, as `torch.optim.swa_utils.AveragedModel`: a copy of the state dict made at
+/// construction; the first update copies the parameters, every later one averages them by the rule, and buffers
+/// are copied at each update (unless an EMA's `use_buffers` averages them too).
+/// - EMA (`multi_avg_fn=get_ema_multi_avg_fn(decay)`): `ema.lerp_(param, 1 − decay)` (float tensors) or
+///   `ema.copy_(ema·decay + param·(1 − decay))` (others).
+/// - SWA (no `avg_fn`): `avg + (param − avg) / (n_averaged + 1)` with `n_averaged` a 0-dim int64 tensor
+///   (`get_swa_avg_fn`, torch's path on the CPU); on CUDA `avg.lerp_(param, 1 / (n_averaged + 1))` with the weight
+///   rounded to float32, as torch's `get_swa_multi_avg_fn` (`_foreach_lerp_`) there.
 #[derive(Debug)]
-pub struct Ema {
-    pub config: EmaConfig,
+pub struct AveragedModel {
+    pub rule: AveragingRule,
     /// (name, averaged tensor, parameter or buffer) in `state_dict()` order.
     averaged: Vec<(String, Tensor, VarKind)>,
     /// `AveragedModel.n_averaged`.
     pub n_averaged: u64,
 }
 
-impl Ema {
-    pub fn new(config: EmaConfig, store: &VarStore) -> Ema {
+/// The EMA of `--ema` (an [`AveragedModel`] whose rule is [`AveragingRule::Ema`]).
+pub type Ema = AveragedModel;
+
+impl AveragedModel {
+    pub fn new(rule: impl Into<AveragingRule>, store: &VarStore) -> AveragedModel {
         let kinds = store.entries_meta();
         let averaged = tch::no_grad(|| {
             store
@@ -162,24 +193,42 @@ impl Ema {
                 .map(|((name, t), (_, _, _, kind))| (name, t.detach().copy(), kind))
                 .collect()
         });
-        Ema { config, averaged, n_averaged: 0 }
+        AveragedModel { rule: rule.into(), averaged, n_averaged: 0 }
     }
 
     /// `AveragedModel.update_parameters(model)`.
     pub fn update(&mut self, store: &VarStore) {
         let current = store.state_dict();
-        let averages = |kind: VarKind| kind == VarKind::Parameter || self.config.use_buffers;
-        let decay = self.config.decay_at(self.n_averaged);
+        let use_buffers = matches!(self.rule, AveragingRule::Ema(c) if c.use_buffers);
+        let averages = |kind: VarKind| kind == VarKind::Parameter || use_buffers;
+        let n_averaged = self.n_averaged;
+        let rule = self.rule;
         tch::no_grad(|| {
-            for ((_, ema, kind), (_, p)) in self.averaged.iter_mut().zip(&current) {
+            for ((_, avg, kind), (_, p)) in self.averaged.iter_mut().zip(&current) {
                 let p = p.detach();
-                if !averages(*kind) || self.n_averaged == 0 {
-                    ema.copy_(&p);
-                } else if ema.is_floating_point() {
-                    let _ = ema.lerp_(&p, 1.0 - decay);
-                } else {
-                    let mixed = &*ema * decay + p * (1.0 - decay);
-                    ema.copy_(&mixed);
+                if !averages(*kind) || n_averaged == 0 {
+                    avg.copy_(&p);
+                    continue;
+                }
+                match rule {
+                    AveragingRule::Ema(c) => {
+                        let decay = c.decay_at(n_averaged);
+                        if avg.is_floating_point() {
+                            let _ = avg.lerp_(&p, 1.0 - decay);
+                        } else {
+                            let mixed = &*avg * decay + p * (1.0 - decay);
+                            avg.copy_(&mixed);
+                        }
+                    }
+                    AveragingRule::Swa if avg.device().is_cuda() && avg.is_floating_point() => {
+                        let weight = (1.0f32 / (n_averaged + 1) as f32) as f64;
+                        let _ = avg.lerp_(&p, weight);
+                    }
+                    AveragingRule::Swa => {
+                        let n = Tensor::from(n_averaged as i64).to_device(avg.device());
+                        let mean = &*avg + (p - &*avg) / (n + 1);
+                        avg.copy_(&mean);
+                    }
                 }
             }
         });
@@ -197,7 +246,7 @@ impl Ema {
             let saved = tensors
                 .iter()
                 .find(|(k, _)| k == name)
-                .ok_or_else(|| Error::config(format!("the saved EMA weights have no '{name}'")))?;
+                .ok_or_else(|| Error::config(format!("the saved {} weights have no '{name}'", self.rule.name())))?;
             tch::no_grad(|| t.copy_(&saved.1.to_device(t.device()).to_kind(t.kind())));
         }
         self.n_averaged = n_averaged;
@@ -337,6 +386,7 @@ pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
     if let Some(e) = &config.ema {
         EmaConfig::parse(e)?;
     }
+    super::swa::validate(config)?;
     if config.accumulate_grad_batches == 0 {
         return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
     }
