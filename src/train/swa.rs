@@ -67,9 +67,10 @@ impl SwaConfig {
         let (mut start, mut lr) = (None, None);
         let mut c = SwaConfig { start: 0, lr: 0.0, anneal_epochs: 10, anneal_strategy: AnnealStrategy::Cos };
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').map(|(k, v)| (k.trim(), v.trim())).ok_or_else(|| {
-                bad(format!("'{part}' is not key=value; {form}"))
-            })?;
+            let (k, v) = part
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| bad(format!("'{part}' is not key=value; {form}")))?;
             match k {
                 "start" | "swa_epoch_start" => {
                     start = Some(v.parse::<usize>().map_err(|_| {
