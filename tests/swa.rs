@@ -187,6 +187,13 @@ fn swa_survives_a_resume_exactly() {
         assert_eq!(ka, kb);
         assert!(ta.equal(tb), "SWA tensor {ka} differs after the resume");
     }
+    // A run killed after its last epoch but before its final files: --resume trains no further and writes the same
+    // SWA model (the averages come back from the resume state, update_bn runs again).
+    std::fs::remove_file(whole.dir.join("model.pt")).unwrap();
+    tchzoo::run::resume(&whole.dir, Verbosity::Silent, vec![]).unwrap();
+    for ((k, t), (_, again)) in wa.iter().zip(&read(&whole.dir.join("model.pt"))) {
+        assert!(t.equal(again), "{k} differs when the final files are written by --resume");
+    }
     // Validation ran on the trained weights (Lightning's): the last val_loss is theirs, not the SWA model's.
     let last = tchzoo::train::resume::read(&whole.dir).unwrap();
     let trained = read(&whole.dir.join(&last.dir).join("checkpoint.pt"));
