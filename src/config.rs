@@ -139,8 +139,9 @@ pub struct RunConfig {
     pub cutmix_alpha: Option<f64>,
     /// Image folders: `RandomErasing(p)` after Normalize (scale (0.02, 0.33), ratio (0.3, 3.3), value 0); 0 = off.
     pub random_erase: f64,
-    /// Image folders: `ta_wide` (TrivialAugmentWide) or `ra` (RandAugment, 2 ops, magnitude 9) after the crop and
-    /// flip, on uint8 images; `null` = none. (`augmix` is not implemented.)
+    /// Image folders: `ta_wide` (TrivialAugmentWide), `ra` (RandAugment, 2 ops, magnitude 9) or `augmix` (AugMix
+    /// with torchvision's defaults: 3 chains of 1–3 ops, severity 3, α = 1) after the crop and flip, on uint8 images;
+    /// `null` = none.
     pub auto_augment: Option<String>,
     /// `--lr auto`: the learning-rate range test (Lightning's `lr_find` with its defaults, see `train::lr_find`)
     /// runs before training and `lr` records its suggestion; a resumed run keeps that `lr`.

@@ -239,8 +239,8 @@ pub struct TrainArgs {
     /// Image folders: RandomErasing(p=P) after Normalize, as torchvision's reference presets [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub random_erase: Option<f64>,
-    /// Image folders: ta_wide (TrivialAugmentWide) or ra (RandAugment, 2 ops, magnitude 9) after the crop and
-    /// flip; augmix is not implemented.
+    /// Image folders: ta_wide (TrivialAugmentWide), ra (RandAugment, 2 ops, magnitude 9) or augmix (AugMix: 3
+    /// chains of 1-3 ops, severity 3, alpha 1) after the crop and flip.
     #[arg(long)]
     pub auto_augment: Option<String>,
     /// Write TensorBoard event files into DIR [default: RUN/tensorboard; relative = inside the run folder].

@@ -3,7 +3,7 @@
 //! presets place them. The ops follow `torchvision.transforms.v2.functional` on tensors op for op (the same
 //! libtorch calls: the affine grid and `grid_sample` of `F.affine`/`F.rotate` with nearest interpolation and fill
 //! 0, the blends, the sharpness kernel, the equalisation LUT); the draws come from the sample's generator.
-//! AugMix is not implemented.
+//! `augmix` (torchvision's `AugMix()`) composes the same ops; it lives in [`super::augmix`].
 use rand::Rng;
 use tch::{Device, Kind, Tensor};
 
@@ -17,6 +17,9 @@ pub enum Policy {
     TaWide,
     /// `RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=31)`.
     Ra,
+    /// `AugMix()` with torchvision's defaults (see [`super::augmix`]).
+    #[serde(rename = "augmix")]
+    AugMix,
 }
 
 impl Policy {
@@ -24,24 +27,27 @@ impl Policy {
         match name.trim() {
             "ta_wide" => Ok(Policy::TaWide),
             "ra" => Ok(Policy::Ra),
-            "augmix" => Err(Error::config("--auto-augment augmix is not implemented; use ta_wide or ra")),
-            other => Err(Error::config(format!("--auto-augment '{other}' unknown; use ta_wide or ra"))),
+            "augmix" => Ok(Policy::AugMix),
+            other => Err(Error::config(format!("--auto-augment '{other}' unknown; use ta_wide, ra or augmix"))),
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Policy::TaWide => "ta_wide",
             Policy::Ra => "ra",
+            Policy::AugMix => "augmix",
         }
     }
 
-    /// Draws the ops for an image of `height` × `width` and applies them (nearest interpolation, fill 0).
+    /// Draws the ops for an image of `height` × `width` and applies them (nearest interpolation, fill 0; AugMix:
+    /// bilinear, its own mixing).
     pub fn apply(self, img: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
         let (h, w) = hw(img);
         let mut out = img.shallow_clone();
         let (num_ops, fixed_bin) = match self {
             Policy::TaWide => (1, None),
             Policy::Ra => (2, Some(9)),
+            Policy::AugMix => return super::augmix::AugMix::default().apply(img, rng),
         };
         for _ in 0..num_ops {
             let op = OPS[rng.gen_range(0..OPS.len())];
@@ -144,7 +150,8 @@ impl Op {
         }
     }
 
-    fn signed(self) -> bool {
+    /// Whether the op's magnitude gets a random sign (the `signed` of torchvision's augmentation spaces).
+    pub fn signed(self) -> bool {
         matches!(
             self,
             Op::ShearX
@@ -162,6 +169,9 @@ impl Op {
     /// The policy's magnitude bins of this op for an image of `h` × `w` (`_AUGMENTATION_SPACE`); `None` for ops
     /// without a magnitude.
     pub fn magnitudes(self, policy: Policy, bins: usize, h: i64, w: i64) -> Option<Vec<f64>> {
+        if policy == Policy::AugMix {
+            return super::augmix::magnitudes(self, bins, h, w);
+        }
         let wide = policy == Policy::TaWide;
         let (shear, rotate, color) = if wide { (0.99, 135.0, 0.99) } else { (0.3, 30.0, 0.9) };
         Some(match self {

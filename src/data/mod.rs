@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 
 pub mod augment;
+pub mod augmix;
 pub mod autoaugment;
 pub mod digits;
 pub mod erase;

@@ -57,7 +57,7 @@ pub struct Transforms {
     /// `RandomErasing(p)` after Normalize (`--random-erase`); 0 = off.
     #[serde(default)]
     pub random_erase: f64,
-    /// `--auto-augment`: TrivialAugmentWide or RandAugment after the flip, on the uint8 crop.
+    /// `--auto-augment`: TrivialAugmentWide, RandAugment or AugMix after the flip, on the uint8 crop.
     #[serde(default)]
     pub auto_augment: Option<super::autoaugment::Policy>,
 }
