@@ -161,6 +161,8 @@ pub struct RunConfig {
     /// Layer-wise lr multipliers by parameter-name prefix, `classifier=10,layer4=2` (`classifier` may name the
     /// model's head as the registry calls it, e.g. `fc`).
     pub lr_mult: Option<String>,
+    /// Image folders and shards: DCT-domain JPEG downscaling when the crop allows it (`data::draft`); `null` = off.
+    pub decode_scaling: Option<bool>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -244,6 +246,7 @@ impl Default for RunConfig {
             optimizer_impl: None,
             no_decay_norm_bias: false,
             lr_mult: None,
+            decode_scaling: None,
         }
     }
 }

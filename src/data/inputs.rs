@@ -184,8 +184,9 @@ pub fn read_image(path: &Path, prep: &ImagePrep) -> Result<Tensor> {
     let fail = |e: Error| Error::data(path.display(), e.to_string());
     match prep {
         ImagePrep::Eval(t) => {
-            let img = super::folder::decode(path, t.channels)?;
-            let out = t.eval(&img).map_err(fail)?;
+            let bytes = super::folder::read_file(path)?;
+            let none = None::<&mut rand_chacha::ChaCha8Rng>;
+            let out = super::draft::decode_transform(&bytes, &path.display().to_string(), t, none)?;
             Ok(t.normalize(&out.unsqueeze(0)))
         }
         ImagePrep::Pixels { channels, height, width } => {

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 pub mod augment;
 pub mod autoaugment;
 pub mod digits;
+pub mod draft;
 pub mod erase;
 pub mod files;
 pub mod folder;

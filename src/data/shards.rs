@@ -850,8 +850,7 @@ fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], 
     let mut skipped = 0usize;
     for (index, s) in samples {
         let name = format!("{} (sample '{}.{}')", shard_of(*index), s.key, s.suffix);
-        let r = folder::decode_bytes(&s.image, &name, set.transforms.channels)
-            .and_then(|img| set.transform(&img, epoch, *index).map_err(|e| Error::data(&name, e.to_string())));
+        let r = set.decode_transform(&s.image, &name, epoch, *index);
         match r {
             Ok((img, erased)) => {
                 images.push(img);

@@ -29,7 +29,8 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
 
     // The one walker: ImageFolder's order and class indices, the one list of extensions.
     let index = crate::data::folder::index(dir)?;
-    let samples: Vec<(&Path, i64)> = index.paths.iter().map(|p| &**p).zip(index.labels.iter().map(|&l| l as i64)).collect();
+    let samples: Vec<(&Path, i64)> =
+        index.paths.iter().map(|p| &**p).zip(index.labels.iter().map(|&l| l as i64)).collect();
     let n = samples.len();
     let mut ys: Vec<i64> = Vec::with_capacity(n);
     let mut buf: Vec<u8> = Vec::new();
