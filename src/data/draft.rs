@@ -21,22 +21,42 @@ pub fn reduction(side: i64, out: i64) -> i64 {
     [8, 4, 2].into_iter().find(|&s| side >= out * s).unwrap_or(1)
 }
 
-/// The [height, width] of a JPEG from its header; `None` for anything else, or a JPEG this decoder does not
-/// reduce (12-bit, CMYK), which then takes the full decoder.
+/// The [height, width] of a JPEG from its frame header (the markers walked up to SOF, nothing decoded); `None`
+/// for anything else, or a JPEG this decoder does not reduce (not 8-bit, not 1 or 3 components, lossless or
+/// arithmetic-coded), which then takes the full decoder.
 pub fn jpeg_size(bytes: &[u8]) -> Option<[i64; 2]> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
-    // jpeg-decoder panics on some malformed headers (`info` of a frame with 2 components): such a file takes the
-    // full decoder, which says what is wrong with it.
-    let info = std::panic::catch_unwind(|| {
-        let mut d = jpeg_decoder::Decoder::new(bytes);
-        d.read_info().ok()?;
-        d.info()
-    })
-    .ok()??;
-    matches!(info.pixel_format, jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24)
-        .then_some([info.height as i64, info.width as i64])
+    let mut at = 2;
+    loop {
+        // A marker: 0xFF (fill bytes repeat it), then its code.
+        while *bytes.get(at)? == 0xFF && *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let code = *bytes.get(at + 1)?;
+        at += 2;
+        if code == 0x01 || (0xD0..=0xD7).contains(&code) {
+            continue;
+        }
+        let len = u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]) as usize;
+        match code {
+            // SOF0 (baseline), SOF1 (extended), SOF2 (progressive), Huffman-coded.
+            0xC0..=0xC2 => {
+                let sof = bytes.get(at + 2..at + 8)?;
+                let (precision, h, w, components) =
+                    (sof[0], u16::from_be_bytes([sof[1], sof[2]]), u16::from_be_bytes([sof[3], sof[4]]), sof[5]);
+                return (precision == 8 && h > 0 && w > 0 && (components == 1 || components == 3))
+                    .then_some([h as i64, w as i64]);
+            }
+            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xD9 | 0xDA => return None,
+            _ if len < 2 => return None,
+            _ => at += len,
+        }
+    }
 }
 
 /// A JPEG of `size` ([height, width]) decoded at 1/`s` of it (s = 2, 4 or 8): uint8 [C, H', W'] with H' = ⌈H/s⌉.
@@ -59,6 +79,12 @@ pub fn decode_reduced(bytes: &[u8], name: &str, size: [i64; 2], s: i64, channels
     }
     .ok_or_else(|| bad(format!("the reduced decode of a {w}x{h} JPEG gave a short buffer")))?;
     folder::to_tensor(img, name, channels)
+}
+
+/// [`decode_reduced`], or where jpeg-decoder fails on the file, the full decoder (which reads more JPEGs, and
+/// otherwise says what is wrong with it).
+fn reduced_or_full(bytes: &[u8], name: &str, size: [i64; 2], s: i64, channels: u32) -> Result<Tensor> {
+    decode_reduced(bytes, name, size, s, channels).or_else(|_| folder::decode_bytes(bytes, name, channels))
 }
 
 /// `b` (on an image of `full` = [height, width]) on the reduced image of `reduced` size: its edges scaled and
@@ -93,7 +119,7 @@ pub fn decode_transform(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&m
                 let img = folder::decode_bytes(bytes, name, t.channels)?;
                 return t.train_apply(&img, b, flip, rng).map_err(|e| Error::data(name, e.to_string()));
             }
-            let img = decode_reduced(bytes, name, full, s, t.channels)?;
+            let img = reduced_or_full(bytes, name, full, s, t.channels)?;
             let reduced = [img.size()[1], img.size()[2]];
             t.train_apply(&img, map_box(b, full, reduced), flip, rng).map_err(|e| Error::data(name, e.to_string()))
         }
@@ -103,7 +129,7 @@ pub fn decode_transform(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&m
             let img = if s == 1 {
                 folder::decode_bytes(bytes, name, t.channels)?
             } else {
-                decode_reduced(bytes, name, full, s, t.channels)?
+                reduced_or_full(bytes, name, full, s, t.channels)?
             };
             t.eval_at(&img, resized).map_err(|e| Error::data(name, e.to_string()))
         }
