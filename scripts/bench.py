@@ -205,6 +205,76 @@ def image_pipeline(args):
                       "workers": args.workers}))
 
 
+def resnet18_folder(args):
+    """End to end: torchvision's resnet18 (8 classes) trained one epoch at 112×112 on the image_pipeline folder,
+    ImageFolder + DataLoader(num_workers) with RandomResizedCrop(112), flip, ToTensor, Normalize; batch 32, SGD
+    momentum; loss and accuracy summed on the device as the other workloads do. Steps = images; peak RSS as
+    image_pipeline's (this process and its workers)."""
+    import threading
+    import torchvision
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(112), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    data = datasets.ImageFolder(args.data, tf)
+    loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, num_workers=args.workers,
+                                         generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(num_classes=len(data.classes))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    peak, done = [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_mb(os.getpid()))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64)
+    for xb, yb in loader:
+        opt.zero_grad()
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            metric = (out.argmax(-1) == yb).sum()
+            sums += torch.stack([loss.double() * len(yb), metric.double(), torch.tensor(float(len(yb)))])
+    epoch_loss = (sums[0] / sums[2]).item()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    images = len(data)
+    print(json.dumps({"name": "resnet18_folder", "steps": images, "seconds": seconds, "steps_per_s": images / seconds,
+                      "peak_rss_mb": max(peak[0], peak_rss_mb()), "final_loss": epoch_loss, "threads": args.threads,
+                      "workers": args.workers}))
+
+
+def placeholder_folder(root, classes=1000, per_class=1000):
+    """The index_1m folder: classes × per_class empty .jpg files (indexing reads names, not contents), made once."""
+    if os.path.exists(os.path.join(root, ".complete")):
+        return root
+    for c in range(classes):
+        d = os.path.join(root, f"n{c:08}")
+        os.makedirs(d, exist_ok=True)
+        for i in range(per_class):
+            open(os.path.join(d, f"img{i:06}.jpg"), "w").close()
+    open(os.path.join(root, ".complete"), "w").close()
+    return root
+
+
+def index_folder(args):
+    """torchvision's ImageFolder(root): the index alone (classes, then every file's path and label)."""
+    from torchvision import datasets
+    started = time.perf_counter()
+    data = datasets.ImageFolder(args.data)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"name": "index_1m", "steps": len(data), "seconds": seconds, "steps_per_s": len(data) / seconds,
+                      "peak_rss_mb": peak_rss_mb(), "final_loss": len(data.classes), "threads": args.threads}))
+
+
 # (name, the most repeats): ResNet-18 takes minutes a run on 2 cores and is kernel-bound (little noise), so one run
 # a side keeps the whole benchmark under 10 minutes.
 WORKLOADS = [
@@ -215,6 +285,8 @@ WORKLOADS = [
     ("entity_embedding", None),  # entity embedding, 4 negatives, batch 1,024, Adam, 200 epochs
     ("image_pipeline", None),  # the input pipeline alone: 512 JPEGs 300–500 px, RandomResizedCrop(224), flip,
     # normalise, batch 64, --threads workers; steps = images
+    ("resnet18_folder", 1),  # end to end: ResNet-18 at 112×112, one epoch of the image_pipeline folder (512
+    # JPEGs), RandomResizedCrop(112), flip, normalise, batch 32, SGD momentum, --threads workers; steps = images
     ("moons_mlp_fused", None),  # moons_mlp with Adam(fused=True) on both sides
     ("lenet5_digits_fused", None),  # lenet5_digits with SGD(fused=True) on both sides
 ]
@@ -234,9 +306,13 @@ def compare(args):
     rows = []
     for name in names:
         common = ["--workload", name, "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-        if name == "image_pipeline":
+        if name in ("image_pipeline", "resnet18_folder"):
             folder = image_folder("/tmp/tchzoo-bench-images" + ("-quick" if args.quick else ""), per_class=8 if args.quick else 64)
             common += ["--data", folder, "--workers", str(args.threads)]
+        if name == "index_1m":  # not in the default table: 1,000,000 empty files in 1,000 folders, deleted after
+            folder = placeholder_folder("/tmp/tchzoo-bench-index" + ("-quick" if args.quick else ""),
+                                        per_class=10 if args.quick else 1000)
+            common += ["--data", folder]
         ours, theirs = [], []
         cap = dict(WORKLOADS).get(name)
         for _ in range(min(args.repeats, cap or args.repeats)):
@@ -254,10 +330,13 @@ def compare(args):
             "python_runs": [r["steps_per_s"] for r in theirs],
         }
         row["ratio"] = row["tchzoo_steps_per_s"] / row["python_steps_per_s"]
+        if name == "index_1m":
+            import shutil
+            shutil.rmtree(folder)
         rows.append(row)
         print(f"{name}: tchzoo {row['tchzoo_steps_per_s']:.2f} steps/s, python {row['python_steps_per_s']:.2f} "
               f"steps/s, ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
-    print(f"\n{args.threads} thread(s), {args.repeats} repeat(s) (resnet18_cifar: 1), median steps/s; "
+    print(f"\n{args.threads} thread(s), {args.repeats} repeat(s) (resnet18_cifar, resnet18_folder: 1), median steps/s; "
           "peak RSS = max over repeats\n")
     print("| workload | steps | tchzoo steps/s | Python steps/s | ratio | tchzoo peak RSS MB | Python peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -288,6 +367,10 @@ def main():
     torch.set_num_threads(args.threads)
     if args.workload == "image_pipeline":
         return image_pipeline(args)
+    if args.workload == "resnet18_folder":
+        return resnet18_folder(args)
+    if args.workload == "index_1m":
+        return index_folder(args)
     torch.manual_seed(1)
     model, xs, ys, make_opt, loss_kind, epochs, batch, shuffle = build(args.workload, args.quick)
     opt = make_opt(model.parameters())

@@ -166,6 +166,8 @@ pub struct RunConfig {
     /// (counted from 1) with SWALR's learning rate, then `update_bn`; `model.pt` holds the SWA model
     /// (`train::swa`).
     pub swa: Option<String>,
+    /// Image folders and shards: DCT-domain JPEG downscaling when the crop allows it (`data::draft`); `null` = off.
+    pub decode_scaling: Option<bool>,
 }
 
 /// The default `augment`: affine for image data, none for anything else.
@@ -250,6 +252,7 @@ impl Default for RunConfig {
             no_decay_norm_bias: false,
             lr_mult: None,
             swa: None,
+            decode_scaling: None,
         }
     }
 }

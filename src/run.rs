@@ -541,6 +541,7 @@ fn execute(
         config.interpolation = Some(t.interpolation.name().to_string());
         config.mean = Some(t.mean.clone());
         config.std = Some(t.std.clone());
+        config.decode_scaling = Some(t.decode_scaling);
         // RandomResizedCrop and the flip are the augmentation of an image folder.
         config.augment = None;
     }

@@ -1,6 +1,7 @@
 //! `scripts/bench --quick`'s table: every workload runs on both sides (tchzoo's fit and the Python PyTorch loop)
-//! and the JSON has every row with positive figures (image_pipeline: the input pipeline alone; `_fused`: the fused
-//! optimizer on both sides). A smoke test: it times nothing.
+//! and the JSON has every row with positive figures (image_pipeline: the input pipeline alone; resnet18_folder:
+//! ResNet-18 trained on the image folder; `_fused`: the fused optimizer on both sides). A smoke test: it times
+//! nothing.
 mod common;
 
 use std::process::Command;
@@ -30,6 +31,7 @@ fn bench_quick_writes_every_row() {
             "lstm_forecaster",
             "entity_embedding",
             "image_pipeline",
+            "resnet18_folder",
             "moons_mlp_fused",
             "lenet5_digits_fused"
         ]

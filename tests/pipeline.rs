@@ -460,3 +460,112 @@ fn in_memory_pixels_stay_uint8_and_batches_are_float() {
     assert_eq!(xs.sum(Kind::Double).double_value(&[]), want.sum(Kind::Double).double_value(&[]));
     assert!(xs.max().double_value(&[]) <= 1.0 && xs.max().double_value(&[]) > 0.1);
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// DCT-domain JPEG downscaling (`--decode-scaling`)
+
+/// A photo-like picture: smooth colour waves, an edge, and mild noise (a hash of the position).
+fn photo(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f64, y as f64);
+        let noise = ((x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) % 17) as f64 - 8.0;
+        let edge = if fx + 0.5 * fy > w as f64 * 0.6 { 40.0 } else { 0.0 };
+        let px = |k: f64| {
+            (128.0 + 80.0 * (fx / (23.0 + 5.0 * k)).sin() * (fy / (31.0 + 3.0 * k)).cos() + edge + noise)
+                .clamp(0.0, 255.0) as u8
+        };
+        image::Rgb([px(0.0), px(1.0), px(2.0)])
+    })
+}
+
+#[test]
+fn decode_scaling_approximates_the_full_decode_and_is_off_bit_exact() {
+    use tchzoo::data::draft;
+    let dir = common::tempdir();
+    let path = dir.path().join("photo.jpg");
+    image::DynamicImage::ImageRgb8(photo(480, 400)).save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(draft::jpeg_size(&bytes), Some([400, 480]));
+    let name = path.display().to_string();
+    let mean = vec![0.5; 3];
+    let mut on = Transforms::preset(112, 0.875, mean.clone(), mean.clone(), Interpolation::Bilinear);
+    on.decode_scaling = true;
+    let off = Transforms { decode_scaling: false, ..on.clone() };
+    let full = folder::decode_bytes(&bytes, &name, 3).unwrap();
+    let mad = |a: &Tensor, b: &Tensor| (a.to_kind(Kind::Float) - b.to_kind(Kind::Float)).abs().mean(Kind::Float);
+
+    // Evaluation: Resize(128) of a 400-px short side decodes at 1/2 (and 1/4 is too small).
+    assert_eq!(draft::reduction(400, 128), 2);
+    let none = None::<&mut rand_chacha::ChaCha8Rng>;
+    let scaled = draft::decode_transform(&bytes, &name, &on, none).unwrap();
+    let exact = draft::decode_transform(&bytes, &name, &off, None::<&mut rand_chacha::ChaCha8Rng>).unwrap();
+    assert_eq!(scaled.size(), [3, 112, 112]);
+    assert!(
+        exact.equal(&off.eval(&full).unwrap()),
+        "off: the full decode and torchvision's Resize + CenterCrop, exactly"
+    );
+    let d = mad(&scaled, &exact).double_value(&[]);
+    assert!(d < 3.0, "evaluation: mean absolute difference {d} grey levels");
+
+    // Training: the same draws either way; boxes at least twice the output are decoded reduced.
+    let (mut reduced, mut worst) = (0, 0.0f64);
+    for key in 0..24 {
+        let mut rng = transforms::sample_rng(7, 0, key);
+        let (b, _) = on.train_params(&mut rng, 400, 480);
+        reduced += (draft::reduction(b.height.min(b.width), 112) > 1) as usize;
+        let mut r1 = transforms::sample_rng(7, 0, key);
+        let mut r2 = transforms::sample_rng(7, 0, key);
+        let mut r3 = transforms::sample_rng(7, 0, key);
+        let a = draft::decode_transform(&bytes, &name, &on, Some(&mut r1)).unwrap();
+        let b = draft::decode_transform(&bytes, &name, &off, Some(&mut r2)).unwrap();
+        assert!(b.equal(&off.train(&full, &mut r3).unwrap()), "off: bit for bit the full decode's transform");
+        let d = mad(&a, &b).double_value(&[]);
+        worst = worst.max(d);
+    }
+    assert!(reduced >= 6, "only {reduced} of 24 crops were decoded reduced");
+    assert!(worst < 4.0, "training: worst mean absolute difference {worst} grey levels");
+    eprintln!("decode scaling: evaluation {d:.3}, training worst {worst:.3} grey levels; {reduced} of 24 reduced");
+
+    // Damaged JPEGs through the reduced decoder: an error or an image, never a panic out of it.
+    let (mut rng, mut errors) = (transforms::sample_rng(1, 0, 0), 0);
+    for _ in 0..200 {
+        let mut damaged = bytes.clone();
+        for _ in 0..4 {
+            let at = rand::Rng::gen_range(&mut rng, 2..damaged.len());
+            damaged[at] = rand::Rng::gen(&mut rng);
+        }
+        let none = None::<&mut rand_chacha::ChaCha8Rng>;
+        errors += draft::decode_transform(&damaged, &name, &on, none).is_err() as usize;
+    }
+    assert!(errors < 200, "a few flipped bytes do not make every JPEG undecodable");
+}
+
+#[test]
+fn decode_scaling_flag_is_recorded_and_checked() {
+    let data = common::tempdir();
+    jpeg_folder(data.path(), 2, 4, 80, true);
+    let out = common::tempdir();
+    let dir = out.path().join("run");
+    let train = |value: &str| {
+        let mut cmd = common::tchzoo();
+        cmd.args(train_args(data.path(), &dir));
+        cmd.args(["--model", "mlp:hidden=4", "--epochs", "1", "--batch-size", "4", "--train-crop-size", "8"]);
+        cmd.args(["--no-validation", "-j", "2", "--decode-scaling", value]);
+        run_limited(cmd, Duration::from_secs(120))
+    };
+    let o = train("sometimes");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.trim().lines().count() == 1 && err.contains("--decode-scaling"), "{err}");
+    // On: 80-pixel images cropped to 8 take the reduced decoder, in training and in `evaluate --run`.
+    let o = train("on");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["decode_scaling"], true);
+    let mut e = common::tchzoo();
+    e.args(["evaluate", "--run", dir.to_str().unwrap(), "--device", "cpu"]);
+    let o = run_limited(e, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("8 samples"), "{}", text(&o.stdout));
+}

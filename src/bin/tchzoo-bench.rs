@@ -18,7 +18,8 @@ use tchzoo::train::trainer::{FitConfig, Trainer};
 
 #[derive(Parser)]
 struct Args {
-    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster, entity_embedding or image_pipeline; `_fused` after
+    /// moons_mlp, lenet5_digits, resnet18_cifar, lstm_forecaster, entity_embedding, image_pipeline or
+    /// resnet18_folder; `_fused` after
     /// moons_mlp or lenet5_digits: the same with the fused optimizer (`fused=True` on the Python side).
     #[arg(long)]
     workload: String,
@@ -34,6 +35,12 @@ struct Args {
     /// image_pipeline: decoding threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// image_pipeline, resnet18_folder: DCT-domain JPEG downscaling (`--decode-scaling` of `tchzoo train`), on|off.
+    #[arg(long, default_value = "off")]
+    decode_scaling: String,
+    /// image_pipeline: the RandomResizedCrop size (the row's is 224).
+    #[arg(long, default_value_t = 224)]
+    crop_size: u32,
 }
 
 /// `image_pipeline`: the input pipeline alone, one epoch of a folder (decode, RandomResizedCrop(224), flip,
@@ -43,8 +50,14 @@ fn image_pipeline(args: &Args) -> Result<serde_json::Value> {
     use tchzoo::data::transforms::{Interpolation, Transforms};
     use tchzoo::data::workers::{folder_dataset, DataLoader, WorkerConfig};
     let Some(dir) = &args.data else { bail!("image_pipeline needs --data DIR") };
-    let t =
-        Transforms::preset(224, 0.875, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225], Interpolation::Bilinear);
+    let mut t = Transforms::preset(
+        args.crop_size,
+        0.875,
+        vec![0.485, 0.456, 0.406],
+        vec![0.229, 0.224, 0.225],
+        Interpolation::Bilinear,
+    );
+    t.decode_scaling = args.decode_scaling == "on";
     let workers = WorkerConfig { workers: args.workers.max(1), prefetch: 2, skip_bad: false };
     let data = folder_dataset(dir, t, true, workers, 1)?;
     let started = std::time::Instant::now();
@@ -65,6 +78,68 @@ fn image_pipeline(args: &Args) -> Result<serde_json::Value> {
         "final_loss": checksum,
         "threads": args.threads,
         "workers": args.workers,
+    }))
+}
+
+/// `resnet18_folder`: end to end, ResNet-18 (8 classes, ImageNet stem) trained one epoch at 112×112 on an image
+/// folder through the lazy pipeline (decode, RandomResizedCrop(112), flip, normalise; `--workers` threads), batch
+/// 32, SGD momentum, with `fit`'s metrics, as `scripts/bench.py` trains torchvision's resnet18 on ImageFolder +
+/// DataLoader. Its `steps` are images.
+fn resnet18_folder(args: &Args) -> Result<serde_json::Value> {
+    use tchzoo::data::transforms::{Interpolation, Transforms};
+    use tchzoo::data::workers::{folder_dataset, WorkerConfig};
+    let Some(dir) = &args.data else { bail!("resnet18_folder needs --data DIR") };
+    let mut t =
+        Transforms::preset(112, 0.875, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225], Interpolation::Bilinear);
+    t.decode_scaling = args.decode_scaling == "on";
+    let workers = WorkerConfig { workers: args.workers.max(1), prefetch: 2, skip_bad: false };
+    let data = folder_dataset(dir, t, true, workers, 1)?;
+    let classes = data.class_names.as_ref().map_or(0, |c| c.len());
+    let store = VarStore::new(Device::Cpu);
+    let model = tchzoo::models::build("resnet18", &store, classes as i64, &[3, 112, 112])?;
+    let sgd = OptimizerConfig { lr: 0.01, momentum: 0.9, ..OptimizerConfig::new(OptimizerKind::Sgd) };
+    let optimizer = Optimizer::new(sgd, store.parameters())?;
+    let mut trainer = Trainer::new(model, store, optimizer, Loss::CrossEntropy, Metric::defaults(Loss::CrossEntropy));
+    let config = FitConfig {
+        epochs: 1,
+        batch_size: 32,
+        shuffle: true,
+        seed: 1,
+        verbosity: Verbosity::Silent,
+        ..FitConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let history = trainer.fit(&data, None, &config, &mut [])?;
+    let seconds = started.elapsed().as_secs_f64();
+    let images = data.len();
+    Ok(serde_json::json!({
+        "name": args.workload,
+        "steps": images,
+        "seconds": seconds,
+        "steps_per_s": images as f64 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": history.last("loss").unwrap_or(f64::NAN),
+        "threads": args.threads,
+        "workers": args.workers,
+    }))
+}
+
+/// `index_1m` (not in the default table): the index alone of an image folder (`data::folder::index`, what training
+/// builds before the first batch), as `scripts/bench.py` times torchvision's `ImageFolder(root)`. Its `steps` are
+/// files.
+fn index_folder(args: &Args) -> Result<serde_json::Value> {
+    let Some(dir) = &args.data else { bail!("index_1m needs --data DIR") };
+    let started = std::time::Instant::now();
+    let index = tchzoo::data::folder::index(dir)?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "name": args.workload,
+        "steps": index.len(),
+        "seconds": seconds,
+        "steps_per_s": index.len() as f64 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": index.class_names.len(),
+        "threads": args.threads,
     }))
 }
 
@@ -149,6 +224,14 @@ fn main() -> Result<()> {
     tch::manual_seed(1);
     if args.workload == "image_pipeline" {
         println!("{}", image_pipeline(&args)?);
+        return Ok(());
+    }
+    if args.workload == "index_1m" {
+        println!("{}", index_folder(&args)?);
+        return Ok(());
+    }
+    if args.workload == "resnet18_folder" {
+        println!("{}", resnet18_folder(&args)?);
         return Ok(());
     }
     let fused = matches!(args.workload.as_str(), "moons_mlp_fused" | "lenet5_digits_fused");

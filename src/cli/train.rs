@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::RunConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::train::progress::Verbosity;
 
 #[derive(Debug, Args, Default)]
@@ -263,6 +263,11 @@ pub struct TrainArgs {
     /// 1); model.pt holds the averaged weights after update_bn.
     #[arg(long)]
     pub swa: Option<String>,
+    /// Image folders and shards: decode a JPEG at 1/2, 1/4 or 1/8 of its size when the crop it gives is at least
+    /// that much larger than the output (DCT-domain downscaling, as DALI and FFCV do); off = torchvision's full
+    /// decode, bit for bit [default: off; faster only for images several times the crop, see the README].
+    #[arg(long, value_name = "on|off")]
+    pub decode_scaling: Option<String>,
 }
 
 impl TrainArgs {
@@ -401,6 +406,13 @@ impl TrainArgs {
         set!(auto_augment, opt);
         if c.auto_augment.as_deref() == Some("none") {
             c.auto_augment = None;
+        }
+        if let Some(v) = &self.decode_scaling {
+            c.decode_scaling = Some(match v.trim() {
+                "on" => true,
+                "off" => false,
+                other => return Err(Error::config(format!("--decode-scaling {other}: give on or off"))),
+            });
         }
         if self.no_validation {
             c.validation_split = None;

@@ -116,33 +116,62 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<(String, Vec<Box<Path>>)>) -> Re
 
 /// Decodes one image file to a uint8 tensor [C, H, W] (C = `channels`, 1 or 3; alpha dropped, grey expanded).
 pub fn decode(path: &Path, channels: u32) -> Result<tch::Tensor> {
+    decode_bytes(&read_file(path)?, &path.display().to_string(), channels)
+}
+
+/// An image file's bytes, up to a size no image here reaches (256 MB).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     const MAX_BYTES: u64 = 256 << 20;
-    let bytes = crate::data::files::read_all(path, MAX_BYTES)?;
-    decode_bytes(&bytes, &path.display().to_string(), channels)
+    crate::data::files::read_all(path, MAX_BYTES)
 }
 
 /// Decodes an image file's bytes (as [`decode`]); `name` names it in errors.
 pub fn decode_bytes(bytes: &[u8], name: &str, channels: u32) -> Result<tch::Tensor> {
-    let bad = |e: String| {
-        // The decoders' messages may span lines: one line here.
-        let e = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-        Error::data(name, format!("cannot decode the image: {e}; fix or remove it"))
-    };
+    to_tensor(decode_image(bytes, name)?, name, channels)
+}
+
+/// The one image decoder (every reader of image files calls it: the workers, the in-memory folder loader,
+/// `predict`/`evaluate` and `pack`): the format guessed from the bytes, the size read from the header and checked
+/// against the memory before decoding (a few hundred KB of PNG can declare gigapixels), one line on failure.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
+    const MAX_ALLOC: u64 = 1 << 30;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::data(name, format!("cannot read the image: {e}")))?;
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(1 << 30);
+    limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
-    let (w, h) = (img.width() as i64, img.height() as i64);
+    let decoder = reader.into_decoder().map_err(|e| bad_image(name, e.to_string()))?;
+    let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
-        return Err(bad("0 pixels wide or high".into()));
+        return Err(bad_image(name, "0 pixels wide or high".into()));
     }
+    // Decoded RGBA (up to 16 bits a channel), and a converted copy; the free memory is read only for a large one.
+    let need = w as u64 * h as u64 * 8 * 2;
+    if need > 64 << 20 {
+        crate::util::check_memory(need, format!("{name} ({w}x{h} pixels)"))?;
+    }
+    if decoder.total_bytes() > MAX_ALLOC {
+        return Err(bad_image(name, format!("{w}x{h} pixels is more than this reader decodes (1 GiB)")));
+    }
+    image::DynamicImage::from_decoder(decoder).map_err(|e| bad_image(name, e.to_string()))
+}
+
+/// "cannot decode the image", on one line (the decoders' messages may span lines).
+pub(crate) fn bad_image(name: &str, e: String) -> Error {
+    let e = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    Error::data(name, format!("cannot decode the image: {e}; fix or remove it"))
+}
+
+/// A decoded image as a uint8 tensor [C, H, W] with `channels` (1: grey, else RGB; alpha dropped, grey expanded).
+pub fn to_tensor(img: image::DynamicImage, name: &str, channels: u32) -> Result<tch::Tensor> {
+    let (w, h) = (img.width() as i64, img.height() as i64);
     let (raw, c) = match channels {
         1 => (img.into_luma8().into_raw(), 1),
         _ => (img.into_rgb8().into_raw(), 3),
     };
-    let hwc = tch::Tensor::f_from_data_size(&raw, &[h, w, c], tch::Kind::Uint8).map_err(|e| bad(e.to_string()))?;
+    let hwc = tch::Tensor::f_from_data_size(&raw, &[h, w, c], tch::Kind::Uint8)
+        .map_err(|e| bad_image(name, e.to_string()))?;
     Ok(hwc.permute([2, 0, 1]).contiguous())
 }

@@ -114,13 +114,14 @@ impl ImagePrep {
 
 /// File types `predict` reads.
 const TENSOR_TYPES: [&str; 5] = ["pt", "pth", "bin", "safetensors", "npy"];
-const IMAGE_TYPES: [&str; 3] = ["png", "jpg", "jpeg"];
+/// Image files: those the image-folder index reads (one list, `folder::READABLE`).
+const IMAGE_TYPES: [&str; 6] = super::folder::READABLE;
 
 fn extension(path: &Path) -> String {
     path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase()
 }
 
-/// An image file (PNG or JPEG) by its name.
+/// An image file (PNG, JPEG, BMP, PPM/PGM) by its name.
 pub fn is_image(path: &Path) -> bool {
     IMAGE_TYPES.contains(&extension(path).as_str())
 }
@@ -183,8 +184,9 @@ pub fn read_image(path: &Path, prep: &ImagePrep) -> Result<Tensor> {
     let fail = |e: Error| Error::data(path.display(), e.to_string());
     match prep {
         ImagePrep::Eval(t) => {
-            let img = super::folder::decode(path, t.channels)?;
-            let out = t.eval(&img).map_err(fail)?;
+            let bytes = super::folder::read_file(path)?;
+            let none = None::<&mut rand_chacha::ChaCha8Rng>;
+            let out = super::draft::decode_transform(&bytes, &path.display().to_string(), t, none)?;
             Ok(t.normalize(&out.unsqueeze(0)))
         }
         ImagePrep::Pixels { channels, height, width } => {

@@ -12,6 +12,7 @@ pub mod augment;
 pub mod augmix;
 pub mod autoaugment;
 pub mod digits;
+pub mod draft;
 pub mod erase;
 pub mod files;
 pub mod folder;

@@ -850,8 +850,7 @@ fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], 
     let mut skipped = 0usize;
     for (index, s) in samples {
         let name = format!("{} (sample '{}.{}')", shard_of(*index), s.key, s.suffix);
-        let r = folder::decode_bytes(&s.image, &name, set.transforms.channels)
-            .and_then(|img| set.transform(&img, epoch, *index).map_err(|e| Error::data(&name, e.to_string())));
+        let r = set.decode_transform(&s.image, &name, epoch, *index);
         match r {
             Ok((img, erased)) => {
                 images.push(img);
@@ -943,17 +942,8 @@ fn tar_member(w: &mut impl Write, name: &str, data: &[u8]) -> std::io::Result<u6
 /// One image of the folder, resized so that its longer side is at most `max_side`, as JPEG bytes (quality 90).
 fn pack_image(path: &Path, max_side: u32) -> Result<Vec<u8>> {
     let bytes = super::files::read_all(path, MAX_ENTRY)?;
-    let bad =
-        |e: String| Error::data(path.display(), format!("cannot decode the image: {}; fix or remove it", e.trim()));
-    let img = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| bad(e.to_string()))?;
+    let img = folder::decode_image(&bytes, &path.display().to_string())?;
     let (w, h) = (img.width(), img.height());
-    if w == 0 || h == 0 {
-        return Err(bad("0 pixels wide or high".into()));
-    }
     let longer = w.max(h);
     let img = if longer > max_side {
         let scale = max_side as f64 / longer as f64;

@@ -60,6 +60,9 @@ pub struct Transforms {
     /// `--auto-augment`: TrivialAugmentWide, RandAugment or AugMix after the flip, on the uint8 crop.
     #[serde(default)]
     pub auto_augment: Option<super::autoaugment::Policy>,
+    /// `--decode-scaling`: a JPEG whose crop allows it is decoded at 1/2, 1/4 or 1/8 (`data::draft`).
+    #[serde(default)]
+    pub decode_scaling: bool,
 }
 
 impl Transforms {
@@ -79,6 +82,7 @@ impl Transforms {
             hflip_prob: 0.5,
             random_erase: 0.0,
             auto_augment: None,
+            decode_scaling: false,
         }
     }
 
@@ -112,8 +116,20 @@ impl Transforms {
     /// The training transform of one decoded image with its drawn parameters.
     pub fn train(&self, img: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
         let (h, w) = hw(img);
-        let p = random_resized_crop_params(rng, h, w, self.scale, self.ratio);
-        let flip = rng.gen::<f64>() < self.hflip_prob;
+        let (p, flip) = self.train_params(rng, h, w);
+        self.train_apply(img, p, flip, rng)
+    }
+
+    /// The training transform's crop box and flip for an image of `height` × `width`, drawn from `rng` (the
+    /// draws `train` makes first).
+    pub fn train_params(&self, rng: &mut impl Rng, height: i64, width: i64) -> (CropBox, bool) {
+        let p = random_resized_crop_params(rng, height, width, self.scale, self.ratio);
+        (p, rng.gen::<f64>() < self.hflip_prob)
+    }
+
+    /// The training transform with its crop box and flip drawn: resized crop, flip, then auto-augment (which
+    /// draws from `rng`).
+    pub fn train_apply(&self, img: &Tensor, p: CropBox, flip: bool, rng: &mut impl Rng) -> Result<Tensor> {
         let size = self.train_crop_size as i64;
         let out = resized_crop(img, p, [size, size], self.interpolation)?;
         let out = if flip { hflip(&out) } else { out };
@@ -125,7 +141,13 @@ impl Transforms {
 
     /// The evaluation transform: resize the shorter side, then centre-crop.
     pub fn eval(&self, img: &Tensor) -> Result<Tensor> {
-        let resized = resize_shorter(img, self.val_resize_size as i64, self.interpolation)?;
+        let (h, w) = hw(img);
+        self.eval_at(img, shorter_side_size(h, w, self.val_resize_size as i64))
+    }
+
+    /// The evaluation transform with the resized size given (`Resize` of an `h` × `w` image: [`shorter_side_size`]).
+    pub fn eval_at(&self, img: &Tensor, size: [i64; 2]) -> Result<Tensor> {
+        let resized = resize(img, size, self.interpolation)?;
         Ok(center_crop(&resized, self.val_crop_size as i64, self.val_crop_size as i64))
     }
 
@@ -223,10 +245,18 @@ pub fn resize(img: &Tensor, size: [i64; 2], interpolation: Interpolation) -> Res
 /// `F.resize(img, size)` with one int: the shorter side becomes `size`, the longer ⌊size · long / short⌋.
 pub fn resize_shorter(img: &Tensor, size: i64, interpolation: Interpolation) -> Result<Tensor> {
     let (h, w) = hw(img);
+    resize(img, shorter_side_size(h, w, size), interpolation)
+}
+
+/// The [height, width] `F.resize(img, size)` with one int gives an `h` × `w` image.
+pub fn shorter_side_size(h: i64, w: i64, size: i64) -> [i64; 2] {
     let (short, long) = if w <= h { (w, h) } else { (h, w) };
     let new_long = (size as f64 * long as f64 / short as f64) as i64;
-    let (nh, nw) = if w <= h { (new_long, size) } else { (size, new_long) };
-    resize(img, [nh, nw], interpolation)
+    if w <= h {
+        [new_long, size]
+    } else {
+        [size, new_long]
+    }
 }
 
 /// `F.resized_crop(img, top, left, height, width, size, interpolation, antialias=True)`.

@@ -74,23 +74,26 @@ impl ImageSet {
     fn load(&self, k: usize, epoch: usize) -> Result<(Tensor, Option<super::transforms::CropBox>)> {
         let pos = self.samples[k] as usize;
         let path = &self.index.paths[pos];
-        let img = folder::decode(path, self.transforms.channels)?;
-        self.transform(&img, epoch, pos).map_err(|e| Error::data(path.display(), e.to_string()))
+        let bytes = folder::read_file(path)?;
+        self.decode_transform(&bytes, &path.display().to_string(), epoch, pos)
     }
 
-    /// A decoded image of sample `key` transformed for `epoch` (training: its random crop, flip and auto-augment,
-    /// then the box `--random-erase` draws for it, from the sample's generator; evaluation: resize and crop).
-    pub(crate) fn transform(
+    /// An image file's bytes (named `name` in errors) of sample `key`, decoded and transformed for `epoch`
+    /// (training: its random crop, flip and auto-augment, then the box `--random-erase` draws for it, from the
+    /// sample's generator; evaluation: resize and crop), through the one decoder (`draft::decode_transform`).
+    pub(crate) fn decode_transform(
         &self,
-        img: &Tensor,
+        bytes: &[u8],
+        name: &str,
         epoch: usize,
         key: usize,
     ) -> Result<(Tensor, Option<super::transforms::CropBox>)> {
         if !self.train {
-            return self.transforms.eval(img).map(|t| (t, None));
+            let t = super::draft::decode_transform(bytes, name, &self.transforms, None::<&mut ChaCha8Rng>)?;
+            return Ok((t, None));
         }
         let mut rng = super::transforms::sample_rng(self.seed, epoch, key);
-        let t = self.transforms.train(img, &mut rng)?;
+        let t = super::draft::decode_transform(bytes, name, &self.transforms, Some(&mut rng))?;
         let p = self.transforms.random_erase;
         let side = self.transforms.train_crop_size as i64;
         let erase = (p > 0.0).then(|| super::erase::random_erasing_params(&mut rng, p, side, side)).flatten();
@@ -655,6 +658,7 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
     if let Some(s) = &config.std {
         t.std = s.clone();
     }
+    t.decode_scaling = config.decode_scaling.unwrap_or(super::draft::DEFAULT);
     t.random_erase = config.random_erase;
     t.auto_augment = config.auto_augment.as_deref().map(super::autoaugment::Policy::parse).transpose()?;
     t.validate()?;
