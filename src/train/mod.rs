@@ -9,6 +9,7 @@ pub mod lr_find;
 pub mod metrics;
 pub mod progress;
 pub mod resume;
+pub mod run_dir;
 pub mod tensorboard;
 pub mod trainer;
 pub mod transfer;
