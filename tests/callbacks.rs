@@ -40,8 +40,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_epoch_end(epoch, &logs, &mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
         ctx.stop_training
     }
     fn begin(&mut self, cb: &mut dyn Callback) {
@@ -51,8 +53,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_train_begin(&mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
     }
     fn end(&mut self, cb: &mut dyn Callback) {
         let mut ctx = CallbackContext {
@@ -61,8 +65,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_train_end(&mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
     }
     /// Runs `values` of `monitor` through `cb`; returns the epoch at which it asked to stop.
     fn run(&mut self, cb: &mut dyn Callback, monitor: &str, values: &[f64]) -> Option<usize> {
@@ -290,6 +296,7 @@ fn learning_rate_scheduler_closure_and_schedules() {
         history: &rig.history,
         stop_training: false,
         is_chief: true,
+        actions: vec![],
     };
     cb.on_epoch_begin(3, &mut ctx).unwrap();
     assert_eq!(rig.opt.lr(), 0.25);

@@ -17,12 +17,51 @@ use super::resume::{self, ResumeState, RunLock, TrainingState, EMA_FILE, RESUME_
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::nn::VarStore;
+use crate::optim::Optimizer;
 use crate::util::write_atomic;
 
 /// The run's config as run, readable by `--resume`, `evaluate` and `predict`.
 pub const CONFIG_FILE: &str = "config.json";
 /// The class names of a run, index = label (written when the data names its classes).
 pub const CLASSES_FILE: &str = "classes.json";
+
+/// What a callback asks the trainer to do with a file; the trainer carries it out (in the chief process only)
+/// right after the callback's hook returns, in the order asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write the model to `path` (as the callback named it: inside the run folder, or where the user pointed),
+    /// atomically, replacing a file there.
+    Save { path: PathBuf, what: Saved },
+    /// Delete the file at `path` (one the callback saved); a file already gone is not an error.
+    Remove { path: PathBuf },
+}
+
+/// What [`Action::Save`] writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Saved {
+    /// The state dict (`.pt` or `.safetensors` by the extension).
+    Weights,
+    /// A general checkpoint: weights, optimizer state, the epoch (1-based) and the loss.
+    Checkpoint { epoch: i64, loss: f64 },
+}
+
+/// Carries out file actions with the model and optimizer they save.
+pub fn apply(actions: impl IntoIterator<Item = Action>, store: &VarStore, optimizer: &Optimizer) -> Result<()> {
+    for action in actions {
+        match action {
+            Action::Save { path, what: Saved::Weights } => crate::checkpoint::save_weights(store, &path)?,
+            Action::Save { path, what: Saved::Checkpoint { epoch, loss } } => {
+                crate::checkpoint::save_checkpoint(&path, epoch, store, optimizer, loss)?
+            }
+            Action::Remove { path } => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            },
+        }
+    }
+    Ok(())
+}
 
 /// A run folder.
 #[derive(Debug, Clone, PartialEq)]

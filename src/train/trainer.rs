@@ -394,6 +394,7 @@ impl Trainer {
                     history: $h,
                     stop_training: false,
                     is_chief: group.as_ref().is_none_or(|g| g.is_chief()),
+                    actions: Vec::new(),
                 }
             };
         }
@@ -403,6 +404,7 @@ impl Trainer {
             let mut ctx = ctx!(&history);
             for cb in callbacks.iter_mut() {
                 cb.on_train_begin(&mut ctx)?;
+                ctx.apply_actions()?;
             }
             stop |= ctx.stop_training;
         }
@@ -418,6 +420,7 @@ impl Trainer {
                 let mut ctx = ctx!(&history);
                 for cb in callbacks.iter_mut() {
                     cb.on_epoch_begin(epoch, &mut ctx)?;
+                    ctx.apply_actions()?;
                 }
             }
             let lr = self.optimizer.lr();
@@ -497,6 +500,7 @@ impl Trainer {
                     let mut ctx = ctx!(&history);
                     for cb in callbacks.iter_mut() {
                         cb.on_batch_end(batch, &mut ctx)?;
+                        ctx.apply_actions()?;
                     }
                     let step = StepInfo {
                         epoch,
@@ -509,6 +513,7 @@ impl Trainer {
                     };
                     for cb in callbacks.iter_mut() {
                         cb.on_train_batch_end(&step, &mut ctx)?;
+                        ctx.apply_actions()?;
                     }
                     stop |= ctx.stop_training;
                 }
@@ -549,6 +554,7 @@ impl Trainer {
             let mut ctx = ctx!(&history);
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_end(epoch, &logs, &mut ctx)?;
+                ctx.apply_actions()?;
             }
             stop |= ctx.stop_training;
             if let Some(g) = &group {
@@ -570,6 +576,7 @@ impl Trainer {
         let mut ctx = ctx!(&history);
         for cb in callbacks.iter_mut() {
             cb.on_train_end(&mut ctx)?;
+            ctx.apply_actions()?;
         }
         Ok(history)
     }

@@ -1,6 +1,7 @@
 //! The callback trait: hooks at train, epoch and batch begin/end. Callbacks decide; the trainer acts on
-//! `ctx.stop_training` and the learning rate they set. The callbacks themselves (EarlyStopping, ModelCheckpoint,
-//! …) build on this.
+//! `ctx.stop_training`, the learning rate they set and the file actions they push (`ctx.actions`: save these
+//! weights there, remove that file), which the run folder's writer carries out ([`crate::train::run_dir`]). The
+//! callbacks themselves (EarlyStopping, ModelCheckpoint, …) build on this.
 use std::collections::BTreeMap;
 
 pub mod csv_logger;
@@ -23,6 +24,8 @@ pub use step_logger::StepLogger;
 pub use tensorboard::TensorBoard;
 pub use terminate_on_nan::TerminateOnNaN;
 
+pub use crate::train::run_dir::{Action, Saved};
+
 use crate::error::Result;
 use crate::nn::VarStore;
 use crate::optim::Optimizer;
@@ -38,6 +41,24 @@ pub struct CallbackContext<'a> {
     pub stop_training: bool,
     /// Whether this process writes the run's files: rank 0 of a distributed run, or the one process of a plain run.
     pub is_chief: bool,
+    /// The files this hook asks to write or delete; carried out (by the chief) when the hook returns, in order.
+    pub actions: Vec<Action>,
+}
+
+impl<'a> CallbackContext<'a> {
+    pub fn new(store: &'a VarStore, optimizer: &'a mut Optimizer, history: &'a History, is_chief: bool) -> Self {
+        CallbackContext { store, optimizer, history, stop_training: false, is_chief, actions: vec![] }
+    }
+
+    /// Carries out the file actions pushed so far (in the chief process; the others drop them), as the trainer does
+    /// after every callback's hook.
+    pub fn apply_actions(&mut self) -> Result<()> {
+        let actions = std::mem::take(&mut self.actions);
+        if self.is_chief {
+            crate::train::run_dir::apply(actions, self.store, self.optimizer)?;
+        }
+        Ok(())
+    }
 }
 
 pub type Logs = BTreeMap<String, f64>;
