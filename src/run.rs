@@ -20,6 +20,8 @@ pub struct RunOutcome {
     pub seconds: f64,
     pub num_parameters: i64,
     pub device: String,
+    /// The value the curves mark as best, and whether larger is better (from the run's callbacks).
+    pub marked: Option<(String, bool)>,
 }
 
 impl RunOutcome {
@@ -41,7 +43,7 @@ impl RunOutcome {
         }
         // The value the curves mark as best (early stopping's monitor, else a best-only checkpoint's, else
         // val_loss or loss), so the line and the plot agree.
-        if let Some((name, maximize)) = curve_marks(config, &Default::default()).monitor {
+        if let Some((name, maximize)) = self.marked.clone() {
             let values =
                 self.history.get(&name).map(|v| v.iter().cloned().filter(|v| v.is_finite()).collect::<Vec<_>>());
             let best = values.and_then(|v| v.into_iter().reduce(if maximize { f64::max } else { f64::min }));
@@ -317,8 +319,7 @@ pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> R
         all.push(Box::new(mc));
     }
     if let Some(p) = &config.csv_logger {
-        let path = Path::new(p);
-        all.push(Box::new(CsvLogger::new(if path.is_relative() { dir.join(path) } else { path.to_path_buf() }, false)));
+        all.push(Box::new(CsvLogger::new(RunDir::new(dir).place(p), false)));
     }
     all.extend(crate::train::loggers::callbacks(config, dir)?);
     Ok(all)
@@ -562,10 +563,9 @@ fn execute(
     } else {
         trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?
     };
+    let marks = crate::train::callbacks::curve_marks(&all, default_monitor(config));
     if chief {
-        let states: std::collections::BTreeMap<String, serde_json::Value> =
-            all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
-        run.write_final(&history, &trainer.store, trainer.ema.as_ref(), curve_marks(config, &states))?;
+        run.write_final(&history, &trainer.store, trainer.ema.as_ref(), marks.clone())?;
         // Last: a kill before this leaves a state that `--resume` completes.
         run.mark_finished()?;
     }
@@ -581,6 +581,7 @@ fn execute(
         seconds: started.elapsed().as_secs_f64(),
         num_parameters: trainer.store.num_parameters(),
         device: crate::device::name(trainer.device()),
+        marked: marks.monitor,
     })
 }
 
@@ -730,29 +731,29 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
     })
 }
 
-/// What the curves of a run mark: the best epoch of the value early stopping (or else the best-only checkpoint,
-/// or else `val_loss`) monitors, and the epoch early stopping fired (from the callbacks' saved state).
+/// What the curves of a run mark, from the callbacks its config builds with their saved state (`callback_states`,
+/// keyed as the resume file keys them): the best epoch of the value early stopping (or else the best-only
+/// checkpoint, or else `val_loss`) monitors, and the epoch early stopping fired.
 pub fn curve_marks(
     config: &RunConfig,
     callback_states: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> crate::plot::CurveMarks {
-    use crate::train::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, Monitor};
-    let from_es = config.early_stopping.as_deref().and_then(|s| EarlyStoppingConfig::parse(s).ok());
-    let from_mc =
-        config.checkpoint.as_deref().and_then(|s| ModelCheckpointConfig::parse(s).ok()).filter(|c| c.save_best_only);
-    let (monitor, mode) = match (from_es, from_mc) {
-        (Some(es), _) => (es.monitor, es.mode),
-        (None, Some(mc)) => (mc.monitor, mc.mode),
-        (None, None) => {
-            let m =
-                if config.validation_split.is_some() || config.validation_data.is_some() { "val_loss" } else { "loss" };
-            (m.to_string(), Mode::Auto)
+    let dir = Path::new(config.out.as_deref().unwrap_or("."));
+    let mut all = config_callbacks_with(&crate::train::features::effective(config), dir, false).unwrap_or_default();
+    for (i, cb) in all.iter_mut().enumerate() {
+        if let Some(state) = callback_states.get(&crate::train::callbacks::state_key(i, cb.as_ref())) {
+            // A state that does not load marks as a fresh callback's.
+            let _ = cb.load_state(state);
         }
-    };
-    let maximize = Monitor::new(&monitor, mode, 0.0).map(|m| m.maximize).unwrap_or(false);
-    let stopped_epoch = callback_states
-        .iter()
-        .filter(|(k, _)| k.ends_with(".early_stopping"))
-        .find_map(|(_, v)| v.get("stopped_epoch").and_then(|e| e.as_u64()).map(|e| e as usize));
-    crate::plot::CurveMarks { monitor: Some((monitor, maximize)), stopped_epoch }
+    }
+    crate::train::callbacks::curve_marks(&all, default_monitor(config))
+}
+
+/// The value the curves mark when no callback monitors one: `val_loss` with validation data, else `loss`.
+fn default_monitor(config: &RunConfig) -> (String, bool) {
+    let m = if config.validation_split.is_some() || config.validation_data.is_some() { "val_loss" } else { "loss" };
+    let maximize = crate::train::callbacks::Monitor::new(m, crate::train::callbacks::Mode::Auto, 0.0)
+        .map(|m| m.maximize)
+        .unwrap_or(false);
+    (m.to_string(), maximize)
 }

@@ -187,7 +187,7 @@ pub fn restore(
     // error, not silently no best weights.
     let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors"))?;
     for (i, cb) in callbacks.iter_mut().enumerate() {
-        let key = format!("{i}.{}", cb.name());
+        let key = super::callbacks::state_key(i, cb.as_ref());
         match state.callbacks.get(&key) {
             Some(s) => cb.load_state(s)?,
             None => {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 
-use super::callbacks::Callback;
+use super::callbacks::{state_key, Callback};
 use super::history::History;
 use super::resume::{self, ResumeState, RunLock, TrainingState, EMA_FILE, RESUME_FILE};
 use crate::config::RunConfig;
@@ -336,7 +336,7 @@ impl RunDir {
         let mut tensors: Vec<(String, Tensor)> = vec![];
         let mut states = BTreeMap::new();
         for (i, cb) in callbacks.iter().enumerate() {
-            let key = format!("{i}.{}", cb.name());
+            let key = state_key(i, cb.as_ref());
             states.insert(key.clone(), cb.state());
             tensors.extend(cb.state_tensors().into_iter().map(|(k, t)| (format!("{key}.{k}"), t)));
         }

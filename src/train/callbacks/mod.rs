@@ -63,6 +63,32 @@ impl<'a> CallbackContext<'a> {
 
 pub type Logs = BTreeMap<String, f64>;
 
+/// The key of the `i`-th callback's state in a resume file (`"{i}.{name}"`), also the prefix of its tensors
+/// there: the one place it is built.
+pub fn state_key(i: usize, cb: &dyn Callback) -> String {
+    format!("{i}.{}", cb.name())
+}
+
+/// What one callback marks on a run's curves, from its own config and state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveMark {
+    /// The value whose best epoch gets a line, and whether larger is better.
+    pub monitor: (String, bool),
+    /// The monitor decides when the run ends (early stopping's): it is marked in preference to the others.
+    pub ends_run: bool,
+    /// The epoch (0-based) at which this callback stopped training.
+    pub stopped_epoch: Option<usize>,
+}
+
+/// The curves' marks of a run with `callbacks`: the monitor of the first that ends the run (early stopping), else
+/// of the first that marks one (a best-only checkpoint), else `fallback`; the first stopped epoch.
+pub fn curve_marks(callbacks: &[Box<dyn Callback>], fallback: (String, bool)) -> crate::plot::CurveMarks {
+    let marks: Vec<CurveMark> = callbacks.iter().filter_map(|cb| cb.curve_mark()).collect();
+    let monitor = marks.iter().find(|m| m.ends_run).or(marks.first()).map(|m| m.monitor.clone()).unwrap_or(fallback);
+    let stopped_epoch = marks.iter().find_map(|m| m.stopped_epoch);
+    crate::plot::CurveMarks { monitor: Some(monitor), stopped_epoch }
+}
+
 /// A training batch as [`Callback::on_train_batch_end`] sees it (the per-step loggers, Lightning's step-triggered
 /// checkpoints).
 pub struct StepInfo<'a> {
@@ -125,5 +151,9 @@ pub trait Callback {
     }
     fn load_state_tensors(&mut self, _tensors: Vec<(String, tch::Tensor)>) -> Result<()> {
         Ok(())
+    }
+    /// What this callback marks on the run's curves (`curves.png`, `tchzoo plot RUN`); see [`curve_marks`].
+    fn curve_mark(&self) -> Option<CurveMark> {
+        None
     }
 }

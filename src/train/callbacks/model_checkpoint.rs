@@ -435,6 +435,14 @@ impl Callback for ModelCheckpoint {
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(&self.state).unwrap_or_default()
     }
+    /// A best-only checkpoint marks its monitor's best epoch.
+    fn curve_mark(&self) -> Option<super::CurveMark> {
+        self.config.save_best_only.then(|| super::CurveMark {
+            monitor: (self.config.monitor.clone(), self.monitor.maximize),
+            ends_run: false,
+            stopped_epoch: None,
+        })
+    }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.state =
             serde_json::from_value(state.clone()).map_err(|e| Error::config(format!("checkpoint state: {e}")))?;
