@@ -8,8 +8,8 @@ use crate::models;
 use crate::nn::VarStore;
 use crate::optim::Optimizer;
 use crate::train::progress::Verbosity;
+use crate::train::run_dir::RunDir;
 use crate::train::{Callback, FitConfig, History, Loss, Metric, Trainer};
-use crate::util::write_atomic;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct RunOutcome {
     pub seconds: f64,
     pub num_parameters: i64,
     pub device: String,
+    /// The value the curves mark as best, and whether larger is better (from the run's callbacks).
+    pub marked: Option<(String, bool)>,
 }
 
 impl RunOutcome {
@@ -41,7 +43,7 @@ impl RunOutcome {
         }
         // The value the curves mark as best (early stopping's monitor, else a best-only checkpoint's, else
         // val_loss or loss), so the line and the plot agree.
-        if let Some((name, maximize)) = curve_marks(config, &Default::default()).monitor {
+        if let Some((name, maximize)) = self.marked.clone() {
             let values =
                 self.history.get(&name).map(|v| v.iter().cloned().filter(|v| v.is_finite()).collect::<Vec<_>>());
             let best = values.and_then(|v| v.into_iter().reduce(if maximize { f64::max } else { f64::min }));
@@ -238,8 +240,7 @@ fn describe(task: crate::data::Task) -> String {
     }
 }
 
-/// The class names of a run, index = label (written when the data names its classes).
-pub const CLASSES_FILE: &str = "classes.json";
+pub use crate::train::run_dir::CLASSES_FILE;
 
 /// The class names recorded in a run folder, if any.
 pub fn read_class_names(dir: &Path) -> Result<Option<Vec<String>>> {
@@ -277,35 +278,14 @@ pub fn data_summary(train: &Dataset, validation: Option<&Dataset>, augment: Opti
     format!("Found {what} {targets}; {split}; augment: {}", augment.unwrap_or("none"))
 }
 
-/// A new folder `runs/<model>-<data>-<time>` for a run without `--out`, claimed by creating it: a run started in
-/// the same second gets `-2`, `-3`, … instead of failing.
+/// A new folder `runs/<model>-<data>-<time>` for a run without `--out` (see [`RunDir::claim_default`]).
 pub fn claim_default_dir(config: &RunConfig) -> Result<PathBuf> {
-    let base = run_dir(&RunConfig { out: None, ..config.clone() });
-    let parent = base.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    for n in 1.. {
-        let dir = if n == 1 { base.clone() } else { PathBuf::from(format!("{}-{n}", base.display())) };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io(&dir, e)),
-        }
-    }
-    unreachable!("an unbounded range ends only by returning")
+    Ok(RunDir::claim_default(config)?.path().to_path_buf())
 }
 
 /// The run folder: `config.out`, or `runs/<model>-<data>-<time>`.
 pub fn run_dir(config: &RunConfig) -> PathBuf {
-    if let Some(out) = &config.out {
-        return PathBuf::from(out);
-    }
-    let clean = |s: &str| -> String {
-        let s = s.split(':').next().unwrap_or(s);
-        let s = Path::new(s).file_stem().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| s.to_string());
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
-    };
-    let time = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    PathBuf::from("runs").join(format!("{}-{}-{}", clean(&config.model), clean(&config.data), time))
+    RunDir::name_for(config)
 }
 
 /// The callbacks a config asks for, in a fixed order (a resume file keys their state by position and name).
@@ -339,8 +319,7 @@ pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> R
         all.push(Box::new(mc));
     }
     if let Some(p) = &config.csv_logger {
-        let path = Path::new(p);
-        all.push(Box::new(CsvLogger::new(if path.is_relative() { dir.join(path) } else { path.to_path_buf() }, false)));
+        all.push(Box::new(CsvLogger::new(RunDir::new(dir).place(p), false)));
     }
     all.extend(crate::train::loggers::callbacks(config, dir)?);
     Ok(all)
@@ -360,61 +339,8 @@ pub fn train_in(
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
-    let chief = crate::dist::is_chief(dist.as_ref());
-    let mut dir = if config.out.is_none() && chief { claim_default_dir(config)? } else { run_dir(config) };
-    if let Some(d) = &dist {
-        // Every rank uses rank 0's folder (a default name holds the time, which differs between processes).
-        dir = PathBuf::from(d.group.share_string("run_dir", &dir.display().to_string())?);
-    }
-    if dir.as_os_str().is_empty() {
-        return Err(Error::config("--out '' names no folder; give the run folder, e.g. --out runs/first"));
-    }
-    if dir.is_dir() && chief {
-        let not_ours = || {
-            Error::config(format!(
-                "{} is a folder that is not a tchzoo run folder and is not empty; choose a new or empty --out \
-                 (tchzoo does not write into other folders)",
-                dir.display()
-            ))
-        };
-        // Our lock file and temporary files (of a run killed before it wrote config.json) do not count.
-        let empty = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten().all(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name == crate::train::resume::LOCK_FILE || (name.starts_with('.') && name.contains(".tmp"))
-        });
-        if !empty && RunConfig::from_json_file(&dir.join("config.json")).is_err() {
-            return Err(not_ours());
-        }
-        // A folder another process trains in is refused naming that process.
-        drop(crate::train::resume::lock(&dir)?);
-    }
-    if dir.join(crate::train::resume::RESUME_FILE).exists() {
-        return Err(Error::config(format!(
-            "{} already holds a run; continue it with --resume {0}, or choose another --out",
-            dir.display()
-        )));
-    }
-    let config = RunConfig { out: Some(dir.display().to_string()), ..config.clone() };
-    if let Some(p) = &config.csv_logger {
-        // Keras' CSVLogger overwrites; a file outside the run folder is the user's, so it is refused, not replaced.
-        let joined = if Path::new(p).is_relative() { dir.join(p) } else { PathBuf::from(p) };
-        // Lexically: the run folder may not exist yet, so `run/../x` cannot be resolved by the file system.
-        let mut resolved = PathBuf::new();
-        for c in joined.components() {
-            match c {
-                std::path::Component::ParentDir => {
-                    resolved.pop();
-                }
-                c => resolved.push(c),
-            }
-        }
-        if crate::train::resume::confine(&dir, p, "--csv-logger").is_err() && resolved.exists() {
-            return Err(Error::config(format!(
-                "--csv-logger {p} already exists outside the run folder; tchzoo does not overwrite it: remove it or \
-                 give a new file"
-            )));
-        }
-    }
+    let dir = RunDir::for_new_run(config, dist.as_ref())?;
+    let config = RunConfig { out: Some(dir.path().display().to_string()), ..config.clone() };
     execute(&config, verbosity, callbacks, None, dist)
 }
 
@@ -445,26 +371,24 @@ pub fn resume_in(
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
-    let config_path = dir.join("config.json");
-    if !config_path.exists() {
-        return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
-    }
+    let run = RunDir::existing(dir)?;
+    let config_path = run.join(crate::train::run_dir::CONFIG_FILE);
     let mut config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
     // Paths read back from the folder are confined to it (a tampered config.json must not write elsewhere).
     if let Some(c) = &config.checkpoint {
         let c = crate::train::callbacks::ModelCheckpointConfig::parse(c)?;
-        crate::train::resume::confine(dir, &c.filepath, "checkpoint")?;
+        run.confine(&c.filepath, "checkpoint")?;
     }
     if let Some(p) = &config.csv_logger {
-        crate::train::resume::confine(dir, p, "csv_logger")?;
+        run.confine(p, "csv_logger")?;
     }
     if let Some(p) = &config.tensorboard {
-        crate::train::resume::confine(dir, p, "tensorboard")?;
+        run.confine(p, "tensorboard")?;
     }
     if crate::dist::is_chief(dist.as_ref()) {
-        drop(crate::train::resume::lock(dir)?);
+        drop(run.lock()?);
     }
-    let mut state = crate::train::resume::read(dir)?;
+    let mut state = run.read_resume()?;
     let complete = crate::train::resume::FINAL_FILES.iter().all(|f| dir.join(f).exists());
     let stopped_early = state.finished && state.epoch < config.epochs;
     match epochs {
@@ -546,14 +470,15 @@ fn execute(
         config.augment = None;
     }
     let config = &config;
-    let dir = run_dir(config);
+    let run = RunDir::new(run_dir(config));
+    let dir = run.path().to_path_buf();
     let chief = crate::dist::is_chief(dist.as_ref());
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    run.create()?;
     // One process per run folder, for the run's life; the checks made before the lock are made again under it.
-    let _lock = if chief { Some(crate::train::resume::lock(&dir)?) } else { None };
+    let _lock = if chief { Some(run.lock()?) } else { None };
     let resumed = match resumed {
         Some(passed) if chief => {
-            let mut state = crate::train::resume::read(&dir)?;
+            let mut state = run.read_resume()?;
             if !passed.finished && !passed.ended {
                 // An extended run (`--resume RUN --epochs N`): its end was lifted by resume_to.
                 state.finished = false;
@@ -561,11 +486,9 @@ fn execute(
             }
             Some(state)
         }
-        None if chief && dir.join(crate::train::resume::RESUME_FILE).exists() => {
-            return Err(Error::config(format!(
-                "{} already holds a run; continue it with --resume {0}, or choose another --out",
-                dir.display()
-            )))
+        None if chief => {
+            run.refuse_held_run()?;
+            None
         }
         other => other,
     };
@@ -574,14 +497,12 @@ fn execute(
             environment: Some(crate::train::features::environment(config, trainer.device())),
             ..config.clone()
         };
-        write_atomic(&dir.join("config.json"), recorded.to_json()?.as_bytes())?;
+        run.write_config(&recorded)?;
         if let Some(names) = &train.class_names {
-            let text = serde_json::to_string_pretty(names).map_err(|e| Error::invalid(e.to_string()))?;
-            write_atomic(&dir.join(CLASSES_FILE), text.as_bytes())?;
+            run.write_classes(names)?;
         }
         if let Some(found) = &lr_found {
-            found.save_json(&dir.join(crate::train::lr_find::JSON_FILE))?;
-            found.plot(&dir.join(crate::train::lr_find::PLOT_FILE))?;
+            run.write_lr_find(found)?;
             if verbosity != Verbosity::Silent {
                 println!("{}", found.summary_line());
             }
@@ -629,7 +550,7 @@ fn execute(
             seed: config.seed,
             verbosity,
             augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
-            run_dir: Some(dir.clone()),
+            run_dir: Some(run.clone()),
             distributed: dist.as_ref().map(|d| d.group.clone()),
             check_replicas: dist.as_ref().is_some_and(|d| d.check_replicas),
             cuda_graph: config.cuda_graph,
@@ -648,22 +569,11 @@ fn execute(
     if let Some(s) = &swa {
         s.finish(&trainer, &train, &fit, history.len())?;
     }
+    let marks = crate::train::callbacks::curve_marks(&all, default_monitor(config));
     if chief {
-        history.save_json(&dir.join("history.json"))?;
-        history.save_csv(&dir.join("history.csv"))?;
-        crate::checkpoint::save_weights(&trainer.store, &dir.join("model.pt"))?;
-        crate::checkpoint::save_weights(&trainer.store, &dir.join("model.safetensors"))?;
-        if let Some(ema) = &trainer.ema {
-            crate::checkpoint::write_state_dict(&dir.join("model_ema.pt"), &ema.state_dict())?;
-        }
-        let states: std::collections::BTreeMap<String, serde_json::Value> =
-            all.iter().enumerate().map(|(i, cb)| (format!("{i}.{}", cb.name()), cb.state())).collect();
-        let options = crate::plot::CurveOptions { metrics: None, marks: curve_marks(config, &states) };
-        crate::plot::plot_runs(&[("", &history)], &dir.join("curves.png"), &options)?;
-        if dir.join(crate::train::resume::RESUME_FILE).exists() {
-            // Last: a kill before this leaves a state that `--resume` completes.
-            crate::train::resume::mark_finished(&dir)?;
-        }
+        run.write_final(&history, &trainer.store, trainer.ema.as_ref(), marks.clone())?;
+        // Last: a kill before this leaves a state that `--resume` completes.
+        run.mark_finished()?;
     }
     if let Some(d) = &dist {
         let g = &d.group;
@@ -677,6 +587,7 @@ fn execute(
         seconds: started.elapsed().as_secs_f64(),
         num_parameters: trainer.store.num_parameters(),
         device: crate::device::name(trainer.device()),
+        marked: marks.monitor,
     })
 }
 
@@ -826,29 +737,29 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
     })
 }
 
-/// What the curves of a run mark: the best epoch of the value early stopping (or else the best-only checkpoint,
-/// or else `val_loss`) monitors, and the epoch early stopping fired (from the callbacks' saved state).
+/// What the curves of a run mark, from the callbacks its config builds with their saved state (`callback_states`,
+/// keyed as the resume file keys them): the best epoch of the value early stopping (or else the best-only
+/// checkpoint, or else `val_loss`) monitors, and the epoch early stopping fired.
 pub fn curve_marks(
     config: &RunConfig,
     callback_states: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> crate::plot::CurveMarks {
-    use crate::train::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, Monitor};
-    let from_es = config.early_stopping.as_deref().and_then(|s| EarlyStoppingConfig::parse(s).ok());
-    let from_mc =
-        config.checkpoint.as_deref().and_then(|s| ModelCheckpointConfig::parse(s).ok()).filter(|c| c.save_best_only);
-    let (monitor, mode) = match (from_es, from_mc) {
-        (Some(es), _) => (es.monitor, es.mode),
-        (None, Some(mc)) => (mc.monitor, mc.mode),
-        (None, None) => {
-            let m =
-                if config.validation_split.is_some() || config.validation_data.is_some() { "val_loss" } else { "loss" };
-            (m.to_string(), Mode::Auto)
+    let dir = Path::new(config.out.as_deref().unwrap_or("."));
+    let mut all = config_callbacks_with(&crate::train::features::effective(config), dir, false).unwrap_or_default();
+    for (i, cb) in all.iter_mut().enumerate() {
+        if let Some(state) = callback_states.get(&crate::train::callbacks::state_key(i, cb.as_ref())) {
+            // A state that does not load marks as a fresh callback's.
+            let _ = cb.load_state(state);
         }
-    };
-    let maximize = Monitor::new(&monitor, mode, 0.0).map(|m| m.maximize).unwrap_or(false);
-    let stopped_epoch = callback_states
-        .iter()
-        .filter(|(k, _)| k.ends_with(".early_stopping"))
-        .find_map(|(_, v)| v.get("stopped_epoch").and_then(|e| e.as_u64()).map(|e| e as usize));
-    crate::plot::CurveMarks { monitor: Some((monitor, maximize)), stopped_epoch }
+    }
+    crate::train::callbacks::curve_marks(&all, default_monitor(config))
+}
+
+/// The value the curves mark when no callback monitors one: `val_loss` with validation data, else `loss`.
+fn default_monitor(config: &RunConfig) -> (String, bool) {
+    let m = if config.validation_split.is_some() || config.validation_data.is_some() { "val_loss" } else { "loss" };
+    let maximize = crate::train::callbacks::Monitor::new(m, crate::train::callbacks::Mode::Auto, 0.0)
+        .map(|m| m.maximize)
+        .unwrap_or(false);
+    (m.to_string(), maximize)
 }

@@ -40,8 +40,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_epoch_end(epoch, &logs, &mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
         ctx.stop_training
     }
     fn begin(&mut self, cb: &mut dyn Callback) {
@@ -51,8 +53,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_train_begin(&mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
     }
     fn end(&mut self, cb: &mut dyn Callback) {
         let mut ctx = CallbackContext {
@@ -61,8 +65,10 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
         cb.on_train_end(&mut ctx).unwrap();
+        ctx.apply_actions().unwrap();
     }
     /// Runs `values` of `monitor` through `cb`; returns the epoch at which it asked to stop.
     fn run(&mut self, cb: &mut dyn Callback, monitor: &str, values: &[f64]) -> Option<usize> {
@@ -290,6 +296,7 @@ fn learning_rate_scheduler_closure_and_schedules() {
         history: &rig.history,
         stop_training: false,
         is_chief: true,
+        actions: vec![],
     };
     cb.on_epoch_begin(3, &mut ctx).unwrap();
     assert_eq!(rig.opt.lr(), 0.25);
@@ -300,4 +307,64 @@ fn learning_rate_scheduler_closure_and_schedules() {
     let s = LearningRateScheduler::parse("exponential:gamma=0.9", 10).unwrap();
     assert!((s.lr_at(1.0, 2) - 0.81).abs() < 1e-12);
     assert!(LearningRateScheduler::parse("cosine:tmax=3", 10).is_err());
+}
+
+#[test]
+fn model_checkpoint_asks_for_its_files_and_writes_none_itself() {
+    let dir = common::tempdir();
+    let mut rig = Rig::new();
+    let mut cb = mc(dir.path(), "m-{epoch:02d}.pt,monitor=val_loss,save_best_only=true,save_top_k=1,verbose=false");
+    rig.begin(&mut cb);
+    let mut ctx = CallbackContext::new(&rig.store, &mut rig.opt, &rig.history, true);
+    let loss = Tensor::from(1.0f32);
+    // One optimizer step an epoch (Lightning saves at most once a step).
+    let step =
+        |epoch| StepInfo { epoch, batch: 0, stepped: true, last_batch: true, loss: &loss, lr: 1.0, grad_norm: None };
+    cb.on_train_batch_end(&step(0), &mut ctx).unwrap();
+    let logs: BTreeMap<String, f64> = [("val_loss".to_string(), 0.5), ("loss".to_string(), 0.4)].into();
+    cb.on_epoch_end(0, &logs, &mut ctx).unwrap();
+    let first = dir.path().join("m-01.pt");
+    assert_eq!(ctx.actions, [Action::Save { path: first.clone(), what: Saved::Checkpoint { epoch: 1, loss: 0.4 } }]);
+    assert!(saved(dir.path()).is_empty(), "the callback wrote a file itself");
+    ctx.apply_actions().unwrap();
+    assert_eq!(saved(dir.path()), ["m-01.pt"]);
+    // A better epoch: the new file is saved and the previous top-1 removed, in that order.
+    let logs: BTreeMap<String, f64> = [("val_loss".to_string(), 0.3), ("loss".to_string(), 0.2)].into();
+    cb.on_train_batch_end(&step(1), &mut ctx).unwrap();
+    cb.on_epoch_end(1, &logs, &mut ctx).unwrap();
+    let second = dir.path().join("m-02.pt");
+    assert_eq!(
+        ctx.actions,
+        [
+            Action::Save { path: second, what: Saved::Checkpoint { epoch: 2, loss: 0.2 } },
+            Action::Remove { path: first }
+        ]
+    );
+    assert_eq!(saved(dir.path()), ["m-01.pt"]);
+    // A process that is not the chief writes nothing.
+    ctx.is_chief = false;
+    ctx.apply_actions().unwrap();
+    assert!(ctx.actions.is_empty());
+    assert_eq!(saved(dir.path()), ["m-01.pt"]);
+}
+
+#[test]
+fn curve_marks_come_from_the_callbacks_state() {
+    let mut rig = Rig::new();
+    let mut stop = es("monitor=val_accuracy,patience=1,verbose=false");
+    assert_eq!(rig.run(&mut stop, "val_accuracy", &[0.5, 0.4, 0.3]), Some(1));
+    let ckpt = ModelCheckpoint::new(ModelCheckpointConfig::parse("b.pt,monitor=val_loss,save_best_only=true").unwrap());
+    let every = ModelCheckpoint::new(ModelCheckpointConfig::parse("e.pt,monitor=loss").unwrap());
+    let fallback = ("loss".to_string(), false);
+    // Early stopping's monitor wins over a best-only checkpoint's whatever the order; its stopped epoch is marked.
+    let all: Vec<Box<dyn Callback>> = vec![Box::new(ckpt.unwrap()), Box::new(stop)];
+    let marks = curve_marks(&all, fallback.clone());
+    assert_eq!(marks.monitor, Some(("val_accuracy".to_string(), true)));
+    assert_eq!(marks.stopped_epoch, Some(1));
+    // Without early stopping, the best-only checkpoint's; a checkpoint of every epoch marks nothing.
+    let all: Vec<Box<dyn Callback>> = vec![Box::new(every.unwrap()), all.into_iter().next().unwrap()];
+    let marks = curve_marks(&all, fallback.clone());
+    assert_eq!((marks.monitor, marks.stopped_epoch), (Some(("val_loss".to_string(), false)), None));
+    assert_eq!(curve_marks(&all[..1], fallback.clone()).monitor, Some(fallback));
+    assert_eq!(state_key(3, all[0].as_ref()), "3.model_checkpoint");
 }

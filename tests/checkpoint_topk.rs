@@ -108,8 +108,12 @@ impl Rig {
             history: &self.history,
             stop_training: false,
             is_chief: true,
+            actions: vec![],
         };
-        f(&mut ctx)
+        let out = f(&mut ctx);
+        // As the trainer: the files the hook asked for are written when it returns.
+        ctx.apply_actions().unwrap();
+        out
     }
 }
 

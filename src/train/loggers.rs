@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::train::callbacks::{Callback, StepLogger, TensorBoard};
+use crate::train::run_dir::RunDir;
 
 /// `--tensorboard` without a folder: this one, inside the run folder.
 pub const TENSORBOARD_DIR: &str = "tensorboard";
@@ -21,12 +22,7 @@ pub fn positive(flag: &str, n: i64) -> Result<usize> {
 
 /// The event folder: relative paths inside the run folder.
 fn tensorboard_dir(dir: &str, run_dir: &Path) -> PathBuf {
-    let p = Path::new(dir);
-    if p.is_relative() {
-        run_dir.join(p)
-    } else {
-        p.to_path_buf()
-    }
+    RunDir::new(run_dir).place(dir)
 }
 
 fn check_dir(path: &Path, given: &str) -> Result<()> {
@@ -71,7 +67,7 @@ pub fn callbacks(config: &RunConfig, run_dir: &Path) -> Result<Vec<Box<dyn Callb
         all.push(Box::new(TensorBoard::new(path, config.tb_histograms, text)));
     }
     if let Some(n) = config.log_every_n_steps {
-        all.push(Box::new(StepLogger::new(run_dir.join(STEPS_FILE), n)));
+        all.push(Box::new(StepLogger::new(RunDir::new(run_dir).join(STEPS_FILE), n)));
     }
     Ok(all)
 }

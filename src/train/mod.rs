@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod progress;
 pub mod resume;
 pub mod swa;
+pub mod run_dir;
 pub mod tensorboard;
 pub mod trainer;
 pub mod transfer;

@@ -1,4 +1,5 @@
-//! Stop and resume. After every epoch the trainer writes the resume state into the run folder:
+//! Stop and resume. After every epoch the trainer has the run folder ([`super::run_dir::RunDir::save_resume`]) write
+//! the resume state:
 //! `resume/epoch-NNNNN/` (the general checkpoint `checkpoint.pt` with weights and optimizer state, and the
 //! callbacks' tensors) and then, atomically, `resume.json` naming that folder with the epoch, the history, the
 //! learning rate and every callback's state. A kill at any moment leaves the previous complete state or the new one.
@@ -16,7 +17,6 @@ use super::history::History;
 use crate::error::{Error, Result};
 use crate::nn::VarStore;
 use crate::optim::Optimizer;
-use crate::util::write_atomic;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -89,69 +89,6 @@ pub struct TrainingState<'a> {
     pub ema: Option<&'a crate::train::features::Ema>,
 }
 
-/// Writes the state after `epoch` (0-based) completed; `ended`: training stops after this epoch.
-pub fn save(
-    run_dir: &Path,
-    epoch: usize,
-    ended: bool,
-    state: TrainingState<'_>,
-    history: &History,
-    callbacks: &[Box<dyn Callback>],
-) -> Result<()> {
-    let rel = format!("resume/epoch-{:05}", epoch + 1);
-    let dir = run_dir.join(&rel);
-    let state_root = run_dir.join("resume");
-    // Never write or delete through a symbolic link: `resume/` and the state folder must be real folders.
-    refuse_symlink(&state_root)?;
-    if let Ok(m) = std::fs::symlink_metadata(&dir) {
-        if !m.is_dir() {
-            std::fs::remove_file(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let loss = history.last("loss").unwrap_or(f64::NAN);
-    let TrainingState { store, optimizer, grad_scaler, ema } = state;
-    if let Some(ema) = ema {
-        crate::checkpoint::write_state_dict(&dir.join(EMA_FILE), &ema.state_dict())?;
-    }
-    crate::checkpoint::save_checkpoint(&dir.join("checkpoint.pt"), (epoch + 1) as i64, store, optimizer, loss)?;
-    let mut tensors: Vec<(String, Tensor)> = vec![];
-    let mut states = BTreeMap::new();
-    for (i, cb) in callbacks.iter().enumerate() {
-        let key = format!("{i}.{}", cb.name());
-        states.insert(key.clone(), cb.state());
-        tensors.extend(cb.state_tensors().into_iter().map(|(k, t)| (format!("{key}.{k}"), t)));
-    }
-    crate::checkpoint::write_state_dict(&dir.join("callbacks.safetensors"), &tensors)?;
-    let state = ResumeState {
-        epoch: epoch + 1,
-        finished: false,
-        ended,
-        dir: rel.clone(),
-        lr: optimizer.lr(),
-        history: history.clone(),
-        callbacks: states,
-        grad_scaler,
-        ema_updates: ema.map(|e| e.n_averaged),
-    };
-    let text = crate::util::json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
-    write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())?;
-    // Older states are no longer named by resume.json. Only what this code writes is deleted: real folders named
-    // `epoch-NNNNN` (a symbolic link is never followed; `remove_dir_all` does not follow links inside).
-    if let Ok(entries) = std::fs::read_dir(&state_root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let ours =
-                name.strip_prefix("epoch-").is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
-            let real_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if ours && real_dir && name != rel.trim_start_matches("resume/") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The advisory lock on a run folder (`flock` on `RUN/.lock`, which holds the owner's pid), held while the value
 /// lives; the kernel releases it when the process ends, even on kill -9.
 #[derive(Debug)]
@@ -198,7 +135,7 @@ pub fn lock(run_dir: &Path) -> Result<RunLock> {
 }
 
 /// Fails when `path` is a symbolic link (a run folder writes and deletes only inside itself).
-fn refuse_symlink(path: &Path) -> Result<()> {
+pub(crate) fn refuse_symlink(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(Error::config(format!(
             "{} is a symbolic link; a run folder writes and deletes only inside itself: replace it by a folder",
@@ -211,39 +148,7 @@ fn refuse_symlink(path: &Path) -> Result<()> {
 /// `rel` (a path read back from a run folder) resolved inside `run_dir`: not absolute, no `..`, and no symbolic
 /// link on the way (a tampered run folder must not make a resumed run write outside it).
 pub fn confine(run_dir: &Path, rel: &str, what: &str) -> Result<PathBuf> {
-    use std::path::Component;
-    let p = Path::new(rel);
-    let outside = || {
-        Error::config(format!(
-            "{what} '{rel}' in {} points outside the run folder; a resumed run writes only inside its folder \
-             (start a new run to write elsewhere)",
-            run_dir.join("config.json").display()
-        ))
-    };
-    let mut at = run_dir.to_path_buf();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => {
-                at.push(n);
-                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                    return Err(outside());
-                }
-            }
-            Component::CurDir => {}
-            _ => return Err(outside()),
-        }
-    }
-    Ok(at)
-}
-
-/// Marks the run in `run_dir` complete, once its final files are written (a kill before this leaves a state that
-/// `--resume` completes).
-pub fn mark_finished(run_dir: &Path) -> Result<()> {
-    let mut state = read(run_dir)?;
-    state.ended = true;
-    state.finished = true;
-    let text = crate::util::json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
-    write_atomic(&run_dir.join(RESUME_FILE), text.as_bytes())
+    super::run_dir::RunDir::new(run_dir).confine(rel, what)
 }
 
 /// The files a complete run folder holds besides its resume state.
@@ -282,7 +187,7 @@ pub fn restore(
     // error, not silently no best weights.
     let tensors = crate::checkpoint::read_state_dict(&dir.join("callbacks.safetensors"))?;
     for (i, cb) in callbacks.iter_mut().enumerate() {
-        let key = format!("{i}.{}", cb.name());
+        let key = super::callbacks::state_key(i, cb.as_ref());
         match state.callbacks.get(&key) {
             Some(s) => cb.load_state(s)?,
             None => {

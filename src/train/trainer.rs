@@ -30,8 +30,8 @@ pub struct FitConfig {
     pub verbosity: Verbosity,
     /// Augmentation of training images (random affine, or crop and flip), drawn per sample each epoch.
     pub augment: Option<crate::data::augment::Augment>,
-    /// Where to write the resume state after every epoch (the run folder); `None` = nowhere.
-    pub run_dir: Option<std::path::PathBuf>,
+    /// The run folder, which writes the resume state after every epoch; `None` = nowhere.
+    pub run_dir: Option<super::run_dir::RunDir>,
     /// The weight of each auxiliary classifier's loss for models that have them (GoogLeNet, Inception v3; see
     /// [`Model::aux_outputs_t`]): 0.3, as the GoogLeNet paper.
     pub aux_loss_weight: f64,
@@ -394,6 +394,7 @@ impl Trainer {
                     history: $h,
                     stop_training: false,
                     is_chief: group.as_ref().is_none_or(|g| g.is_chief()),
+                    actions: Vec::new(),
                 }
             };
         }
@@ -403,6 +404,7 @@ impl Trainer {
             let mut ctx = ctx!(&history);
             for cb in callbacks.iter_mut() {
                 cb.on_train_begin(&mut ctx)?;
+                ctx.apply_actions()?;
             }
             stop |= ctx.stop_training;
         }
@@ -418,6 +420,7 @@ impl Trainer {
                 let mut ctx = ctx!(&history);
                 for cb in callbacks.iter_mut() {
                     cb.on_epoch_begin(epoch, &mut ctx)?;
+                    ctx.apply_actions()?;
                 }
             }
             let lr = self.optimizer.lr();
@@ -484,11 +487,11 @@ impl Trainer {
                 if resume::stop_requested() {
                     progress.abandon();
                     return Err(Error::Interrupted(match &config.run_dir {
-                        Some(dir) if epoch > config.initial_epoch || dir.join(resume::RESUME_FILE).exists() => format!(
+                        Some(dir) if epoch > config.initial_epoch || dir.holds_run() => format!(
                             "stopped during epoch {}; {} epoch(s) are saved: continue with `tchzoo train --resume {}`",
                             epoch + 1,
                             epoch,
-                            dir.display()
+                            dir.path().display()
                         ),
                         _ => format!("stopped during epoch {} before any epoch was saved", epoch + 1),
                     }));
@@ -497,6 +500,7 @@ impl Trainer {
                     let mut ctx = ctx!(&history);
                     for cb in callbacks.iter_mut() {
                         cb.on_batch_end(batch, &mut ctx)?;
+                        ctx.apply_actions()?;
                     }
                     let step = StepInfo {
                         epoch,
@@ -509,6 +513,7 @@ impl Trainer {
                     };
                     for cb in callbacks.iter_mut() {
                         cb.on_train_batch_end(&step, &mut ctx)?;
+                        ctx.apply_actions()?;
                     }
                     stop |= ctx.stop_training;
                 }
@@ -549,6 +554,7 @@ impl Trainer {
             let mut ctx = ctx!(&history);
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_end(epoch, &logs, &mut ctx)?;
+                ctx.apply_actions()?;
             }
             stop |= ctx.stop_training;
             if let Some(g) = &group {
@@ -563,13 +569,14 @@ impl Trainer {
                     grad_scaler: self.scaler.as_ref().map(|s| s.state()),
                     ema: self.ema.as_ref(),
                 };
-                resume::save(dir, epoch, finished, state, &history, callbacks)?;
+                dir.save_resume(epoch, finished, state, &history, callbacks)?;
             }
             epoch += 1;
         }
         let mut ctx = ctx!(&history);
         for cb in callbacks.iter_mut() {
             cb.on_train_end(&mut ctx)?;
+            ctx.apply_actions()?;
         }
         Ok(history)
     }

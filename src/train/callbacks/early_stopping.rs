@@ -163,6 +163,13 @@ impl Callback for EarlyStopping {
     fn monitors(&self) -> Vec<String> {
         vec![self.config.monitor.clone()]
     }
+    fn curve_mark(&self) -> Option<super::CurveMark> {
+        Some(super::CurveMark {
+            monitor: (self.config.monitor.clone(), self.monitor.maximize),
+            ends_run: true,
+            stopped_epoch: self.state.stopped_epoch,
+        })
+    }
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(&self.state).unwrap_or_default()
     }

@@ -1,6 +1,7 @@
 //! The callback trait: hooks at train, epoch and batch begin/end. Callbacks decide; the trainer acts on
-//! `ctx.stop_training` and the learning rate they set. The callbacks themselves (EarlyStopping, ModelCheckpoint,
-//! …) build on this.
+//! `ctx.stop_training`, the learning rate they set and the file actions they push (`ctx.actions`: save these
+//! weights there, remove that file), which the run folder's writer carries out ([`crate::train::run_dir`]). The
+//! callbacks themselves (EarlyStopping, ModelCheckpoint, …) build on this.
 use std::collections::BTreeMap;
 
 pub mod csv_logger;
@@ -23,6 +24,8 @@ pub use step_logger::StepLogger;
 pub use tensorboard::TensorBoard;
 pub use terminate_on_nan::TerminateOnNaN;
 
+pub use crate::train::run_dir::{Action, Saved};
+
 use crate::error::Result;
 use crate::nn::VarStore;
 use crate::optim::Optimizer;
@@ -38,9 +41,53 @@ pub struct CallbackContext<'a> {
     pub stop_training: bool,
     /// Whether this process writes the run's files: rank 0 of a distributed run, or the one process of a plain run.
     pub is_chief: bool,
+    /// The files this hook asks to write or delete; carried out (by the chief) when the hook returns, in order.
+    pub actions: Vec<Action>,
+}
+
+impl<'a> CallbackContext<'a> {
+    pub fn new(store: &'a VarStore, optimizer: &'a mut Optimizer, history: &'a History, is_chief: bool) -> Self {
+        CallbackContext { store, optimizer, history, stop_training: false, is_chief, actions: vec![] }
+    }
+
+    /// Carries out the file actions pushed so far (in the chief process; the others drop them), as the trainer does
+    /// after every callback's hook.
+    pub fn apply_actions(&mut self) -> Result<()> {
+        let actions = std::mem::take(&mut self.actions);
+        if self.is_chief {
+            crate::train::run_dir::apply(actions, self.store, self.optimizer)?;
+        }
+        Ok(())
+    }
 }
 
 pub type Logs = BTreeMap<String, f64>;
+
+/// The key of the `i`-th callback's state in a resume file (`"{i}.{name}"`), also the prefix of its tensors
+/// there: the one place it is built.
+pub fn state_key(i: usize, cb: &dyn Callback) -> String {
+    format!("{i}.{}", cb.name())
+}
+
+/// What one callback marks on a run's curves, from its own config and state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveMark {
+    /// The value whose best epoch gets a line, and whether larger is better.
+    pub monitor: (String, bool),
+    /// The monitor decides when the run ends (early stopping's): it is marked in preference to the others.
+    pub ends_run: bool,
+    /// The epoch (0-based) at which this callback stopped training.
+    pub stopped_epoch: Option<usize>,
+}
+
+/// The curves' marks of a run with `callbacks`: the monitor of the first that ends the run (early stopping), else
+/// of the first that marks one (a best-only checkpoint), else `fallback`; the first stopped epoch.
+pub fn curve_marks(callbacks: &[Box<dyn Callback>], fallback: (String, bool)) -> crate::plot::CurveMarks {
+    let marks: Vec<CurveMark> = callbacks.iter().filter_map(|cb| cb.curve_mark()).collect();
+    let monitor = marks.iter().find(|m| m.ends_run).or(marks.first()).map(|m| m.monitor.clone()).unwrap_or(fallback);
+    let stopped_epoch = marks.iter().find_map(|m| m.stopped_epoch);
+    crate::plot::CurveMarks { monitor: Some(monitor), stopped_epoch }
+}
 
 /// A training batch as [`Callback::on_train_batch_end`] sees it (the per-step loggers, Lightning's step-triggered
 /// checkpoints).
@@ -104,5 +151,9 @@ pub trait Callback {
     }
     fn load_state_tensors(&mut self, _tensors: Vec<(String, tch::Tensor)>) -> Result<()> {
         Ok(())
+    }
+    /// What this callback marks on the run's curves (`curves.png`, `tchzoo plot RUN`); see [`curve_marks`].
+    fn curve_mark(&self) -> Option<CurveMark> {
+        None
     }
 }

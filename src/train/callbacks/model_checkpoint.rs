@@ -2,13 +2,14 @@
 //! or only when the monitored value improves, to a path template such as `ckpt-{epoch:03d}-{val_loss:.4f}.pt`.
 //! Lightning's options (`save_top_k`, `save_last`, `every_n_train_steps`, `train_time_interval`) switch to
 //! Lightning's ModelCheckpoint bookkeeping instead ([`keep`]).
+//! It names the files and decides which to write and delete; it pushes [`Action`]s, which the trainer carries out.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::monitor::{check_keys, get, parse_options, Mode, Monitor};
 use super::terminate_on_nan::logs_are_finite;
-use super::{Callback, CallbackContext, Logs, StepInfo};
+use super::{Action, Callback, CallbackContext, Logs, Saved, StepInfo};
 use crate::error::{Error, Result};
 
 mod keep;
@@ -344,17 +345,15 @@ impl ModelCheckpoint {
             _ => p,
         })
     }
-    fn save(&self, path: &Path, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
-        // In a distributed run every rank keeps the same state (the logs are global), but only rank 0 writes.
-        if !ctx.is_chief {
-            return Ok(());
-        }
-        if self.config.save_weights_only {
-            crate::checkpoint::save_weights(ctx.store, path)
+    /// Asks for the model to be saved at `path` (the trainer writes it; in a distributed run every rank keeps the
+    /// same state, since the logs are global, but only rank 0 writes).
+    fn save(&self, path: &Path, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) {
+        let what = if self.config.save_weights_only {
+            Saved::Weights
         } else {
-            let loss = logs.get("loss").copied().unwrap_or(f64::NAN);
-            crate::checkpoint::save_checkpoint(path, (epoch + 1) as i64, ctx.store, ctx.optimizer, loss)
-        }
+            Saved::Checkpoint { epoch: (epoch + 1) as i64, loss: logs.get("loss").copied().unwrap_or(f64::NAN) }
+        };
+        ctx.actions.push(Action::Save { path: path.to_path_buf(), what });
     }
 }
 
@@ -408,7 +407,7 @@ impl Callback for ModelCheckpoint {
                     );
                 }
                 self.state.best = Some(current);
-                self.save(&path, epoch, logs, ctx)?;
+                self.save(&path, epoch, logs, ctx);
                 self.state.last_saved = Some(path.display().to_string());
             } else if verbose {
                 println!("Epoch {:05}: {} did not improve from {best:.5}", epoch + 1, self.config.monitor);
@@ -417,7 +416,7 @@ impl Callback for ModelCheckpoint {
             if verbose {
                 println!("Epoch {:05}: saving model to {}", epoch + 1, path.display());
             }
-            self.save(&path, epoch, logs, ctx)?;
+            self.save(&path, epoch, logs, ctx);
             self.state.last_saved = Some(path.display().to_string());
         }
         Ok(())
@@ -435,6 +434,14 @@ impl Callback for ModelCheckpoint {
     }
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(&self.state).unwrap_or_default()
+    }
+    /// A best-only checkpoint marks its monitor's best epoch.
+    fn curve_mark(&self) -> Option<super::CurveMark> {
+        self.config.save_best_only.then(|| super::CurveMark {
+            monitor: (self.config.monitor.clone(), self.monitor.maximize),
+            ends_run: false,
+            stopped_epoch: None,
+        })
     }
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.state =

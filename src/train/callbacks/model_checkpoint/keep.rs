@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{template_keys, ModelCheckpoint};
-use crate::error::{Error, Result};
-use crate::train::callbacks::{CallbackContext, Logs, StepInfo};
+use crate::error::Result;
+use crate::train::callbacks::{Action, CallbackContext, Logs, StepInfo};
 
 /// One entry of Lightning's `best_k_models`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,8 +68,16 @@ impl ModelCheckpoint {
     }
 
     /// Lightning's version counter: a name that exists (and is not the one about to be replaced) gets `-v1`, …
-    fn free_name(&self, first: PathBuf, replacing: &str) -> String {
-        let exists = |p: &Path| self.chief && p.exists();
+    /// A file exists when it is on disk or this hook asked for it, unless this hook asked to remove it.
+    fn free_name(&self, first: PathBuf, replacing: &str, ctx: &CallbackContext) -> String {
+        let exists = |p: &Path| {
+            self.chief
+                && ctx.actions.iter().fold(p.exists(), |there, a| match a {
+                    Action::Save { path, .. } if path == p => true,
+                    Action::Remove { path } if path == p => false,
+                    _ => there,
+                })
+        };
         let mut path = first.clone();
         let mut ver = 1;
         while exists(&path) && path.display().to_string() != replacing {
@@ -79,40 +87,33 @@ impl ModelCheckpoint {
         path.display().to_string()
     }
 
-    fn write(&mut self, path: &str, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
-        self.save(Path::new(path), epoch, logs, ctx)?;
+    fn write(&mut self, path: &str, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) {
+        self.save(Path::new(path), epoch, logs, ctx);
         self.state.keep.last_global_step_saved = self.state.keep.global_step;
         self.state.keep.last_checkpoint_saved = path.to_string();
         self.state.last_saved = Some(path.to_string());
-        Ok(())
     }
 
-    fn remove(&self, path: &str) -> Result<()> {
-        if !self.chief {
-            return Ok(());
-        }
-        if self.config.verbose {
+    /// Asks for a checkpoint this callback saved to be deleted.
+    fn remove(&self, path: &str, ctx: &mut CallbackContext) {
+        if self.config.verbose && self.chief {
             println!("Removing checkpoint {path}");
         }
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(path, e)),
-        }
+        ctx.actions.push(Action::Remove { path: PathBuf::from(path) });
     }
 
-    fn save_topk(&mut self, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
+    fn save_topk(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
         let k = self.config.top_k();
         if k == 0 {
             return Ok(());
         }
         let Some(monitor) = self.monitor_name().map(str::to_string) else {
             // `_save_none_monitor_checkpoint`
-            let path = self.free_name(self.path_for(epoch, logs)?, &self.state.keep.best_model_path.clone());
+            let path = self.free_name(self.path_for(epoch, logs)?, &self.state.keep.best_model_path.clone(), ctx);
             let previous = std::mem::replace(&mut self.state.keep.best_model_path, path.clone());
-            self.write(&path, epoch, logs, ctx)?;
+            self.write(&path, epoch, logs, ctx);
             if k == 1 && !previous.is_empty() && previous != path {
-                self.remove(&previous)?;
+                self.remove(&previous, ctx);
             }
             return Ok(());
         };
@@ -171,7 +172,13 @@ impl ModelCheckpoint {
         best.map(|s| s.path.clone()).unwrap_or_default()
     }
 
-    fn update_best_and_save(&mut self, current: f64, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
+    fn update_best_and_save(
+        &mut self,
+        current: f64,
+        epoch: usize,
+        logs: &Logs,
+        ctx: &mut CallbackContext,
+    ) -> Result<()> {
         let maximize = self.monitor.maximize;
         let keep = &mut self.state.keep;
         let k = if self.config.top_k() == -1 { keep.best_k_models.len() as i64 + 1 } else { self.config.top_k() };
@@ -190,7 +197,7 @@ impl ModelCheckpoint {
         } else {
             current
         };
-        let path = self.free_name(self.path_for(epoch, logs)?, del.as_deref().unwrap_or(""));
+        let path = self.free_name(self.path_for(epoch, logs)?, del.as_deref().unwrap_or(""), ctx);
         let keep = &mut self.state.keep;
         match keep.best_k_models.iter_mut().find(|s| s.path == path) {
             Some(s) => s.score = current,
@@ -210,25 +217,25 @@ impl ModelCheckpoint {
                 self.state.best.unwrap_or(f64::NAN)
             );
         }
-        self.write(&path, epoch, logs, ctx)?;
+        self.write(&path, epoch, logs, ctx);
         if let Some(del) = del.filter(|d| *d != path) {
-            self.remove(&del)?;
+            self.remove(&del, ctx);
         }
         Ok(())
     }
 
-    fn save_last(&mut self, epoch: usize, logs: &Logs, ctx: &CallbackContext) -> Result<()> {
+    fn save_last(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
         if !self.config.save_last {
             return Ok(());
         }
         let template = self.path_for(epoch, logs)?;
         let ext = template.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
         let first = template.with_file_name(format!("last{ext}"));
-        let path = self.free_name(first, &self.state.keep.last_model_path.clone());
+        let path = self.free_name(first, &self.state.keep.last_model_path.clone(), ctx);
         let previous = std::mem::replace(&mut self.state.keep.last_model_path, path.clone());
-        self.write(&path, epoch, logs, ctx)?;
+        self.write(&path, epoch, logs, ctx);
         if !previous.is_empty() && previous != path {
-            self.remove(&previous)?;
+            self.remove(&previous, ctx);
         }
         Ok(())
     }
