@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
+mod resolve;
+pub use resolve::{AugmentChoice, CallbackConfigs, Run};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
@@ -261,13 +264,6 @@ impl Default for RunConfig {
 pub const MAX_THREADS: usize = 1024;
 
 impl RunConfig {
-    /// Resolves `augment: auto` for data whose samples have `sample_shape`: affine for images ([C, H, W]).
-    pub fn resolve_augment(&mut self, sample_shape: &[i64]) {
-        if self.augment.as_deref() == Some(AUTO_AUGMENT) {
-            self.augment = (sample_shape.len() == 3).then(|| "affine".to_string());
-        }
-    }
-
     /// A user's config file: as `from_json_file`, with the input paths it names (`data`, `validation_data`,
     /// `weights`, `pretrained`, `booster_weights`) found beside the file first, then in the current folder.
     pub fn from_user_file(path: &Path) -> Result<Self> {
@@ -318,98 +314,9 @@ impl RunConfig {
         Ok(c)
     }
 
-    /// How the optimizer's parameters split into groups (`no_decay_norm_bias`, `lr_mult`).
-    pub fn group_spec(&self) -> Result<crate::optim::GroupSpec> {
-        Ok(crate::optim::GroupSpec {
-            no_decay_norm_bias: self.no_decay_norm_bias,
-            lr_mult: match &self.lr_mult {
-                Some(s) => crate::optim::groups::parse_lr_mult(s)?,
-                None => vec![],
-            },
-        })
-    }
-
-    /// Checks what can be checked before any data is read.
+    /// Checks what can be checked before any data is read (as [`RunConfig::resolve`], keeping nothing).
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::config("epochs must be at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::config("batch size must be at least 1"));
-        }
-        if self.threads == Some(0) {
-            return Err(Error::config("threads 0: give at least 1, or leave it unset for libtorch's default"));
-        }
-        if let Some(t) = self.threads.filter(|&t| t > MAX_THREADS) {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            return Err(Error::config(format!(
-                "threads {t} is more than {MAX_THREADS} (this machine has {cores} cores); give at most {cores}"
-            )));
-        }
-        if let Some(f) = self.validation_split {
-            if !(f > 0.0 && f < 1.0) {
-                return Err(Error::config(format!(
-                    "validation split {f} is outside (0, 1); use e.g. 0.2, or --no-validation"
-                )));
-            }
-        }
-        self.optimizer_config()?;
-        self.group_spec()?;
-        if let Some(s) = &self.lr_schedule {
-            crate::train::callbacks::LearningRateScheduler::parse(s, self.epochs)?;
-        }
-        if let Some(s) = &self.early_stopping {
-            crate::train::callbacks::EarlyStoppingConfig::parse(s)?;
-        }
-        if let Some(s) = &self.checkpoint {
-            crate::train::callbacks::ModelCheckpointConfig::parse(s)?;
-        }
-        crate::train::loggers::validate(self)?;
-        if let Some(s) = &self.reduce_lr_on_plateau {
-            crate::train::callbacks::ReduceLrOnPlateauConfig::parse(s)?;
-            if self.lr_schedule.is_some() {
-                return Err(Error::config(
-                    "both an lr schedule and ReduceLROnPlateau set the learning rate; use --lr-schedule none with it",
-                ));
-            }
-        }
-        if let Some(a) = self.augment.as_deref().filter(|a| *a != AUTO_AUGMENT) {
-            crate::data::augment::Augment::parse(a)?;
-        }
-        crate::device::parse(&self.device)?;
-        crate::models::find(&crate::util::Spec::parse(&self.model, "model")?.source)?;
-        if self.unfreeze_at.is_some() && self.freeze.is_none() {
-            return Err(Error::config("--unfreeze-at needs --freeze (what to unfreeze)"));
-        }
-        if self.unfreeze_at == Some(0) {
-            return Err(Error::config("--unfreeze-at counts epochs from 1; give e.g. --unfreeze-at 3"));
-        }
-        if self.pretrained.is_some() && self.weights.is_some() {
-            return Err(Error::config("give --weights (strict) or --pretrained (transfer learning), not both"));
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(Error::config(format!(
-                "label smoothing {} is outside [0, 1); use e.g. 0.1",
-                self.label_smoothing
-            )));
-        }
-        if self.workers == Some(0) || self.prefetch == Some(0) {
-            return Err(Error::config("--workers and --prefetch take at least 1"));
-        }
-        if let Some(i) = &self.interpolation {
-            crate::data::transforms::Interpolation::parse(i)?;
-        }
-        crate::train::features::validate(self)?;
-        crate::data::mix::check_alpha("--mixup-alpha", self.mixup_alpha)?;
-        crate::data::mix::check_alpha("--cutmix-alpha", self.cutmix_alpha)?;
-        crate::data::erase::check_probability(self.random_erase)?;
-        if let Some(p) = &self.auto_augment {
-            crate::data::autoaugment::Policy::parse(p)?;
-        }
-        if self.booster_weights.is_some() && self.booster.is_none() {
-            return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
-        }
-        Ok(())
+        self.resolve().map(|_| ())
     }
 }
 

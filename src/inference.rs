@@ -46,8 +46,8 @@ impl Predictor {
     /// data in memory, that data's size and scaling; a model given by name, the registry's evaluation transform.
     pub fn image_prep(&mut self) -> Result<&ImagePrep> {
         if self.prep.is_none() {
-            let prep = match (&self.base.config, &self.source.model) {
-                (Some(config), _) => match inputs::recorded_transforms(config)? {
+            let prep = match (&self.base.run, &self.source.model) {
+                (Some(run), _) => match inputs::recorded_transforms(run)? {
                     Some(t) => ImagePrep::Eval(t),
                     None => ImagePrep::for_samples(&self.base.input_shape).ok_or_else(|| {
                         Error::config(format!(
@@ -107,22 +107,18 @@ impl Predictor {
 /// `evaluate`'s data: `spec` if given, else the run's validation data as training split it. An image folder is
 /// read through the lazy pipeline with the evaluation transform: the run's recorded one, or for a model given by
 /// name the registry's.
-fn evaluation_data(
-    config: Option<&crate::config::RunConfig>,
-    model: Option<&str>,
-    spec: Option<&str>,
-) -> Result<Dataset> {
+fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: Option<&str>) -> Result<Dataset> {
     let Some(spec) = spec else {
-        return match config {
-            Some(c) => inputs::evaluation_data(c),
+        return match run {
+            Some(r) => inputs::evaluation_data(r),
             None => Err(Error::config("give --data to evaluate on")),
         };
     };
-    let seed = config.map_or(0, |c| c.seed);
+    let seed = run.map_or(0, |r| r.config.seed);
     let Some((dir, options)) = workers::image_folder_spec(spec)? else { return crate::data::load(spec, seed) };
-    let (transforms, workers) = match (config, model) {
-        (Some(c), _) => match inputs::recorded_transforms(c)? {
-            Some(t) => (t, workers::worker_config(c)),
+    let (transforms, workers) = match (run, model) {
+        (Some(r), _) => match inputs::recorded_transforms(r)? {
+            Some(t) => (t, workers::worker_config(&r.config)),
             // A run on data held in memory reads a folder as it read its own data.
             None => return crate::data::load(spec, seed),
         },
@@ -146,7 +142,7 @@ pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> 
     let (loaded, data) = match &source.run {
         Some(_) => {
             let loaded = load_model(source)?;
-            let data = evaluation_data(loaded.config.as_ref(), None, spec)?;
+            let data = evaluation_data(loaded.run.as_ref(), None, spec)?;
             (loaded, data)
         }
         None => {

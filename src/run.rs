@@ -1,7 +1,7 @@
 //! The library's whole training run, which the CLI calls: config → data → model → trainer → run folder.
 use std::path::{Path, PathBuf};
 
-use crate::config::RunConfig;
+use crate::config::{Run, RunConfig};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::models;
@@ -22,6 +22,8 @@ pub struct RunOutcome {
     pub device: String,
     /// The value the curves mark as best, and whether larger is better (from the run's callbacks).
     pub marked: Option<(String, bool)>,
+    /// The config the run recorded in its folder.
+    pub config: RunConfig,
 }
 
 impl RunOutcome {
@@ -72,18 +74,18 @@ pub struct Prepared {
 
 /// Reads the data, builds the model and optimizer, and checks that the model takes the data, all before training.
 pub fn prepare(config: &RunConfig) -> Result<Prepared> {
-    prepare_in(config, None)
+    prepare_in(&config.resolve()?, None)
 }
 
-/// As `prepare`, for one process of a distributed run: its GPU is `LOCAL_RANK`'s, and with `--sync-bn` its batch
-/// norms are built synchronised over the group.
-pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -> Result<Prepared> {
-    config.validate()?;
+/// As `prepare`, for a resolved run; `dist` for one process of a distributed run: its GPU is `LOCAL_RANK`'s, and
+/// with `--sync-bn` its batch norms are built synchronised over the group.
+pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<Prepared> {
+    let config = &run.config;
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
     crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark);
-    let mut device = crate::device::parse(&config.device)?;
+    let mut device = run.device;
     if let (Some(d), tch::Device::Cuda(_)) = (dist, device) {
         // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.
         device = crate::device::parse(&format!("cuda:{}", d.group.local_rank))?;
@@ -91,7 +93,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
     tch::manual_seed(config.seed as i64);
     let mut notes = vec![];
     // An image folder is read lazily by workers, with the run's transforms; other data is loaded in memory.
-    let data::inputs::RunData { train, validation, transforms } = data::inputs::run_data(config)?;
+    let data::inputs::RunData { train, validation, transforms } = data::inputs::run_data(run)?;
     let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
     if let Some(v) = &validation {
         // A lazy folder's evaluation crop may differ from its training crop (models that pool globally take both).
@@ -107,11 +109,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
         }
     }
     let loss = Loss::parse(&config.loss, train.task)?;
-    let metrics = if config.metrics.is_empty() {
-        Metric::defaults(loss)
-    } else {
-        config.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?
-    };
+    let metrics = if run.metrics.is_empty() { Metric::defaults(loss) } else { run.metrics.clone() };
     for m in &metrics {
         m.check(loss, train.task)?;
     }
@@ -135,8 +133,7 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
             ));
         }
     }
-    let entry = models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
-    let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
+    let classifier = model.classifier().unwrap_or_else(|| run.model.classifier.to_string());
     if let Some(w) = &config.pretrained {
         let report = crate::train::transfer::load_pretrained(&store, Path::new(w), &classifier)?;
         notes.push(format!("pretrained {w}: {}", report.describe()));
@@ -154,25 +151,21 @@ pub fn prepare_in(config: &RunConfig, dist: Option<&crate::dist::Distributed>) -
     };
     if config.cuda_graph {
         crate::train::cuda_graph::check_supported(device, config.optimizer, config.precision, dist.is_some())?;
-        if config.accumulate_grad_batches > 1
-            || config.clip_grad_norm.is_some()
-            || config.clip_grad_value.is_some()
-            || config.ema.is_some()
-        {
+        if config.accumulate_grad_batches > 1 || run.clip.is_some() || run.ema.is_some() {
             return Err(Error::config(
                 "--cuda-graph captures one plain step a batch: it does not yet combine with \
                  --accumulate-grad-batches, --clip-grad-norm, --clip-grad-value or --ema; leave out one of them",
             ));
         }
     }
-    let optimizer = crate::optim::groups::optimizer_for(config, &store, &classifier)?;
+    let optimizer = crate::optim::groups::optimizer_for(run, &store, &classifier)?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, metrics);
     trainer.set_precision(config.precision);
     trainer.label_smoothing = config.label_smoothing;
     if config.channels_last {
         trainer.set_channels_last()?;
     }
-    crate::train::features::configure_trainer(config, &mut trainer)?;
+    crate::train::features::configure_trainer(run, &mut trainer);
     Ok(Prepared { trainer, train, validation, frozen, transforms, notes })
 }
 
@@ -288,40 +281,43 @@ pub fn run_dir(config: &RunConfig) -> PathBuf {
     RunDir::name_for(config)
 }
 
-/// The callbacks a config asks for, in a fixed order (a resume file keys their state by position and name).
-pub fn config_callbacks(config: &RunConfig, dir: &Path) -> Result<Vec<Box<dyn Callback>>> {
-    config_callbacks_with(config, dir, true)
+/// The callbacks a run asks for, in a fixed order (a resume file keys their state by position and name).
+pub fn config_callbacks(run: &Run, dir: &Path) -> Result<Vec<Box<dyn Callback>>> {
+    config_callbacks_with(run, dir, true)
 }
 
 /// As `config_callbacks`; `verbose: false` (`-q`) silences the callbacks' own lines (checkpoint saved, early
 /// stopping, learning rate reduced) whatever their `verbose` option says.
-pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> Result<Vec<Box<dyn Callback>>> {
+pub fn config_callbacks_with(run: &Run, dir: &Path, verbose: bool) -> Result<Vec<Box<dyn Callback>>> {
     use crate::train::callbacks::*;
+    let c = &run.callbacks;
     let mut all: Vec<Box<dyn Callback>> = vec![];
-    if let Some(s) = &config.lr_schedule {
-        all.push(Box::new(LearningRateScheduler::from_schedule(LearningRateScheduler::parse(s, config.epochs)?)));
+    if let Some(s) = &c.lr_schedule {
+        all.push(Box::new(LearningRateScheduler::from_schedule(s.clone())));
     }
-    if config.terminate_on_nan {
+    if c.terminate_on_nan {
         all.push(Box::new(TerminateOnNaN::default()));
     }
-    if let Some(s) = &config.reduce_lr_on_plateau {
-        let c = ReduceLrOnPlateauConfig::parse(s)?;
-        all.push(Box::new(ReduceLrOnPlateau::new(ReduceLrOnPlateauConfig { verbose: c.verbose && verbose, ..c })?));
+    if let Some(r) = &c.reduce_lr_on_plateau {
+        all.push(Box::new(ReduceLrOnPlateau::new(ReduceLrOnPlateauConfig {
+            verbose: r.verbose && verbose,
+            ..r.clone()
+        })?));
     }
-    if let Some(s) = &config.early_stopping {
-        let c = EarlyStoppingConfig::parse(s)?;
-        all.push(Box::new(EarlyStopping::new(EarlyStoppingConfig { verbose: c.verbose && verbose, ..c })?));
+    if let Some(e) = &c.early_stopping {
+        all.push(Box::new(EarlyStopping::new(EarlyStoppingConfig { verbose: e.verbose && verbose, ..e.clone() })?));
     }
-    if let Some(s) = &config.checkpoint {
-        let c = ModelCheckpointConfig::parse(s)?;
-        let mut mc = ModelCheckpoint::new(ModelCheckpointConfig { verbose: c.verbose && verbose, ..c })?;
+    if let Some(m) = &c.checkpoint {
+        let mut mc = ModelCheckpoint::new(ModelCheckpointConfig { verbose: m.verbose && verbose, ..m.clone() })?;
         mc.base_dir = Some(dir.to_path_buf());
         all.push(Box::new(mc));
     }
-    if let Some(p) = &config.csv_logger {
-        all.push(Box::new(CsvLogger::new(RunDir::new(dir).place(p), false)));
+    if let Some(path) = &c.csv_logger {
+        all.push(Box::new(CsvLogger::new(RunDir::new(dir).place(path), false)));
     }
-    all.extend(crate::train::loggers::callbacks(config, dir)?);
+    if c.loggers {
+        all.extend(crate::train::loggers::callbacks(&run.config, dir)?);
+    }
     Ok(all)
 }
 
@@ -329,19 +325,20 @@ pub fn config_callbacks_with(config: &RunConfig, dir: &Path, verbose: bool) -> R
 /// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
 /// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
 pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    train_in(config, verbosity, callbacks, None)
+    train_in(config.resolve()?, verbosity, callbacks, None)
 }
 
-/// As `train`, for one process of a distributed run (`dist`); only rank 0 writes the run folder.
+/// As `train`, for a resolved run, and for one process of a distributed run (`dist`): only rank 0 writes the run
+/// folder.
 pub fn train_in(
-    config: &RunConfig,
+    mut run: Run,
     verbosity: Verbosity,
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
-    let dir = RunDir::for_new_run(config, dist.as_ref())?;
-    let config = RunConfig { out: Some(dir.path().display().to_string()), ..config.clone() };
-    execute(&config, verbosity, callbacks, None, dist)
+    let dir = RunDir::for_new_run(&run.config, dist.as_ref())?;
+    run.config.out = Some(dir.path().display().to_string());
+    execute(run, verbosity, callbacks, None, dist)
 }
 
 /// Continues the run in `dir` from its last completed epoch: weights, optimizer state, learning rate, callbacks'
@@ -371,24 +368,82 @@ pub fn resume_in(
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
-    let run = RunDir::existing(dir)?;
-    let config_path = run.join(crate::train::run_dir::CONFIG_FILE);
-    let mut config = RunConfig { out: Some(dir.display().to_string()), ..RunConfig::from_json_file(&config_path)? };
-    // Paths read back from the folder are confined to it (a tampered config.json must not write elsewhere).
-    if let Some(c) = &config.checkpoint {
-        let c = crate::train::callbacks::ModelCheckpointConfig::parse(c)?;
-        run.confine(&c.filepath, "checkpoint")?;
+    let run = RunConfig { out: Some(dir.display().to_string()), ..read_run_config(dir)? }.resolve()?;
+    resume_run(dir, run, epochs, verbosity, callbacks, dist)
+}
+
+/// How a `tchzoo train` process starts.
+pub enum Start {
+    /// A new run.
+    New(Box<RunConfig>),
+    /// The run in a folder, continued (to `epochs` in all when given).
+    Resume { dir: PathBuf, epochs: Option<usize> },
+}
+
+/// `--distributed`'s process-group options (the device and `sync_bn` come from the run's config).
+#[derive(Debug, Clone)]
+pub struct DistOptions {
+    pub backend: String,
+    pub timeout_s: u64,
+    /// Check after the first step that every rank holds the same weights.
+    pub check: bool,
+}
+
+/// A whole `tchzoo train`: resolves the config (a new one, or the one a run folder recorded), joins the process
+/// group when `dist` asks, and trains or resumes. Returns the outcome and whether this process reports it (the one
+/// process, or rank 0); the other ranks run silent.
+pub fn launch(start: Start, verbosity: Verbosity, dist: Option<DistOptions>) -> Result<(RunOutcome, bool)> {
+    let (run, resume) = match start {
+        Start::New(config) => (config.resolve()?, None),
+        Start::Resume { dir, epochs } => {
+            let config = RunConfig { out: Some(dir.display().to_string()), ..read_run_config(&dir)? };
+            (config.resolve()?, Some((dir, epochs)))
+        }
+    };
+    let dist = match dist {
+        Some(o) => Some(crate::dist::start(&o.backend, run.device, o.timeout_s, run.config.sync_bn, o.check)?),
+        None => None,
+    };
+    let chief = crate::dist::is_chief(dist.as_ref());
+    let verbosity = if chief { verbosity } else { Verbosity::Silent };
+    let outcome = match resume {
+        Some((dir, epochs)) => resume_run(&dir, run, epochs, verbosity, vec![], dist)?,
+        None => train_in(run, verbosity, vec![], dist)?,
+    };
+    Ok((outcome, chief))
+}
+
+/// The config a run folder recorded (`config.json`).
+pub fn read_run_config(dir: &Path) -> Result<RunConfig> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", dir.display())));
     }
+    RunConfig::from_json_file(&config_path)
+}
+
+/// `resume_in` with the folder's config read and resolved (`out` = `dir`).
+fn resume_run(
+    dir: &Path,
+    run: Run,
+    epochs: Option<usize>,
+    verbosity: Verbosity,
+    callbacks: Vec<Box<dyn Callback>>,
+    dist: Option<crate::dist::Distributed>,
+) -> Result<RunOutcome> {
+    let folder = RunDir::existing(dir)?;
+    let config = &run.config;
+    // Paths read back from the folder are confined to it (a tampered config.json must not write elsewhere).
     if let Some(p) = &config.csv_logger {
-        run.confine(p, "csv_logger")?;
+        folder.confine(p, "csv_logger")?;
     }
     if let Some(p) = &config.tensorboard {
-        run.confine(p, "tensorboard")?;
+        folder.confine(p, "tensorboard")?;
     }
     if crate::dist::is_chief(dist.as_ref()) {
-        drop(run.lock()?);
+        drop(folder.lock()?);
     }
-    let mut state = run.read_resume()?;
+    let mut state = folder.read_resume()?;
     let complete = crate::train::resume::FINAL_FILES.iter().all(|f| dir.join(f).exists());
     let stopped_early = state.finished && state.epoch < config.epochs;
     match epochs {
@@ -409,8 +464,7 @@ pub fn resume_in(
                 config.epochs
             )))
         }
-        Some(e) => {
-            config.epochs = e;
+        Some(_) => {
             state.finished = false;
             state.ended = false;
         }
@@ -423,42 +477,50 @@ pub fn resume_in(
             state.epoch
         )));
     }
-    execute(&config, verbosity, callbacks, Some(state), dist)
+    let run = match epochs {
+        // The schedule's length (and with it `t_max`) follows the new total.
+        Some(e) => RunConfig { epochs: e, ..run.config }.resolve()?,
+        None => run,
+    };
+    if let Some(c) = &run.callbacks.checkpoint {
+        folder.confine(&c.filepath, "checkpoint")?;
+    }
+    execute(run, verbosity, callbacks, Some(state), dist)
 }
 
 fn execute(
-    config: &RunConfig,
+    mut run: Run,
     verbosity: Verbosity,
     callbacks: Vec<Box<dyn Callback>>,
     resumed: Option<crate::train::resume::ResumeState>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
-    let Prepared { mut trainer, train, validation, frozen, transforms, notes } = prepare_in(config, dist.as_ref())?;
+    let Prepared { mut trainer, train, validation, frozen, transforms, notes } = prepare_in(&run, dist.as_ref())?;
     if verbosity != Verbosity::Silent {
         for note in &notes {
             eprintln!("{note}");
         }
     }
-    let mix = crate::data::mix::for_run(config, &train, trainer.loss, trainer.model.num_outputs())?;
-    crate::data::erase::check_applies(config.random_erase, transforms.is_some(), &train.name)?;
-    crate::data::autoaugment::check_applies(config.auto_augment.as_deref(), transforms.is_some(), &train.name)?;
-    let mut config = config.clone();
-    config.resolve_augment(&train.sample_shape());
+    let mix = crate::data::mix::for_run(&run.config, &train, trainer.loss, trainer.model.num_outputs())?;
+    crate::data::erase::check_applies(run.config.random_erase, transforms.is_some(), &train.name)?;
+    crate::data::autoaugment::check_applies(run.auto_augment, transforms.is_some(), &train.name)?;
+    run.resolve_augment(&train.sample_shape())?;
     // `--lr auto`: the range test picks a fresh run's learning rate (a resumed run keeps the one it recorded).
-    if config.lr_auto && resumed.is_none() && dist.is_some() {
+    if run.config.lr_auto && resumed.is_none() && dist.is_some() {
         return Err(Error::config(
             "the learning-rate finder runs in one process; give --lr a number with --distributed",
         ));
     }
-    let lr_found = match (&resumed, config.lr_auto) {
-        (None, true) => Some(crate::train::lr_find::auto_lr(&mut config, &mut trainer, &train)?),
+    let lr_found = match (&resumed, run.config.lr_auto) {
+        (None, true) => Some(crate::train::lr_find::auto_lr(&mut run, &mut trainer, &train)?),
         _ => None,
     };
     // config.json records the learning rate the run used (the optimizer's default when none was given).
-    config.lr = Some(config.optimizer_config()?.lr);
+    run.config.lr = Some(run.optimizer.lr);
     // The run records the transforms it used, so `--run` and a resume see the same sizes and statistics.
     if let Some(t) = &transforms {
+        let config = &mut run.config;
         config.train_crop_size = Some(t.train_crop_size);
         config.val_resize_size = Some(t.val_resize_size);
         config.val_crop_size = Some(t.val_crop_size);
@@ -467,18 +529,18 @@ fn execute(
         config.std = Some(t.std.clone());
         config.decode_scaling = Some(t.decode_scaling);
         // RandomResizedCrop and the flip are the augmentation of an image folder.
-        config.augment = None;
+        run.clear_augment();
     }
-    let config = &config;
-    let run = RunDir::new(run_dir(config));
-    let dir = run.path().to_path_buf();
+    let config = &run.config;
+    let folder = RunDir::new(run_dir(config));
+    let dir = folder.path().to_path_buf();
     let chief = crate::dist::is_chief(dist.as_ref());
-    run.create()?;
+    folder.create()?;
     // One process per run folder, for the run's life; the checks made before the lock are made again under it.
-    let _lock = if chief { Some(run.lock()?) } else { None };
+    let _lock = if chief { Some(folder.lock()?) } else { None };
     let resumed = match resumed {
         Some(passed) if chief => {
-            let mut state = run.read_resume()?;
+            let mut state = folder.read_resume()?;
             if !passed.finished && !passed.ended {
                 // An extended run (`--resume RUN --epochs N`): its end was lifted by resume_to.
                 state.finished = false;
@@ -487,7 +549,7 @@ fn execute(
             Some(state)
         }
         None if chief => {
-            run.refuse_held_run()?;
+            folder.refuse_held_run()?;
             None
         }
         other => other,
@@ -497,20 +559,19 @@ fn execute(
             environment: Some(crate::train::features::environment(config, trainer.device())),
             ..config.clone()
         };
-        run.write_config(&recorded)?;
+        folder.write_config(&recorded)?;
         if let Some(names) = &train.class_names {
-            run.write_classes(names)?;
+            folder.write_classes(names)?;
         }
         if let Some(found) = &lr_found {
-            run.write_lr_find(found)?;
+            folder.write_lr_find(found)?;
             if verbosity != Verbosity::Silent {
                 println!("{}", found.summary_line());
             }
         }
     }
-    let mut all =
-        config_callbacks_with(&crate::train::features::effective(config), &dir, verbosity != Verbosity::Silent)?;
-    let swa = crate::train::swa::Swa::for_run(config)?;
+    let mut all = config_callbacks_with(&run, &dir, verbosity != Verbosity::Silent)?;
+    let swa = run.swa.map(crate::train::swa::Swa::new);
     all.extend(swa.as_ref().map(|s| s.callback()));
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
@@ -541,7 +602,7 @@ fn execute(
         _ => config.epochs,
     };
     let fit = crate::train::features::configure_fit(
-        config,
+        &run,
         FitConfig {
             epochs,
             batch_size: config.batch_size,
@@ -549,15 +610,15 @@ fn execute(
             initial_epoch,
             seed: config.seed,
             verbosity,
-            augment: config.augment.as_deref().map(crate::data::augment::Augment::parse).transpose()?,
-            run_dir: Some(run.clone()),
+            augment: run.augment.get(),
+            run_dir: Some(folder.clone()),
             distributed: dist.as_ref().map(|d| d.group.clone()),
             check_replicas: dist.as_ref().is_some_and(|d| d.check_replicas),
             cuda_graph: config.cuda_graph,
             mix,
             ..FitConfig::default()
         },
-    )?;
+    );
     crate::train::resume::install_signal_handler();
     let history = if config.deterministic {
         // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.
@@ -571,9 +632,9 @@ fn execute(
     }
     let marks = crate::train::callbacks::curve_marks(&all, default_monitor(config));
     if chief {
-        run.write_final(&history, &trainer.store, trainer.ema.as_ref(), marks.clone())?;
+        folder.write_final(&history, &trainer.store, trainer.ema.as_ref(), marks.clone())?;
         // Last: a kill before this leaves a state that `--resume` completes.
-        run.mark_finished()?;
+        folder.mark_finished()?;
     }
     if let Some(d) = &dist {
         let g = &d.group;
@@ -588,6 +649,7 @@ fn execute(
         num_parameters: trainer.store.num_parameters(),
         device: crate::device::name(trainer.device()),
         marked: marks.monitor,
+        config: run.config.clone(),
     })
 }
 
@@ -596,8 +658,8 @@ pub struct LoadedModel {
     pub trainer: Trainer,
     /// The shape of one input sample.
     pub input_shape: Vec<i64>,
-    /// The run's config when loaded from a run folder.
-    pub config: Option<RunConfig>,
+    /// The run's config, resolved, when loaded from a run folder.
+    pub run: Option<Run>,
     /// The run's class names (index = label), when its data named them.
     pub class_names: Option<Vec<String>>,
     /// The task the model was trained for (from the run's data).
@@ -644,13 +706,15 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
     let device = crate::device::parse(src.device.as_deref().unwrap_or("auto"))?;
     let store = VarStore::new(device);
     if let Some(run) = &src.run {
-        let config_path = run.join("config.json");
-        if !config_path.exists() {
-            return Err(Error::config(format!("{} has no config.json: not a tchzoo run folder", run.display())));
-        }
-        let config = RunConfig::from_json_file(&config_path)?;
+        // Resolved for the device it is loaded on (a run trained on a GPU evaluates on the CPU too).
+        let device_spec = src.device.clone().unwrap_or_else(|| "auto".into());
+        let resolved = RunConfig { device: device_spec, ..read_run_config(run)? }.resolve()?;
+        let config = &resolved.config;
         // An image folder's run: the index and the recorded transforms give the classes and the input size.
-        let lazy = RunConfig { validation_data: None, validation_split: None, ..config.clone() };
+        let lazy = Run {
+            config: RunConfig { validation_data: None, validation_split: None, ..config.clone() },
+            ..resolved.clone()
+        };
         let data = match data::workers::for_run(&lazy)? {
             Some((train, _, _)) => train,
             None => data::load(&config.data, config.seed)?,
@@ -685,20 +749,15 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let model = models::build_with(&config.model, &store, loss.num_outputs(data.task), &input_shape, &extra)?;
         let tensors = crate::checkpoint::strip_module_prefix(&store, tensors);
-        let entry = models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
-        let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
+        let classifier = model.classifier().unwrap_or_else(|| lazy.model.classifier.to_string());
         load_strict(&store, &tensors, &weights, &classifier)?;
-        let metrics = if config.metrics.is_empty() {
-            Metric::defaults(loss)
-        } else {
-            config.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?
-        };
-        let opt = Optimizer::new(config.optimizer_config()?, store.parameters())?;
+        let metrics = if lazy.metrics.is_empty() { Metric::defaults(loss) } else { lazy.metrics.clone() };
+        let opt = Optimizer::new(resolved.optimizer.clone(), store.parameters())?;
         let class_names = read_class_names(run)?.or(data.class_names);
         return Ok(LoadedModel {
             trainer: Trainer::new(model, store, opt, loss, metrics),
             input_shape,
-            config: Some(config),
+            run: Some(resolved),
             class_names,
             task: Some(data.task),
         });
@@ -731,7 +790,7 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
     Ok(LoadedModel {
         trainer: Trainer::new(model, store, opt, loss, Metric::defaults(loss)),
         input_shape,
-        config: None,
+        run: None,
         class_names: None,
         task: None,
     })
@@ -745,7 +804,10 @@ pub fn curve_marks(
     callback_states: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> crate::plot::CurveMarks {
     let dir = Path::new(config.out.as_deref().unwrap_or("."));
-    let mut all = config_callbacks_with(&crate::train::features::effective(config), dir, false).unwrap_or_default();
+    // Resolved on the CPU (the curves of a GPU run are drawn anywhere); a config that does not resolve marks the
+    // default monitor only.
+    let run = RunConfig { device: "cpu".into(), ..config.clone() }.resolve();
+    let mut all = run.and_then(|run| config_callbacks_with(&run, dir, false)).unwrap_or_default();
     for (i, cb) in all.iter_mut().enumerate() {
         if let Some(state) = callback_states.get(&crate::train::callbacks::state_key(i, cb.as_ref())) {
             // A state that does not load marks as a fresh callback's.

@@ -266,7 +266,7 @@ fn predict_and_evaluate_a_folder_run_as_training_evaluates() {
         ..Default::default()
     })
     .unwrap();
-    let v = tchzoo::data::inputs::evaluation_data(&c).unwrap();
+    let v = tchzoo::data::inputs::evaluation_data(&c.resolve().unwrap()).unwrap();
     assert_eq!(v.len(), 9);
     let mut expected = vec![];
     let mut labels = vec![];
@@ -299,7 +299,7 @@ fn predict_and_evaluate_a_folder_run_as_training_evaluates() {
     assert!(got.argmax(1, false).equal(&expected.argmax(1, false)));
 
     // The comparison can fail: the same images with the default statistics (mean 0, std 1) give other outputs.
-    let mut other = tchzoo::data::inputs::recorded_transforms(&c).unwrap().unwrap();
+    let mut other = tchzoo::data::inputs::recorded_transforms(&c.resolve().unwrap()).unwrap().unwrap();
     (other.mean, other.std) = (vec![0.0; 3], vec![1.0; 3]);
     let prep = tchzoo::data::inputs::ImagePrep::Eval(other);
     let files = tchzoo::data::inputs::input_files(&[a.clone(), b.clone(), c3.clone()]).unwrap();

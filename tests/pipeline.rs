@@ -369,17 +369,17 @@ fn validation_split_is_seeded_and_stratified() {
 #[test]
 fn transforms_come_from_the_model_and_are_recorded() {
     let config = |model: &str| tchzoo::config::RunConfig { model: model.into(), ..Default::default() };
-    let t = workers::resolve_transforms(&config("resnet18"), None).unwrap();
+    let t = workers::resolve_transforms(&config("resnet18").resolve().unwrap(), None).unwrap();
     assert_eq!((t.train_crop_size, t.val_resize_size, t.val_crop_size), (224, 256, 224));
     assert_eq!(
         (t.interpolation, t.mean.clone(), t.std.clone()),
         (Interpolation::Bilinear, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225])
     );
-    let t = workers::resolve_transforms(&config("inception_v3"), None).unwrap();
+    let t = workers::resolve_transforms(&config("inception_v3").resolve().unwrap(), None).unwrap();
     assert_eq!((t.train_crop_size, t.val_resize_size, t.val_crop_size), (299, 342, 299));
-    let t = workers::resolve_transforms(&config("lenet5"), None).unwrap();
+    let t = workers::resolve_transforms(&config("lenet5").resolve().unwrap(), None).unwrap();
     assert_eq!((t.train_crop_size, t.channels, t.mean.clone()), (32, 1, vec![0.0]));
-    let msg = workers::resolve_transforms(&config("mlp"), None).unwrap_err().to_string();
+    let msg = workers::resolve_transforms(&config("mlp").resolve().unwrap(), None).unwrap_err().to_string();
     assert!(msg.contains("--train-crop-size"), "{msg}");
 
     // A run writes what it used; a separate --validation-data folder is read the same way.

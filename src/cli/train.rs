@@ -424,39 +424,25 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let mut verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
-    let config = match &args.resume {
-        // A folder without config.json: run::resume says it is not a run folder.
-        Some(dir) if !dir.join("config.json").exists() => {
-            return crate::run::resume_to(dir, args.epochs, verbosity, vec![]).map(|_| ())
-        }
-        Some(dir) => {
-            let mut c = crate::config::RunConfig::from_json_file(&dir.join("config.json"))?;
-            c.epochs = args.epochs.unwrap_or(c.epochs);
-            c
-        }
-        None => args.resolve()?,
+    let verbosity = if args.quiet { Verbosity::Silent } else { Verbosity::Auto };
+    let start = match &args.resume {
+        Some(dir) => crate::run::Start::Resume { dir: dir.clone(), epochs: args.epochs },
+        None => crate::run::Start::New(Box::new(args.resolve()?)),
     };
     let dist = if args.distributed {
-        config.validate()?;
-        let device = crate::device::parse(&config.device)?;
-        let dist = crate::dist::start(&args.dist_backend, device, args.dist_timeout, config.sync_bn, args.dist_check)?;
-        if !dist.group.is_chief() {
-            verbosity = Verbosity::Silent;
-        }
-        Some(dist)
+        Some(crate::run::DistOptions {
+            backend: args.dist_backend.clone(),
+            timeout_s: args.dist_timeout,
+            check: args.dist_check,
+        })
     } else if args.sync_bn || args.dist_check {
         return Err(crate::error::Error::config("--sync-bn and --dist-check are for a --distributed run"));
     } else {
         None
     };
-    let chief = crate::dist::is_chief(dist.as_ref());
-    let outcome = match &args.resume {
-        Some(dir) => crate::run::resume_in(dir, args.epochs, verbosity, vec![], dist)?,
-        None => crate::run::train_in(&config, verbosity, vec![], dist)?,
-    };
+    let (outcome, chief) = crate::run::launch(start, verbosity, dist)?;
     if chief {
-        println!("{}", outcome.summary_line(&config));
+        println!("{}", outcome.summary_line(&outcome.config));
     }
     Ok(())
 }

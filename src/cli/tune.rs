@@ -77,8 +77,8 @@ fn lr(args: LrArgs) -> Result<()> {
     finder.validate()?;
     let mut config = t.resolve()?;
     config.lr_auto = false;
-    config.validate()?;
-    lr_find::fit_config(&config)?;
+    let mut run = config.resolve()?;
+    lr_find::fit_config(&run)?;
     if let Some(out) = &config.out {
         let p = PathBuf::from(out);
         if out.is_empty() {
@@ -88,9 +88,9 @@ fn lr(args: LrArgs) -> Result<()> {
             return Err(Error::config(format!("--out {out} is a file; give a folder")));
         }
     }
-    let crate::run::Prepared { mut trainer, train, .. } = crate::run::prepare(&config)?;
-    config.resolve_augment(&train.sample_shape());
-    let fit = lr_find::fit_config(&config)?;
+    let crate::run::Prepared { mut trainer, train, .. } = crate::run::prepare_in(&run, None)?;
+    run.resolve_augment(&train.sample_shape())?;
+    let fit = lr_find::fit_config(&run)?;
     crate::train::resume::install_signal_handler();
     let result = lr_find::lr_find(&mut trainer, &train, &fit, &finder)?;
     let dir = match &config.out {

@@ -394,7 +394,7 @@ fn rotate(img: &Tensor, angle: f64, interp: Interp) -> Tensor {
 }
 
 /// `--auto-augment` needs the per-image pipeline of an image folder; other data are refused in one line.
-pub fn check_applies(policy: Option<&str>, image_folder: bool, data: &str) -> Result<()> {
+pub fn check_applies(policy: Option<Policy>, image_folder: bool, data: &str) -> Result<()> {
     if policy.is_some() && !image_folder {
         return Err(Error::config(format!(
             "--auto-augment applies to image folders (read by the workers with torchvision's transforms); {data} is \

@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use super::transforms::{Interpolation, Transforms};
 use super::{workers, Dataset};
 use crate::checkpoint::Object;
-use crate::config::RunConfig;
+use crate::config::{Run, RunConfig};
 use crate::error::{Error, Result};
 
 /// A run's data as its training reads it: an image folder lazily, with its transforms and the seeded, stratified
@@ -22,8 +22,9 @@ pub struct RunData {
 }
 
 /// Reads a run's training and validation data (before they are matched to each other's classes).
-pub fn run_data(config: &RunConfig) -> Result<RunData> {
-    if let Some((train, validation, transforms)) = workers::for_run(config)? {
+pub fn run_data(run: &Run) -> Result<RunData> {
+    let config = &run.config;
+    if let Some((train, validation, transforms)) = workers::for_run(run)? {
         return Ok(RunData { train, validation, transforms: Some(transforms) });
     }
     let full = super::load(&config.data, config.seed)?;
@@ -41,9 +42,9 @@ pub fn run_data(config: &RunConfig) -> Result<RunData> {
 /// The data a saved run is evaluated on by default: its validation data, split as in training, with the
 /// evaluation transform; without validation data, all its training data (an image folder's with the evaluation
 /// transform).
-pub fn evaluation_data(config: &RunConfig) -> Result<Dataset> {
-    recorded_transforms(config)?;
-    let data = run_data(config)?;
+pub fn evaluation_data(run: &Run) -> Result<Dataset> {
+    recorded_transforms(run)?;
+    let data = run_data(run)?;
     Ok(match data.validation {
         Some(v) => v,
         None => workers::for_evaluation(&data.train),
@@ -52,7 +53,8 @@ pub fn evaluation_data(config: &RunConfig) -> Result<Dataset> {
 
 /// The transforms an image-folder run recorded in its `config.json` (`None` when its data is not an image folder).
 /// A config that does not record them all is an error, not a fallback to today's defaults.
-pub fn recorded_transforms(config: &RunConfig) -> Result<Option<Transforms>> {
+pub fn recorded_transforms(run: &Run) -> Result<Option<Transforms>> {
+    let config = &run.config;
     let Some((dir, options)) = workers::image_folder_spec(&config.data)? else { return Ok(None) };
     let missing: Vec<&str> = [
         ("train_crop_size", config.train_crop_size.is_none()),
@@ -73,22 +75,22 @@ pub fn recorded_transforms(config: &RunConfig) -> Result<Option<Transforms>> {
         )));
     }
     let channels = workers::folder_channels(&dir.display().to_string(), &options)?;
-    workers::resolve_transforms(config, channels).map(Some)
+    workers::resolve_transforms(run, channels).map(Some)
 }
 
 /// The evaluation transform of a registered model given by name (`--model NAME`), as training on an image folder
 /// would default it: the registry's input size, crop fraction, mean/std and interpolation (ImageNet models), or its
 /// input size and pixels / 255 (models not made for ImageNet).
 pub fn model_transforms(spec: &str) -> Result<Transforms> {
-    let entry = crate::models::find(&crate::util::Spec::parse(spec, "model")?.source)?;
+    let run = RunConfig { model: spec.to_string(), ..RunConfig::default() }.resolve()?;
+    let entry = run.model;
     if !matches!(entry.default_input, [1 | 3, _, _]) {
         return Err(Error::config(format!(
             "{} takes inputs of shape {:?}, not images; give a tensor (.pt, .safetensors, .npy)",
             entry.name, entry.default_input
         )));
     }
-    let config = RunConfig { model: spec.to_string(), ..RunConfig::default() };
-    workers::resolve_transforms(&config, None)
+    workers::resolve_transforms(&run, None)
 }
 
 /// How an image becomes a model input.

@@ -531,10 +531,11 @@ pub fn shard_spec(spec: &str) -> Result<Option<(String, BTreeMap<String, String>
 }
 
 /// A run's data when `--data` names tar shards (see [`workers::for_run`]); `None` otherwise.
-pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
+pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
+    let config = &run.config;
     let Some((source, options)) = shard_spec(&config.data)? else { return Ok(None) };
     let (buffer, channels) = shard_options(&source, &options)?;
-    let transforms = workers::resolve_transforms(config, channels)?;
+    let transforms = workers::resolve_transforms(run, channels)?;
     let workers = workers::worker_config(config);
     // The default split (0.2) is not asked for: a stream without --validation-data trains without validation.
     let default_split = crate::config::RunConfig::default().validation_split;

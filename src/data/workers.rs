@@ -597,9 +597,9 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
 /// fraction, mean/std and interpolation, as `predict` uses them), then what the config sets. Models not made for
 /// ImageNet take their registry input size and pixels / 255 (mean 0, std 1); a model without an image input size
 /// needs `--train-crop-size`.
-pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u32>) -> Result<Transforms> {
+pub fn resolve_transforms(run: &crate::config::Run, channels: Option<u32>) -> Result<Transforms> {
     use super::transforms::Interpolation;
-    let entry = crate::models::find(&crate::util::Spec::parse(&config.model, "model")?.source)?;
+    let (config, entry) = (&run.config, run.model);
     let rounded = |v: [f32; 3]| v.iter().map(|x| (*x as f64 * 1e6).round() / 1e6).collect::<Vec<f64>>();
     let mut t = match crate::models::preprocess::imagenet_config(entry.name, entry.family, entry.default_classes) {
         Some(c) => Transforms::preset(
@@ -640,8 +640,8 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
     if let Some(s) = config.val_resize_size {
         t.val_resize_size = s;
     }
-    if let Some(i) = &config.interpolation {
-        t.interpolation = Interpolation::parse(i)?;
+    if let Some(i) = run.interpolation {
+        t.interpolation = i;
     }
     if let Some(c) = channels {
         if c != t.channels {
@@ -660,7 +660,7 @@ pub fn resolve_transforms(config: &crate::config::RunConfig, channels: Option<u3
     }
     t.decode_scaling = config.decode_scaling.unwrap_or(super::draft::DEFAULT);
     t.random_erase = config.random_erase;
-    t.auto_augment = config.auto_augment.as_deref().map(super::autoaugment::Policy::parse).transpose()?;
+    t.auto_augment = run.auto_augment;
     t.validate()?;
     Ok(t)
 }
@@ -712,13 +712,14 @@ pub fn image_folder_spec(spec: &str) -> Result<Option<(std::path::PathBuf, BTree
 /// A run's training (and validation) data when `--data` is an image folder: lazy sets with the run's transforms,
 /// the validation split drawn with the seed and stratified by class, or `--validation-data` (a folder, read the
 /// same way). `None` when the data is not an image folder.
-pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
-    if let Some(run) = super::shards::for_run(config)? {
-        return Ok(Some(run));
+pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
+    if let Some(data) = super::shards::for_run(run)? {
+        return Ok(Some(data));
     }
+    let config = &run.config;
     let Some((dir, options)) = image_folder_spec(&config.data)? else { return Ok(None) };
     let channels = folder_channels(&dir.display().to_string(), &options)?;
-    let transforms = resolve_transforms(config, channels)?;
+    let transforms = resolve_transforms(run, channels)?;
     let workers = worker_config(config);
     // A batch's memory, checked before any image is read: the uint8 batches in flight (workers × prefetch, and
     // the one being consumed) and the float32 batch the model gets with its normalised copy.

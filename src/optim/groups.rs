@@ -121,22 +121,22 @@ pub fn build(
 /// The run's optimizer: `config`'s hyper-parameters over `store`'s parameters, in the groups `--no-decay-norm-bias`
 /// and `--lr-mult` ask for (`classifier` = the model's head as the registry names it).
 pub fn optimizer_for(
-    config: &crate::config::RunConfig,
+    run: &crate::config::Run,
     store: &crate::nn::VarStore,
     classifier: &str,
 ) -> Result<super::Optimizer> {
-    let mut c = config.optimizer_config()?;
-    if config.optimizer_impl.is_none() {
+    let mut c = run.optimizer.clone();
+    if run.config.optimizer_impl.is_none() {
         let device = store.parameters().first().map_or(tch::Device::Cpu, |p| p.device());
         c.implementation = super::OptimizerImpl::default_for(device, c.kind);
     }
-    let spec = config.group_spec()?;
+    let spec = &run.groups;
     if spec.is_plain() {
         return super::Optimizer::new(c, store.parameters());
     }
     let named = store.named_parameters();
-    let groups = build(&named, &spec, c.lr, c.weight_decay, Some(classifier))?;
-    if config.cuda_graph && groups.len() > 1 {
+    let groups = build(&named, spec, c.lr, c.weight_decay, Some(classifier))?;
+    if run.config.cuda_graph && groups.len() > 1 {
         return Err(Error::config(
             "--cuda-graph captures one learning rate: it does not combine with --lr-mult or --no-decay-norm-bias yet",
         ));

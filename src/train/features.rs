@@ -382,16 +382,8 @@ impl NormSum {
 
 /// The checks of the config's trainer features, before any data is read (one line each).
 pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
-    grad_clip(config)?;
-    if let Some(e) = &config.ema {
-        EmaConfig::parse(e)?;
-    }
-    super::swa::validate(config)?;
     if config.accumulate_grad_batches == 0 {
         return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
-    }
-    if let Some(t) = &config.max_time {
-        parse_max_time(t)?;
     }
     for (flag, limit) in [
         ("limit-train-batches", config.limit_train_batches),
@@ -428,39 +420,22 @@ pub fn grad_clip(config: &crate::config::RunConfig) -> Result<Option<GradClip>> 
 }
 
 /// Clipping and the EMA on a trainer whose weights are loaded (the EMA starts as a copy of them).
-pub fn configure_trainer(config: &crate::config::RunConfig, trainer: &mut super::Trainer) -> Result<()> {
-    trainer.clip = grad_clip(config)?;
-    if let Some(e) = &config.ema {
-        trainer.ema = Some(Ema::new(EmaConfig::parse(e)?, &trainer.store));
-    }
-    Ok(())
-}
-
-/// The config as `--fast-dev-run` runs it: one epoch, and no checkpoint, early stopping or CSV logger (Lightning
-/// turns off its checkpoint, early-stopping and logger callbacks).
-pub fn effective(config: &crate::config::RunConfig) -> crate::config::RunConfig {
-    match config.fast_dev_run {
-        Some(_) => crate::config::RunConfig {
-            epochs: 1,
-            checkpoint: None,
-            early_stopping: None,
-            csv_logger: None,
-            tensorboard: None,
-            log_every_n_steps: None,
-            ..config.clone()
-        },
-        None => config.clone(),
+pub fn configure_trainer(run: &crate::config::Run, trainer: &mut super::Trainer) {
+    trainer.clip = run.clip;
+    if let Some(e) = &run.ema {
+        trainer.ema = Some(Ema::new(*e, &trainer.store));
     }
 }
 
 /// `fit`'s arguments for the config's accumulation, limits and time budget; `--overfit-batches` and
 /// `--fast-dev-run` set both limits as Lightning does (and overfitting turns shuffling off).
-pub fn configure_fit(config: &crate::config::RunConfig, fit: super::FitConfig) -> Result<super::FitConfig> {
+pub fn configure_fit(run: &crate::config::Run, fit: super::FitConfig) -> super::FitConfig {
+    let config = &run.config;
     let mut fit = super::FitConfig {
         accumulate_grad_batches: config.accumulate_grad_batches,
         limit_train_batches: config.limit_train_batches,
         limit_val_batches: config.limit_val_batches,
-        max_time: config.max_time.as_deref().map(parse_max_time).transpose()?,
+        max_time: run.max_time,
         ..fit
     };
     if let Some(l) = config.overfit_batches {
@@ -473,7 +448,7 @@ pub fn configure_fit(config: &crate::config::RunConfig, fit: super::FitConfig) -
         fit.limit_val_batches = Some(Limit::Batches(n));
         fit.epochs = 1;
     }
-    Ok(fit)
+    fit
 }
 
 /// `--deterministic` (`torch.use_deterministic_algorithms(True)` and `torch.backends.cudnn.deterministic = True`) and

@@ -322,39 +322,32 @@ pub fn set_lr_flag(config: &mut crate::config::RunConfig, value: &str) -> Result
 }
 
 /// The batches a run's training would see, as the finder's `FitConfig`: batch size, shuffling, seed, augmentation
-/// (`config.augment` resolved), accumulation and batch limits.
-pub fn fit_config(config: &crate::config::RunConfig) -> Result<FitConfig> {
+/// (`augment` resolved), accumulation and batch limits.
+pub fn fit_config(run: &crate::config::Run) -> Result<FitConfig> {
+    let config = &run.config;
     if config.fast_dev_run.is_some() {
         return Err(Error::config(
             "the learning-rate finder does not run with --fast-dev-run (Lightning skips it there); give --lr a \
              number, or leave out --fast-dev-run",
         ));
     }
-    let augment = match config.augment.as_deref() {
-        Some(crate::config::AUTO_AUGMENT) | None => None,
-        Some(a) => Some(crate::data::augment::Augment::parse(a)?),
-    };
-    super::features::configure_fit(
-        config,
+    Ok(super::features::configure_fit(
+        run,
         FitConfig {
             batch_size: config.batch_size,
             shuffle: config.shuffle,
             seed: config.seed,
             verbosity: super::progress::Verbosity::Silent,
-            augment,
+            augment: run.augment.get(),
             ..FitConfig::default()
         },
-    )
+    ))
 }
 
-/// `--lr auto`: the range test with Lightning's defaults on a prepared run (`config.augment` resolved); its
-/// suggestion becomes `config.lr` and the optimizer's learning rate.
-pub fn auto_lr(
-    config: &mut crate::config::RunConfig,
-    trainer: &mut Trainer,
-    train: &Dataset,
-) -> Result<LrFinderResult> {
-    let fit = fit_config(config)?;
+/// `--lr auto`: the range test with Lightning's defaults on a prepared run (`augment` resolved); its suggestion
+/// becomes the run's learning rate and the optimizer's.
+pub fn auto_lr(run: &mut crate::config::Run, trainer: &mut Trainer, train: &Dataset) -> Result<LrFinderResult> {
+    let fit = fit_config(run)?;
     let finder = LrFinderConfig::default();
     let result = lr_find(trainer, train, &fit, &finder)?;
     let lr = result.suggestion.ok_or_else(|| {
@@ -367,7 +360,7 @@ pub fn auto_lr(
             finder.skip_end
         ))
     })?;
-    config.lr = Some(lr);
+    run.set_lr(lr);
     trainer.optimizer.set_lr(lr);
     Ok(result)
 }

@@ -133,10 +133,11 @@ impl SwaConfig {
     }
 }
 
-/// The checks of `--swa` before any data is read.
-pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
-    let Some(spec) = &config.swa else { return Ok(()) };
-    SwaConfig::parse(spec)?.check_epochs(spec, config.epochs)?;
+/// `--swa` parsed and checked against the rest of the config, before any data is read.
+pub fn resolve(config: &crate::config::RunConfig) -> Result<Option<SwaConfig>> {
+    let Some(spec) = &config.swa else { return Ok(None) };
+    let swa = SwaConfig::parse(spec)?;
+    swa.check_epochs(spec, config.epochs)?;
     if config.ema.is_some() {
         return Err(Error::config("--swa and --ema are two averages of the weights; give one of them"));
     }
@@ -145,7 +146,7 @@ pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
             "--cuda-graph captures one plain step a batch: it does not yet combine with --swa; leave out one of them",
         ));
     }
-    Ok(())
+    Ok(Some(swa))
 }
 
 #[derive(Debug)]
@@ -206,11 +207,6 @@ impl Swa {
                 lrs: vec![],
             })),
         }
-    }
-
-    /// The run's SWA when the config asks for it.
-    pub fn for_run(config: &crate::config::RunConfig) -> Result<Option<Swa>> {
-        config.swa.as_deref().map(|s| SwaConfig::parse(s).map(Swa::new)).transpose()
     }
 
     /// The callback that averages after every epoch of the SWA phase and sets SWALR's learning rates.
