@@ -118,22 +118,6 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     assert_eq!(ya.kind(), Kind::Float);
 }
 
-/// Asks the trainer to stop (as Ctrl-C does) once epoch `at` has ended.
-struct StopAt(usize);
-impl tchzoo::train::Callback for StopAt {
-    fn on_epoch_end(
-        &mut self,
-        epoch: usize,
-        _logs: &tchzoo::train::Logs,
-        _ctx: &mut tchzoo::train::CallbackContext,
-    ) -> tchzoo::Result<()> {
-        if epoch == self.0 {
-            tchzoo::train::resume::request_stop();
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn the_loss_scale_survives_a_resume() {
     use tchzoo::train::progress::Verbosity;
@@ -150,7 +134,7 @@ fn the_loss_scale_survives_a_resume() {
         ..RunConfig::default()
     };
     let run = dir.path().join("run");
-    let err = tchzoo::run::train(&config, Verbosity::Silent, vec![Box::new(StopAt(1))]).unwrap_err();
+    let err = tchzoo::run::train(&config, Verbosity::Silent, vec![Box::new(common::StopAt(1))]).unwrap_err();
     assert!(matches!(err, tchzoo::Error::Interrupted(_)), "{err}");
     let saved = tchzoo::train::resume::read(&run).unwrap().grad_scaler.expect("the scaler's state is saved");
     // 320 training samples, batch 32: 10 good steps an epoch, counted towards the next doubling.

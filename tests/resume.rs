@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tchzoo::config::RunConfig;
-use tchzoo::train::callbacks::{Callback, CallbackContext, Logs};
 use tchzoo::train::progress::Verbosity;
 use tchzoo::train::resume;
 use tchzoo::train::History;
@@ -28,17 +27,6 @@ fn config(out: &Path) -> RunConfig {
     }
 }
 
-/// Asks the trainer to stop (as Ctrl-C does) once epoch `at` has ended.
-struct StopAt(usize);
-impl Callback for StopAt {
-    fn on_epoch_end(&mut self, epoch: usize, _logs: &Logs, _ctx: &mut CallbackContext) -> tchzoo::Result<()> {
-        if epoch == self.0 {
-            resume::request_stop();
-        }
-        Ok(())
-    }
-}
-
 fn without_time(h: &History) -> History {
     let mut h = h.clone();
     h.history.remove("epoch_time");
@@ -55,7 +43,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one_value_for_value() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let whole = tchzoo::run::train(&config(&a), Verbosity::Silent, vec![]).unwrap();
 
-    let err = tchzoo::run::train(&config(&b), Verbosity::Silent, vec![Box::new(StopAt(3))]).unwrap_err();
+    let err = tchzoo::run::train(&config(&b), Verbosity::Silent, vec![Box::new(common::StopAt(3))]).unwrap_err();
     assert!(matches!(err, tchzoo::Error::Interrupted(_)), "{err}");
     assert!(err.to_string().contains("--resume"), "{err}");
     let state = resume::read(&b).unwrap();

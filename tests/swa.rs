@@ -9,7 +9,6 @@ use tch::Tensor;
 use tchzoo::config::RunConfig;
 use tchzoo::data::Loader;
 use tchzoo::optim::OptimizerKind;
-use tchzoo::train::callbacks::{Callback, CallbackContext, Logs};
 use tchzoo::train::progress::Verbosity;
 use tchzoo::train::History;
 
@@ -144,17 +143,6 @@ fn swa_is_averaged_model_swalr_and_update_bn() {
     }
 }
 
-/// Asks the trainer to stop (as Ctrl-C does) once epoch `at` (0-based) has ended.
-struct StopAt(usize);
-impl Callback for StopAt {
-    fn on_epoch_end(&mut self, epoch: usize, _logs: &Logs, _ctx: &mut CallbackContext) -> tchzoo::Result<()> {
-        if epoch == self.0 {
-            tchzoo::train::resume::request_stop();
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn swa_survives_a_resume_exactly() {
     let _g = global();
@@ -166,7 +154,7 @@ fn swa_survives_a_resume_exactly() {
     };
     let whole = tchzoo::run::train(&at("whole"), Verbosity::Silent, vec![]).unwrap();
     // Stopped after epoch 4 (1-based): the SWA phase began at 3, two epochs are averaged.
-    let err = tchzoo::run::train(&at("b"), Verbosity::Silent, vec![Box::new(StopAt(3))]).unwrap_err();
+    let err = tchzoo::run::train(&at("b"), Verbosity::Silent, vec![Box::new(common::StopAt(3))]).unwrap_err();
     assert!(matches!(err, tchzoo::Error::Interrupted(_)), "{err}");
     let b = dir.path().join("b");
     let state = tchzoo::train::resume::read(&b).unwrap();
@@ -233,19 +221,11 @@ fn bad_values_are_one_line_and_exit_2_before_training() {
     ];
     for (args, name) in cases {
         let out = dir.path().join("run");
-        let o = common::tchzoo()
-            .args(["train", "--model", "mlp", "--data", "moons", "--epochs", "2", "--device", "cpu", "--out"])
-            .arg(&out)
-            .args(*args)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        let context = format!("{args:?}: {stderr}");
-        assert_eq!(o.status.code(), Some(2), "{context}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{context}");
-        assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
-        assert!(!out.join("history.json").exists(), "{context}");
+        common::assert_refused(
+            &["--model", "mlp", "--data", "moons", "--epochs", "2", "--device", "cpu"],
+            &out,
+            args,
+            name,
+        );
     }
 }

@@ -16,7 +16,7 @@ use tchzoo::models;
 use tchzoo::nn::VarStore;
 use tchzoo::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use tchzoo::train::amp::Precision;
-use tchzoo::train::callbacks::{Callback, CallbackContext, Logs};
+use tchzoo::train::callbacks::{Callback, CallbackContext};
 use tchzoo::train::features::{Ema, EmaConfig, GradClip, Limit};
 use tchzoo::train::progress::Verbosity;
 use tchzoo::train::{FitConfig, History, Loss, Metric, Trainer};
@@ -422,17 +422,6 @@ fn max_time_stops_after_the_batch_that_passes_it() {
     assert_eq!(tchzoo::train::features::parse_max_time("01:00:02:03").unwrap().as_secs(), 86400 + 123);
 }
 
-/// Asks the trainer to stop (as Ctrl-C does) once epoch `at` has ended.
-struct StopAt(usize);
-impl Callback for StopAt {
-    fn on_epoch_end(&mut self, epoch: usize, _logs: &Logs, _ctx: &mut CallbackContext) -> tchzoo::Result<()> {
-        if epoch == self.0 {
-            tchzoo::train::resume::request_stop();
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn the_ema_survives_a_resume_exactly() {
     let _g = global();
@@ -446,7 +435,7 @@ fn the_ema_survives_a_resume_exactly() {
         ..moons(&dir.path().join(name))
     };
     let whole = tchzoo::run::train(&config("a"), Verbosity::Silent, vec![]).unwrap();
-    let err = tchzoo::run::train(&config("b"), Verbosity::Silent, vec![Box::new(StopAt(1))]).unwrap_err();
+    let err = tchzoo::run::train(&config("b"), Verbosity::Silent, vec![Box::new(common::StopAt(1))]).unwrap_err();
     assert!(matches!(err, tchzoo::Error::Interrupted(_)), "{err}");
     let b = dir.path().join("b");
     assert!(tchzoo::train::resume::read(&b).unwrap().ema_updates.is_some());

@@ -113,3 +113,33 @@ pub fn run_limited(mut cmd: Command, limit: std::time::Duration) -> std::process
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Asks the trainer to stop (as Ctrl-C does) once epoch `at` (0-based) has ended.
+pub struct StopAt(pub usize);
+impl tchzoo::train::Callback for StopAt {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        _logs: &tchzoo::train::Logs,
+        _ctx: &mut tchzoo::train::CallbackContext,
+    ) -> tchzoo::Result<()> {
+        if epoch == self.0 {
+            tchzoo::train::resume::request_stop();
+        }
+        Ok(())
+    }
+}
+
+/// `tchzoo train BASE --out OUT ARGS` is refused before training: exit 2, one `error:` line naming `name`, no
+/// history written.
+pub fn assert_refused(base: &[&str], out: &Path, args: &[&str], name: &str) {
+    let o =
+        tchzoo().arg("train").args(base).arg("--out").arg(out).args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let context = format!("{args:?}: {stderr}");
+    assert_eq!(o.status.code(), Some(2), "{context}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{context}");
+    assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
+    assert!(!out.join("history.json").exists(), "{context}");
+}
