@@ -226,7 +226,7 @@ fn bad_values_are_one_line_and_exit_2() {
             .env("RUST_BACKTRACE", "1")
             .output()
             .unwrap();
-        check_one_line(&o, args, name);
+        common::assert_one_error_line(&o, args, name);
         assert!(!out.join("lr_find.json").exists());
     }
     let train: &[(&[&str], &str)] =
@@ -239,16 +239,7 @@ fn bad_values_are_one_line_and_exit_2() {
             .env("RUST_BACKTRACE", "1")
             .output()
             .unwrap();
-        check_one_line(&o, args, name);
+        common::assert_one_error_line(&o, args, name);
         assert!(!out.join("history.json").exists());
     }
-}
-
-fn check_one_line(o: &std::process::Output, args: &[&str], name: &str) {
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let context = format!("{args:?}: {stderr}");
-    assert_eq!(o.status.code(), Some(2), "{context}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{context}");
-    assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
 }

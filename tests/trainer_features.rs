@@ -482,20 +482,7 @@ fn bad_values_are_one_line_and_exit_2_before_training() {
     ];
     for (args, name) in cases {
         let out = dir.path().join("run");
-        let o = common::tchzoo()
-            .args(["train", "--model", "mlp", "--data", "moons", "--epochs", "1", "--out"])
-            .arg(&out)
-            .args(*args)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        let context = format!("{args:?}: {stderr}");
-        assert_eq!(o.status.code(), Some(2), "{context}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{context}");
-        assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
-        assert!(!out.join("history.json").exists(), "{context}");
+        common::assert_refused(&["--model", "mlp", "--data", "moons", "--epochs", "1"], &out, args, name);
     }
 }
 

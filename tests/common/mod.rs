@@ -135,11 +135,16 @@ impl tchzoo::train::Callback for StopAt {
 pub fn assert_refused(base: &[&str], out: &Path, args: &[&str], name: &str) {
     let o =
         tchzoo().arg("train").args(base).arg("--out").arg(out).args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    assert_one_error_line(&o, args, name);
+    assert!(!out.join("history.json").exists(), "{args:?}: history.json written");
+}
+
+/// A command that ended with exit 2 and one `error:` line naming `name` on stderr.
+pub fn assert_one_error_line(o: &std::process::Output, args: &[&str], name: &str) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let context = format!("{args:?}: {stderr}");
     assert_eq!(o.status.code(), Some(2), "{context}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{context}");
     assert!(lines[0].starts_with("error:") && lines[0].contains(name), "{context}");
-    assert!(!out.join("history.json").exists(), "{context}");
 }
