@@ -102,9 +102,14 @@ pub fn map_box(b: CropBox, full: [i64; 2], reduced: [i64; 2]) -> CropBox {
 /// region allows it is decoded reduced; otherwise (and always with it off) this is `decode_bytes` then
 /// `train`/`eval`, bit for bit.
 pub fn decode_transform(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&mut impl Rng>) -> Result<Tensor> {
+    // The full decode is read in place ([H, W, C] pixels as a [C, H, W] view); the output is made contiguous.
+    Ok(transform_decoded(bytes, name, t, rng)?.contiguous())
+}
+
+fn transform_decoded(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&mut impl Rng>) -> Result<Tensor> {
     let size = if t.decode_scaling { jpeg_size(bytes) } else { None };
     let Some(full) = size else {
-        let img = folder::decode_bytes(bytes, name, t.channels)?;
+        let img = folder::decode_bytes_hwc(bytes, name, t.channels)?;
         let out = match rng {
             Some(rng) => t.train(&img, rng),
             None => t.eval(&img),
@@ -116,7 +121,7 @@ pub fn decode_transform(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&m
             let (b, flip) = t.train_params(rng, full[0], full[1]);
             let s = reduction(b.height.min(b.width), t.train_crop_size as i64);
             if s == 1 {
-                let img = folder::decode_bytes(bytes, name, t.channels)?;
+                let img = folder::decode_bytes_hwc(bytes, name, t.channels)?;
                 return t.train_apply(&img, b, flip, rng).map_err(|e| Error::data(name, e.to_string()));
             }
             let img = reduced_or_full(bytes, name, full, s, t.channels)?;
@@ -127,7 +132,7 @@ pub fn decode_transform(bytes: &[u8], name: &str, t: &Transforms, rng: Option<&m
             let resized = shorter_side_size(full[0], full[1], t.val_resize_size as i64);
             let s = reduction(full[0].min(full[1]), t.val_resize_size as i64);
             let img = if s == 1 {
-                folder::decode_bytes(bytes, name, t.channels)?
+                folder::decode_bytes_hwc(bytes, name, t.channels)?
             } else {
                 reduced_or_full(bytes, name, full, s, t.channels)?
             };

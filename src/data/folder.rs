@@ -130,6 +130,13 @@ pub fn decode_bytes(bytes: &[u8], name: &str, channels: u32) -> Result<tch::Tens
     to_tensor(decode_image(bytes, name)?, name, channels)
 }
 
+/// As [`decode_bytes`], as a [C, H, W] view of the decoded pixels in their [H, W, C] order (channels-last
+/// strides, not copied): for a transform whose first op reads a crop of it (libtorch's uint8 resize takes either
+/// layout and gives the same values).
+pub fn decode_bytes_hwc(bytes: &[u8], name: &str, channels: u32) -> Result<tch::Tensor> {
+    hwc_tensor(decode_image(bytes, name)?, name, channels)
+}
+
 /// The one image decoder (every reader of image files calls it: the workers, the in-memory folder loader,
 /// `predict`/`evaluate` and `pack`): the format guessed from the bytes, the size read from the header and checked
 /// against the memory before decoding (a few hundred KB of PNG can declare gigapixels), one line on failure.
@@ -166,6 +173,11 @@ pub(crate) fn bad_image(name: &str, e: String) -> Error {
 
 /// A decoded image as a uint8 tensor [C, H, W] with `channels` (1: grey, else RGB; alpha dropped, grey expanded).
 pub fn to_tensor(img: image::DynamicImage, name: &str, channels: u32) -> Result<tch::Tensor> {
+    Ok(hwc_tensor(img, name, channels)?.contiguous())
+}
+
+/// The [C, H, W] view of a decoded image's [H, W, C] pixels.
+fn hwc_tensor(img: image::DynamicImage, name: &str, channels: u32) -> Result<tch::Tensor> {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let (raw, c) = match channels {
         1 => (img.into_luma8().into_raw(), 1),
@@ -173,5 +185,5 @@ pub fn to_tensor(img: image::DynamicImage, name: &str, channels: u32) -> Result<
     };
     let hwc = tch::Tensor::f_from_data_size(&raw, &[h, w, c], tch::Kind::Uint8)
         .map_err(|e| bad_image(name, e.to_string()))?;
-    Ok(hwc.permute([2, 0, 1]).contiguous())
+    Ok(hwc.permute([2, 0, 1]))
 }

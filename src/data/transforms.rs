@@ -295,5 +295,12 @@ pub fn normalize(xs: &Tensor, mean: &[f64], std: &[f64]) -> Tensor {
     let c = mean.len() as i64;
     let m = Tensor::from_slice(mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
     let s = Tensor::from_slice(std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
-    (xs.to_kind(Kind::Float) / 255.0 - m) / s
+    // In place on the one float copy: the same operations in the same order as out of place, a quarter of the
+    // memory traffic (a batch of 64 at 224 is 38 MB a copy).
+    // (`to_kind` of a float batch would be the batch itself: copied, so the caller's is never changed.)
+    let mut x = if xs.kind() == Kind::Float { xs.copy() } else { xs.to_kind(Kind::Float) };
+    let _ = x.g_div_scalar_(255.0);
+    let _ = x.g_sub_(&m);
+    let _ = x.g_div_(&s);
+    x
 }
