@@ -137,8 +137,15 @@ fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: 
     workers::folder_dataset(&dir, transforms, false, workers, seed)
 }
 
-/// `evaluate`: the loss and metrics of a saved model on data (see [`evaluation_data`]), with the number of samples.
-pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> Result<(usize, BTreeMap<String, f64>)> {
+/// What `evaluate` found: the number of samples, the loss and metrics, and what loading the model had to say.
+pub struct Evaluation {
+    pub samples: usize,
+    pub logs: BTreeMap<String, f64>,
+    pub notes: Vec<String>,
+}
+
+/// `evaluate`: the loss and metrics of a saved model on data (see [`evaluation_data`]).
+pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> Result<Evaluation> {
     let (loaded, data) = match &source.run {
         Some(_) => {
             let loaded = load_model(source)?;
@@ -170,5 +177,5 @@ pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> 
         Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::data(&data.name, format!("the model cannot take it: {e}"))),
     };
-    Ok((data.len(), logs))
+    Ok(Evaluation { samples: data.len(), logs, notes: loaded.notes })
 }

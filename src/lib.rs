@@ -14,6 +14,7 @@ pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod plot;
+pub mod report;
 pub mod run;
 pub mod train;
 pub mod util;

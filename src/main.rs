@@ -1,6 +1,18 @@
 //! The `tchzoo` binary: errors print as one line and exit with code 2.
 fn main() {
-    tchzoo::util::install_panic_hook();
+    // A panic prints one line (no backtrace), nothing inside `catch_torch`, which makes it an error.
+    std::panic::set_hook(Box::new(|info| {
+        if tchzoo::util::panics_are_caught() {
+            return;
+        }
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into());
+        eprintln!("error: internal error: {} (please report this)", tchzoo::util::first_line(&text));
+    }));
     // A reader that closes the pipe early (`tchzoo models | head -2`) ends the output normally, as `ls | head`:
     // Rust ignores SIGPIPE, so `println!` panics on EPIPE; that panic is the one place it shows, and exits 0 here.
     let hook = std::panic::take_hook();

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::models;
 use crate::nn::VarStore;
 use crate::optim::Optimizer;
-use crate::train::progress::Verbosity;
+use crate::report::{Message, Output, Verbosity};
 use crate::train::run_dir::RunDir;
 use crate::train::{Callback, FitConfig, History, Loss, Metric, Trainer};
 
@@ -324,28 +324,28 @@ pub fn config_callbacks_with(run: &Run, dir: &Path, verbose: bool) -> Result<Vec
 /// Trains as `config` says and writes the run folder: `config.json`, `history.json`, `history.csv`, the final
 /// weights as `model.pt` (for `torch.load`) and `model.safetensors`, `curves.png`, and after every epoch the
 /// resume state (`resume.json`, `resume/`). `callbacks` run after the ones the config asks for.
-pub fn train(config: &RunConfig, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    train_in(config.resolve()?, verbosity, callbacks, None)
+pub fn train(config: &RunConfig, output: impl Into<Output>, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    train_in(config.resolve()?, output.into(), callbacks, None)
 }
 
 /// As `train`, for a resolved run, and for one process of a distributed run (`dist`): only rank 0 writes the run
 /// folder.
 pub fn train_in(
     mut run: Run,
-    verbosity: Verbosity,
+    output: Output,
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
     let dir = RunDir::for_new_run(&run.config, dist.as_ref())?;
     run.config.out = Some(dir.path().display().to_string());
-    execute(run, verbosity, callbacks, None, dist)
+    execute(run, output, callbacks, None, dist)
 }
 
 /// Continues the run in `dir` from its last completed epoch: weights, optimizer state, learning rate, callbacks'
 /// state and history come back; the shuffles and libtorch's generator depend on (seed, epoch) only, so the
 /// continued run gives the same history as one that never stopped.
-pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
-    resume_to(dir, None, verbosity, callbacks)
+pub fn resume(dir: &Path, output: impl Into<Output>, callbacks: Vec<Box<dyn Callback>>) -> Result<RunOutcome> {
+    resume_to(dir, None, output, callbacks)
 }
 
 /// As `resume`, to `epochs` in all when given (Keras' `initial_epoch`, Lightning's larger `max_epochs`): a run
@@ -354,22 +354,22 @@ pub fn resume(dir: &Path, verbosity: Verbosity, callbacks: Vec<Box<dyn Callback>
 pub fn resume_to(
     dir: &Path,
     epochs: Option<usize>,
-    verbosity: Verbosity,
+    output: impl Into<Output>,
     callbacks: Vec<Box<dyn Callback>>,
 ) -> Result<RunOutcome> {
-    resume_in(dir, epochs, verbosity, callbacks, None)
+    resume_in(dir, epochs, output.into(), callbacks, None)
 }
 
 /// As `resume_to`, for one process of a distributed run (`dist`).
 pub fn resume_in(
     dir: &Path,
     epochs: Option<usize>,
-    verbosity: Verbosity,
+    output: Output,
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
-    let run = RunConfig { out: Some(dir.display().to_string()), ..read_run_config(dir)? }.resolve()?;
-    resume_run(dir, run, epochs, verbosity, callbacks, dist)
+    let (run, recorded_epochs) = resume_config(dir, epochs)?;
+    resume_run(dir, run, epochs, recorded_epochs, output, callbacks, dist)
 }
 
 /// How a `tchzoo train` process starts.
@@ -392,12 +392,12 @@ pub struct DistOptions {
 /// A whole `tchzoo train`: resolves the config (a new one, or the one a run folder recorded), joins the process
 /// group when `dist` asks, and trains or resumes. Returns the outcome and whether this process reports it (the one
 /// process, or rank 0); the other ranks run silent.
-pub fn launch(start: Start, verbosity: Verbosity, dist: Option<DistOptions>) -> Result<(RunOutcome, bool)> {
+pub fn launch(start: Start, output: Output, dist: Option<DistOptions>) -> Result<(RunOutcome, bool)> {
     let (run, resume) = match start {
         Start::New(config) => (config.resolve()?, None),
         Start::Resume { dir, epochs } => {
-            let config = RunConfig { out: Some(dir.display().to_string()), ..read_run_config(&dir)? };
-            (config.resolve()?, Some((dir, epochs)))
+            let (run, recorded_epochs) = resume_config(&dir, epochs)?;
+            (run, Some((dir, epochs, recorded_epochs)))
         }
     };
     let dist = match dist {
@@ -405,10 +405,10 @@ pub fn launch(start: Start, verbosity: Verbosity, dist: Option<DistOptions>) -> 
         None => None,
     };
     let chief = crate::dist::is_chief(dist.as_ref());
-    let verbosity = if chief { verbosity } else { Verbosity::Silent };
+    let output = if chief { output } else { output.with_verbosity(Verbosity::Silent) };
     let outcome = match resume {
-        Some((dir, epochs)) => resume_run(&dir, run, epochs, verbosity, vec![], dist)?,
-        None => train_in(run, verbosity, vec![], dist)?,
+        Some((dir, epochs, recorded)) => resume_run(&dir, run, epochs, recorded, output, vec![], dist)?,
+        None => train_in(run, output, vec![], dist)?,
     };
     Ok((outcome, chief))
 }
@@ -422,12 +422,24 @@ pub fn read_run_config(dir: &Path) -> Result<RunConfig> {
     RunConfig::from_json_file(&config_path)
 }
 
-/// `resume_in` with the folder's config read and resolved (`out` = `dir`).
+/// The config of the run in `dir`, resolved once with `out` = `dir` and, when `--epochs` extends it, the new
+/// total (the schedule's length follows it), and the number of epochs the run was recorded with.
+fn resume_config(dir: &Path, epochs: Option<usize>) -> Result<(Run, usize)> {
+    let recorded = read_run_config(dir)?;
+    let recorded_epochs = recorded.epochs;
+    let config =
+        RunConfig { out: Some(dir.display().to_string()), epochs: epochs.unwrap_or(recorded.epochs), ..recorded };
+    Ok((config.resolve()?, recorded_epochs))
+}
+
+/// `resume_in` with the folder's config read and resolved by [`resume_config`] (`recorded_epochs`: what the
+/// folder's `config.json` asked for, `epochs`: the new total, when given).
 fn resume_run(
     dir: &Path,
     run: Run,
     epochs: Option<usize>,
-    verbosity: Verbosity,
+    recorded_epochs: usize,
+    output: Output,
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
@@ -445,7 +457,7 @@ fn resume_run(
     }
     let mut state = folder.read_resume()?;
     let complete = crate::train::resume::FINAL_FILES.iter().all(|f| dir.join(f).exists());
-    let stopped_early = state.finished && state.epoch < config.epochs;
+    let stopped_early = state.finished && state.epoch < recorded_epochs;
     match epochs {
         Some(e) if e <= state.epoch => {
             return Err(Error::config(format!(
@@ -461,7 +473,7 @@ fn resume_run(
                  there too",
                 dir.display(),
                 state.epoch,
-                config.epochs
+                recorded_epochs
             )))
         }
         Some(_) => {
@@ -477,30 +489,23 @@ fn resume_run(
             state.epoch
         )));
     }
-    let run = match epochs {
-        // The schedule's length (and with it `t_max`) follows the new total.
-        Some(e) => RunConfig { epochs: e, ..run.config }.resolve()?,
-        None => run,
-    };
     if let Some(c) = &run.callbacks.checkpoint {
         folder.confine(&c.filepath, "checkpoint")?;
     }
-    execute(run, verbosity, callbacks, Some(state), dist)
+    execute(run, output, callbacks, Some(state), dist)
 }
 
 fn execute(
     mut run: Run,
-    verbosity: Verbosity,
+    output: Output,
     callbacks: Vec<Box<dyn Callback>>,
     resumed: Option<crate::train::resume::ResumeState>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
     let Prepared { mut trainer, train, validation, frozen, transforms, notes } = prepare_in(&run, dist.as_ref())?;
-    if verbosity != Verbosity::Silent {
-        for note in &notes {
-            eprintln!("{note}");
-        }
+    for note in notes {
+        output.say(Message::Note(note));
     }
     let mix = crate::data::mix::for_run(&run.config, &train, trainer.loss, trainer.model.num_outputs())?;
     crate::data::erase::check_applies(run.config.random_erase, transforms.is_some(), &train.name)?;
@@ -565,22 +570,20 @@ fn execute(
         }
         if let Some(found) = &lr_found {
             folder.write_lr_find(found)?;
-            if verbosity != Verbosity::Silent {
-                println!("{}", found.summary_line());
-            }
+            output.say(Message::Summary(found.summary_line()));
         }
     }
-    let mut all = config_callbacks_with(&run, &dir, verbosity != Verbosity::Silent)?;
+    let mut all = config_callbacks_with(&run, &dir, !output.is_silent())?;
     let swa = run.swa.map(crate::train::swa::Swa::new);
     all.extend(swa.as_ref().map(|s| s.callback()));
     if let Some(epoch) = config.unfreeze_at {
         all.push(Box::new(crate::train::transfer::Unfreeze { epoch, names: frozen }));
     }
     all.extend(callbacks);
-    if chief && verbosity != Verbosity::Silent {
-        // After fit's own checks, so that a run refused before its first epoch prints only its error.
+    if chief && !output.is_silent() {
+        // After fit's own checks, so that a run refused before its first epoch says only its error.
         trainer.check_fit(&train, validation.as_ref(), &all)?;
-        println!("{}", data_summary(&train, validation.as_ref(), config.augment.as_deref()));
+        output.say(Message::Summary(data_summary(&train, validation.as_ref(), config.augment.as_deref())));
     }
     let (initial_epoch, history) = match &resumed {
         Some(state) => {
@@ -609,7 +612,7 @@ fn execute(
             shuffle: config.shuffle,
             initial_epoch,
             seed: config.seed,
-            verbosity,
+            output,
             augment: run.augment.get(),
             run_dir: Some(folder.clone()),
             distributed: dist.as_ref().map(|d| d.group.clone()),
@@ -619,7 +622,6 @@ fn execute(
             ..FitConfig::default()
         },
     );
-    crate::train::resume::install_signal_handler();
     let history = if config.deterministic {
         // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.
         crate::util::catch_torch(|| trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history))
@@ -664,6 +666,8 @@ pub struct LoadedModel {
     pub class_names: Option<Vec<String>>,
     /// The task the model was trained for (from the run's data).
     pub task: Option<crate::data::Task>,
+    /// What loading did that the user should hear of (the weights of an unfinished run's last epoch).
+    pub notes: Vec<String>,
 }
 
 /// Loads `tensors` strictly; a mismatch says how to load the file for evaluation (the model it was saved from,
@@ -721,16 +725,17 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         };
         let loss = Loss::parse(&config.loss, data.task)?;
         let input_shape = data.sample_shape();
+        let mut notes = vec![];
         let weights = match &src.weights {
             Some(w) => w.clone(),
             // An interrupted run has no model.pt yet: its resume state holds the last completed epoch's weights.
             None if !run.join("model.pt").exists() && run.join(crate::train::resume::RESUME_FILE).exists() => {
                 let state = crate::train::resume::read(run)?;
-                eprintln!(
+                notes.push(format!(
                     "note: {} has not finished; using the weights of its last completed epoch ({})",
                     run.display(),
                     state.epoch
-                );
+                ));
                 run.join(&state.dir).join("checkpoint.pt")
             }
             None => run.join("model.pt"),
@@ -760,6 +765,7 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
             run: Some(resolved),
             class_names,
             task: Some(data.task),
+            notes,
         });
     }
     let spec =
@@ -793,6 +799,7 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         run: None,
         class_names: None,
         task: None,
+        notes: vec![],
     })
 }
 

@@ -135,20 +135,10 @@ pub fn first_line(text: &str) -> String {
     line.lines().next().unwrap_or(line).trim().trim_end_matches("\")").to_string()
 }
 
-/// A panic hook that prints one line (no backtrace), silent inside `catch_torch`.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        if QUIET_PANICS.with(|q| q.get()) {
-            return;
-        }
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown error".into());
-        eprintln!("error: internal error: {} (please report this)", first_line(&text));
-    }));
+/// Whether a panic now happens inside [`catch_torch`], which turns it into an error (a panic hook says nothing
+/// then).
+pub fn panics_are_caught() -> bool {
+    QUIET_PANICS.with(|q| q.get())
 }
 
 /// JSON that keeps non-finite numbers, in the convention of Python's `json` module (which `json.load` and pandas

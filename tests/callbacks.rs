@@ -15,6 +15,8 @@ struct Rig {
     store: VarStore,
     opt: Optimizer,
     history: History,
+    /// Where the callbacks' lines go (silent unless a test records them).
+    output: tchzoo::report::Output,
 }
 
 impl Rig {
@@ -24,7 +26,13 @@ impl Rig {
         let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
         c.lr = 1.0;
         let opt = Optimizer::new(c, store.parameters()).unwrap();
-        Rig { store, opt, history: History::default() }
+        Rig { store, opt, history: History::default(), output: tchzoo::report::Output::silent() }
+    }
+    /// A context as the trainer makes one (the chief's, with the run's output).
+    fn context(&mut self) -> CallbackContext<'_> {
+        let mut ctx = CallbackContext::new(&self.store, &mut self.opt, &self.history, true);
+        ctx.output = self.output.clone();
+        ctx
     }
     fn weight(&self) -> f64 {
         self.store.get("layer.weight").unwrap().double_value(&[0])
@@ -34,39 +42,18 @@ impl Rig {
         let _ = tch::no_grad(|| self.store.get("layer.weight").unwrap().fill_(epoch as f64));
         let logs: BTreeMap<String, f64> = logs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         self.history.push(epoch, &logs);
-        let mut ctx = CallbackContext {
-            store: &self.store,
-            optimizer: &mut self.opt,
-            history: &self.history,
-            stop_training: false,
-            is_chief: true,
-            actions: vec![],
-        };
+        let mut ctx = self.context();
         cb.on_epoch_end(epoch, &logs, &mut ctx).unwrap();
         ctx.apply_actions().unwrap();
         ctx.stop_training
     }
     fn begin(&mut self, cb: &mut dyn Callback) {
-        let mut ctx = CallbackContext {
-            store: &self.store,
-            optimizer: &mut self.opt,
-            history: &self.history,
-            stop_training: false,
-            is_chief: true,
-            actions: vec![],
-        };
+        let mut ctx = self.context();
         cb.on_train_begin(&mut ctx).unwrap();
         ctx.apply_actions().unwrap();
     }
     fn end(&mut self, cb: &mut dyn Callback) {
-        let mut ctx = CallbackContext {
-            store: &self.store,
-            optimizer: &mut self.opt,
-            history: &self.history,
-            stop_training: false,
-            is_chief: true,
-            actions: vec![],
-        };
+        let mut ctx = self.context();
         cb.on_train_end(&mut ctx).unwrap();
         ctx.apply_actions().unwrap();
     }
@@ -290,14 +277,7 @@ fn learning_rate_scheduler_closure_and_schedules() {
     let mut rig = Rig::new();
     let mut cb = LearningRateScheduler::new(|epoch, lr| lr / (1 + epoch) as f64);
     rig.begin(&mut cb);
-    let mut ctx = CallbackContext {
-        store: &rig.store,
-        optimizer: &mut rig.opt,
-        history: &rig.history,
-        stop_training: false,
-        is_chief: true,
-        actions: vec![],
-    };
+    let mut ctx = rig.context();
     cb.on_epoch_begin(3, &mut ctx).unwrap();
     assert_eq!(rig.opt.lr(), 0.25);
     let s = LearningRateScheduler::parse("step:step_size=2,gamma=0.5", 10).unwrap();
@@ -367,4 +347,32 @@ fn curve_marks_come_from_the_callbacks_state() {
     assert_eq!((marks.monitor, marks.stopped_epoch), (Some(("val_loss".to_string(), false)), None));
     assert_eq!(curve_marks(&all[..1], fallback.clone()).monitor, Some(fallback));
     assert_eq!(state_key(3, all[0].as_ref()), "3.model_checkpoint");
+}
+
+/// A callback's Keras-style lines are messages to the run's output, said in order with its files, only when its
+/// `verbose` is on; a silent output (`-q`) drops them.
+#[test]
+fn callbacks_say_their_lines_through_the_output() {
+    use std::sync::Arc;
+    use tchzoo::report::{Message, Output, Recorder, Verbosity};
+    let said = |verbose: bool, verbosity: Verbosity| {
+        let recorder = Arc::new(Recorder::default());
+        let mut rig = Rig::new();
+        rig.output = Output::new(verbosity, recorder.clone());
+        let config = EarlyStoppingConfig { patience: 1, verbose, ..EarlyStoppingConfig::default() };
+        let mut cb = EarlyStopping::new(config).unwrap();
+        let stopped = rig.run(&mut cb, "val_loss", &[1.0, 2.0, 3.0]);
+        (stopped, recorder.messages())
+    };
+    let (stopped, lines) = said(true, Verbosity::Lines);
+    assert_eq!(stopped, Some(1));
+    assert_eq!(lines, [Message::Callback("Epoch 00002: early stopping".into())]);
+    assert_eq!(said(false, Verbosity::Lines).1, []);
+    assert_eq!(said(true, Verbosity::Silent).1, []);
+    // A quiet output keeps the warnings only.
+    let recorder = Arc::new(Recorder::default());
+    let quiet = Output::new(Verbosity::Silent, recorder.clone());
+    quiet.say(Message::Note("loaded".into()));
+    quiet.say(Message::SkippedImages { count: 2, first: "a.jpg".into() });
+    assert_eq!(recorder.messages(), [Message::SkippedImages { count: 2, first: "a.jpg".into() }]);
 }

@@ -102,14 +102,7 @@ impl Rig {
         Rig { store, opt, history: History::default() }
     }
     fn with<T>(&mut self, f: impl FnOnce(&mut CallbackContext) -> T) -> T {
-        let mut ctx = CallbackContext {
-            store: &self.store,
-            optimizer: &mut self.opt,
-            history: &self.history,
-            stop_training: false,
-            is_chief: true,
-            actions: vec![],
-        };
+        let mut ctx = CallbackContext::new(&self.store, &mut self.opt, &self.history, true);
         let out = f(&mut ctx);
         // As the trainer: the files the hook asked for are written when it returns.
         ctx.apply_actions().unwrap();

@@ -161,7 +161,7 @@ fn lenet_weights(graph: bool, epochs: usize) -> Vec<(String, Tensor)> {
         epochs,
         batch_size: 64,
         seed: 3,
-        verbosity: Verbosity::Silent,
+        output: Verbosity::Silent.into(),
         cuda_graph: graph,
         ..FitConfig::default()
     };

@@ -84,7 +84,7 @@ fn bad_indices_are_one_clear_error_naming_index_and_position() {
     let model = models::build("entity_embedding:entities=3,links=3,dim=4", &store, 1, &[2]).unwrap();
     let opt = Optimizer::new(OptimizerConfig::new(OptimizerKind::Adam), store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, Loss::BinaryCrossEntropy, vec![Metric::Accuracy]);
-    let fit = FitConfig { verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit = FitConfig { output: Verbosity::Silent.into(), ..FitConfig::default() };
     let e = t.fit(&data, None, &fit, &mut []).unwrap_err().to_string();
     assert!(e.starts_with(&format!("data {}: entity index (column 0", csv.display())), "{e}");
     assert!(e.contains("index 3 at position [") && e.contains("outside 0..3") && !e.contains('\n'), "{e}");
@@ -280,7 +280,7 @@ fn davis_women_regression_and_event_table() {
     oc.lr = 0.05;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, Loss::Mse, vec![Metric::Mae]);
-    let fit = FitConfig { epochs: 60, batch_size: 32, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit = FitConfig { epochs: 60, batch_size: 32, output: Verbosity::Silent.into(), ..FitConfig::default() };
     let h = t.fit(&all, None, &fit, &mut []).unwrap();
     let (first, last) = (h.get("loss").unwrap()[0], h.last("loss").unwrap());
     eprintln!("davis: loss {first:.4} → {last:.4}");

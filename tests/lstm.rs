@@ -186,7 +186,8 @@ fn forecaster_beats_persistence_on_digit_rows() {
     assert_eq!(all.ys.size(), vec![1797, 24]);
     let (train, val) = all.split_validation(0.2).unwrap();
     let mut t = trainer("lstm:units=32", &train, Loss::Mse, 1e-2);
-    let fit = FitConfig { epochs: 6, batch_size: 64, seed: 0, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit =
+        FitConfig { epochs: 6, batch_size: 64, seed: 0, output: Verbosity::Silent.into(), ..FitConfig::default() };
     let history = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
     let losses = history.get("val_loss").unwrap();
     assert!(losses.last().unwrap() < &losses[0], "val_loss did not fall: {losses:?}");
@@ -277,7 +278,8 @@ fn text_classifier_learns_texts_written_here() {
     assert_eq!(sequences::pad_sequence(&[5, 6, 7], 2, sequences::Side::Post, sequences::Side::Pre), vec![6, 7]);
     let (train, val) = all.split_validation(0.2).unwrap();
     let mut t = trainer("lstm_text:vocab=20,embed=8,units=16", &train, Loss::BinaryCrossEntropy, 1e-2);
-    let fit = FitConfig { epochs: 12, batch_size: 32, seed: 0, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit =
+        FitConfig { epochs: 12, batch_size: 32, seed: 0, output: Verbosity::Silent.into(), ..FitConfig::default() };
     let h = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
     let acc = h.last("val_accuracy").unwrap();
     eprintln!("texts: validation accuracy {acc:.3}, {:?}", h.get("val_accuracy").unwrap());

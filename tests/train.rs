@@ -34,7 +34,7 @@ fn trainer(model: &str, data: &Dataset, lr: f64) -> Trainer {
 }
 
 fn quiet(epochs: usize) -> FitConfig {
-    FitConfig { epochs, batch_size: 32, seed: 3, verbosity: Verbosity::Silent, ..FitConfig::default() }
+    FitConfig { epochs, batch_size: 32, seed: 3, output: Verbosity::Silent.into(), ..FitConfig::default() }
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn fit_config(case: &Case, seed: u64) -> FitConfig {
         batch_size: case.batch_size,
         shuffle: case.shuffle,
         seed,
-        verbosity: Verbosity::Silent,
+        output: Verbosity::Silent.into(),
         accumulate_grad_batches: case.accumulate,
         limit_train_batches: case.limit_train_batches.map(Limit::Batches),
         ..FitConfig::default()

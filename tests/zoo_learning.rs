@@ -27,7 +27,7 @@ fn digits_accuracy(model: &str, size: i64, epochs: usize, lr: f64) -> (f64, f64,
     oc.lr = lr;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, loss, Metric::defaults(loss));
-    let fit = FitConfig { epochs, batch_size: 32, seed: 3, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit = FitConfig { epochs, batch_size: 32, seed: 3, output: Verbosity::Silent.into(), ..FitConfig::default() };
     let h = t.fit(&train, Some(&val), &fit, &mut []).unwrap();
     (h.last("val_accuracy").unwrap(), h.get("loss").unwrap()[0], h.last("loss").unwrap())
 }

@@ -82,7 +82,7 @@ fn main() -> Result<()> {
             epochs: args.epochs,
             batch_size: 32,
             seed: args.seed,
-            verbosity: Verbosity::Silent,
+            output: Verbosity::Silent.into(),
             ..FitConfig::default()
         };
         let history = trainer.fit(&train, Some(&test), &fit, &mut callbacks)?;

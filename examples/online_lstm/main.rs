@@ -55,8 +55,13 @@ fn main() -> Result<()> {
     };
     // Offline, stateless (the digits are independent sequences): shuffled batches must not share a state.
     let mut offline_trainer = trainer_for("lstm:units=32", 5e-3)?;
-    let fit =
-        FitConfig { epochs: 10, batch_size: 50, seed: args.seed, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let fit = FitConfig {
+        epochs: 10,
+        batch_size: 50,
+        seed: args.seed,
+        output: Verbosity::Silent.into(),
+        ..FitConfig::default()
+    };
     offline_trainer.fit(&offline, None, &fit, &mut [])?;
     let frozen = offline_trainer.predict(&stream.xs, 256);
     // Keras' idiom: the trained weights copied into a stateful twin for the online phase.

@@ -45,7 +45,7 @@ fn trainer(store: VarStore, model: Box<dyn models::Model>, lr: f64) -> Result<Tr
 }
 
 fn fit(t: &mut Trainer, data: &Dataset, epochs: usize, seed: u64) -> Result<()> {
-    let config = FitConfig { epochs, batch_size: 16, seed, verbosity: Verbosity::Silent, ..FitConfig::default() };
+    let config = FitConfig { epochs, batch_size: 16, seed, output: Verbosity::Silent.into(), ..FitConfig::default() };
     t.fit(data, None, &config, &mut [])?;
     Ok(())
 }

@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         epochs: args.epochs,
         batch_size: 8,
         seed: args.seed as u64,
-        verbosity: Verbosity::Silent,
+        output: Verbosity::Silent.into(),
         ..FitConfig::default()
     };
     let history = trainer.fit(&train, None, &fit, &mut [])?;

@@ -105,7 +105,7 @@ fn resnet18_folder(args: &Args) -> Result<serde_json::Value> {
         batch_size: 32,
         shuffle: true,
         seed: 1,
-        verbosity: Verbosity::Silent,
+        output: Verbosity::Silent.into(),
         ..FitConfig::default()
     };
     let started = std::time::Instant::now();
@@ -247,7 +247,7 @@ fn main() -> Result<()> {
         batch_size: w.batch_size,
         shuffle: w.shuffle,
         seed: 1,
-        verbosity: Verbosity::Silent,
+        output: Verbosity::Silent.into(),
         ..FitConfig::default()
     };
     let steps = w.epochs * w.data.len().div_ceil(w.batch_size);

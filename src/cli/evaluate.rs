@@ -45,8 +45,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         device: args.device.clone(),
         ..ModelSource::default()
     };
-    let (n, logs) = crate::inference::evaluate(&source, args.data.as_deref(), args.batch_size)?;
-    let line: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
-    println!("{n} samples - {}", line.join(" - "));
+    let found = crate::inference::evaluate(&source, args.data.as_deref(), args.batch_size)?;
+    for note in &found.notes {
+        eprintln!("{note}");
+    }
+    let line: Vec<String> = found.logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+    println!("{} samples - {}", found.samples, line.join(" - "));
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod evaluate;
 pub mod inspect;
 pub mod models;
+pub mod output;
 pub mod pack;
 pub mod plot;
 pub mod predict;
@@ -102,4 +103,19 @@ where
         Command::Tune(a) => tune::run(a),
         Command::Average(a) => average::run(a),
     }
+}
+
+/// Installs the Ctrl-C / SIGTERM handler once: the first asks the running fit to stop after its batch (the run
+/// then says how to resume it), the second exits at once.
+pub fn install_signal_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if crate::train::resume::stop_requested() {
+                eprintln!("error: interrupted twice; exiting without waiting for the batch");
+                std::process::exit(130);
+            }
+            crate::train::resume::request_stop();
+        });
+    });
 }

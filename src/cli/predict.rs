@@ -77,6 +77,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ..ModelSource::default()
     })?;
     let loaded = predictor.model();
+    for note in &loaded.notes {
+        eprintln!("{note}");
+    }
     let classifier = loaded.trainer.loss != crate::train::Loss::Mse;
     let names = loaded.class_names.clone();
     let mut all = vec![];

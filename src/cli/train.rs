@@ -440,7 +440,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         None
     };
-    let (outcome, chief) = crate::run::launch(start, verbosity, dist)?;
+    super::install_signal_handler();
+    let (outcome, chief) = crate::run::launch(start, super::output::printer(verbosity), dist)?;
     if chief {
         println!("{}", outcome.summary_line(&outcome.config));
     }

@@ -91,7 +91,7 @@ fn lr(args: LrArgs) -> Result<()> {
     let crate::run::Prepared { mut trainer, train, .. } = crate::run::prepare_in(&run, None)?;
     run.resolve_augment(&train.sample_shape())?;
     let fit = lr_find::fit_config(&run)?;
-    crate::train::resume::install_signal_handler();
+    super::install_signal_handler();
     let result = lr_find::lr_find(&mut trainer, &train, &fit, &finder)?;
     let dir = match &config.out {
         Some(out) => {

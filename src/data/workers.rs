@@ -292,6 +292,14 @@ impl EpochBatches<'_> {
         }
     }
 
+    /// These batches with the images they skip said to `output` (silent otherwise).
+    pub fn reporting(mut self, output: &crate::report::Output) -> Self {
+        if let EpochBatches::Images(s) = &mut self {
+            s.output = output.clone();
+        }
+        self
+    }
+
     /// The images skipped this epoch, said once (see [`Stream::report_skipped`]).
     pub fn report_skipped(&mut self) {
         if let EpochBatches::Images(s) = self {
@@ -379,6 +387,8 @@ pub struct Stream {
     pub waited: Duration,
     skipped_epoch: usize,
     first_skipped: Option<String>,
+    /// Where the skipped images are said (see [`EpochBatches::reporting`]).
+    output: crate::report::Output,
 }
 
 /// Worker threads are named so; a panic in one is reported as an error by the consumer, not printed.
@@ -408,11 +418,10 @@ impl Stream {
     /// out, and through [`EpochBatches::report_skipped`] by a consumer that stops early (`--limit-train-batches`).
     pub fn report_skipped(&mut self) {
         if self.skipped_epoch > 0 {
-            eprintln!(
-                "warning: skipped {} image(s) that did not decode this epoch (first: {})",
-                std::mem::take(&mut self.skipped_epoch),
-                self.first_skipped.take().unwrap_or_default()
-            );
+            self.output.say(crate::report::Message::SkippedImages {
+                count: std::mem::take(&mut self.skipped_epoch),
+                first: self.first_skipped.take().unwrap_or_default(),
+            });
         }
     }
 
@@ -439,6 +448,7 @@ impl Stream {
             waited: Duration::ZERO,
             skipped_epoch: 0,
             first_skipped: None,
+            output: crate::report::Output::silent(),
         }
     }
 

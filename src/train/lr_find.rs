@@ -337,7 +337,7 @@ pub fn fit_config(run: &crate::config::Run) -> Result<FitConfig> {
             batch_size: config.batch_size,
             shuffle: config.shuffle,
             seed: config.seed,
-            verbosity: super::progress::Verbosity::Silent,
+            output: crate::report::Output::silent(),
             augment: run.augment.get(),
             ..FitConfig::default()
         },

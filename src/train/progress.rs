@@ -19,6 +19,8 @@ pub enum Verbosity {
 
 pub struct Progress {
     verbosity: Verbosity,
+    /// Where the epoch lines go.
+    output: crate::report::Output,
     bar: Option<ProgressBar>,
     /// The bar's running loss, as Keras' progbar: the sum of the epoch's batch losses on the device (read only
     /// when the bar is redrawn, a few times a second), and their count.
@@ -66,13 +68,14 @@ pub fn format_lr(lr: f64) -> String {
 }
 
 impl Progress {
-    pub fn new(verbosity: Verbosity) -> Self {
-        let verbosity = match verbosity {
+    pub fn new(output: crate::report::Output) -> Self {
+        let verbosity = match output.verbosity {
             Verbosity::Auto if !std::io::stderr().is_terminal() => Verbosity::Lines,
             v => v,
         };
         Progress {
             verbosity,
+            output,
             bar: None,
             loss_sum: None,
             batches: 0,
@@ -168,7 +171,7 @@ impl Progress {
             if let Some(share) = self.data_wait.take() {
                 line.push_str(&format!(" - data {:.0}%", share * 100.0));
             }
-            println!("{line}");
+            self.output.say(crate::report::Message::Epoch(line));
         }
     }
 }

@@ -31,20 +31,6 @@ pub fn clear_stop() {
     STOP.store(false, Ordering::SeqCst);
 }
 
-/// Installs the Ctrl-C / SIGTERM handler once.
-pub fn install_signal_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if stop_requested() {
-                eprintln!("error: interrupted twice; exiting without waiting for the batch");
-                std::process::exit(130);
-            }
-            request_stop();
-        });
-    });
-}
-
 /// The seed of libtorch's generator for `epoch`: a fixed mix of the run's seed and the epoch.
 pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
     let mut z = seed.wrapping_add((epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));

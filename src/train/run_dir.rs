@@ -34,6 +34,8 @@ pub enum Action {
     Save { path: PathBuf, what: Saved },
     /// Delete the file at `path` (one the callback saved); a file already gone is not an error.
     Remove { path: PathBuf },
+    /// Say this line (a callback's Keras-style `verbose` line), in its place among the file actions.
+    Say(String),
 }
 
 /// What [`Action::Save`] writes.
@@ -45,10 +47,16 @@ pub enum Saved {
     Checkpoint { epoch: i64, loss: f64 },
 }
 
-/// Carries out file actions with the model and optimizer they save.
-pub fn apply(actions: impl IntoIterator<Item = Action>, store: &VarStore, optimizer: &Optimizer) -> Result<()> {
+/// Carries out file actions with the model and optimizer they save, and hands the lines to `output`.
+pub fn apply(
+    actions: impl IntoIterator<Item = Action>,
+    store: &VarStore,
+    optimizer: &Optimizer,
+    output: &crate::report::Output,
+) -> Result<()> {
     for action in actions {
         match action {
+            Action::Say(line) => output.say(crate::report::Message::Callback(line)),
             Action::Save { path, what: Saved::Weights } => crate::checkpoint::save_weights(store, &path)?,
             Action::Save { path, what: Saved::Checkpoint { epoch, loss } } => {
                 crate::checkpoint::save_checkpoint(&path, epoch, store, optimizer, loss)?

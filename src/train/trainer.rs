@@ -27,7 +27,8 @@ pub struct FitConfig {
     pub initial_epoch: usize,
     /// Seeds the per-epoch shuffles.
     pub seed: u64,
-    pub verbosity: Verbosity,
+    /// The progress bar's mode and where the epoch lines and the callbacks' lines go.
+    pub output: crate::report::Output,
     /// Augmentation of training images (random affine, or crop and flip), drawn per sample each epoch.
     pub augment: Option<crate::data::augment::Augment>,
     /// The run folder, which writes the resume state after every epoch; `None` = nowhere.
@@ -67,7 +68,7 @@ impl Default for FitConfig {
             shuffle: true,
             initial_epoch: 0,
             seed: 0,
-            verbosity: Verbosity::Auto,
+            output: Verbosity::Auto.into(),
             augment: None,
             run_dir: None,
             aux_loss_weight: 0.3,
@@ -377,7 +378,7 @@ impl Trainer {
         };
         let accumulate = config.accumulate_grad_batches;
         let fit_started = Instant::now();
-        let mut progress = Progress::new(config.verbosity);
+        let mut progress = Progress::new(config.output.clone());
         let params = self.store.parameters();
         let buffers = self.store.buffers();
         if let Some(g) = &group {
@@ -395,6 +396,7 @@ impl Trainer {
                     stop_training: false,
                     is_chief: group.as_ref().is_none_or(|g| g.is_chief()),
                     actions: Vec::new(),
+                    output: config.output.clone(),
                 }
             };
         }
@@ -427,7 +429,7 @@ impl Trainer {
             progress.epoch_begin(epoch, config.epochs, n_train);
             let mut acc = Accumulator::new(self.loss, &self.metrics);
             let mut norms = NormSum::default();
-            let mut batches = loader.epoch(epoch);
+            let mut batches = loader.epoch(epoch).reporting(&config.output);
             let clock = train.images.is_some().then(|| progress.data_clock());
             for (batch, item) in super::progress::timed(batches.by_ref().take(n_train), clock).enumerate() {
                 let (xs, ys) = item?;
@@ -537,7 +539,8 @@ impl Trainer {
                     Some(l) => l.batches(n_val, "limit-val-batches")?,
                     None => n_val,
                 };
-                let evaluate = || self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref(), n_val);
+                let evaluate =
+                    || self.evaluate_sharded(v, config.batch_size, "val_", group.as_deref(), n_val, &config.output);
                 logs.extend(match &self.ema {
                     Some(ema) => ema.with_weights(&self.store, evaluate)?,
                     None => evaluate()?,
@@ -587,7 +590,7 @@ impl Trainer {
     }
 
     fn evaluate_prefixed(&self, data: &Dataset, batch_size: usize, prefix: &str) -> Result<BTreeMap<String, f64>> {
-        self.evaluate_sharded(data, batch_size, prefix, None, usize::MAX)
+        self.evaluate_sharded(data, batch_size, prefix, None, usize::MAX, &crate::report::Output::silent())
     }
 
     /// As `evaluate`; in a distributed run each rank evaluates every `world`-th sample and the sums are added up
@@ -599,6 +602,7 @@ impl Trainer {
         prefix: &str,
         group: Option<&crate::dist::ProcessGroup>,
         max_batches: usize,
+        output: &crate::report::Output,
     ) -> Result<BTreeMap<String, f64>> {
         self.check_data(data)?;
         let device = self.device();
@@ -606,7 +610,8 @@ impl Trainer {
         let mut acc = Accumulator::new(self.loss, &self.metrics);
         tch::no_grad(|| -> Result<()> {
             let loader = DataLoader::new(data, batch_size.max(1), false, 0).shard(rank, world, false);
-            for item in loader.epoch(0).take(max_batches) {
+            let mut batches = loader.epoch(0).reporting(output);
+            for item in batches.by_ref().take(max_batches) {
                 let (xs, ys) = item?;
                 let (xs, ys) = (self.prepare_input(xs.to_device(device))?, ys.to_device(device));
                 let (loss, logits) = crate::train::amp::autocast(self.precision, device, || {
@@ -615,6 +620,7 @@ impl Trainer {
                 })?;
                 acc.add(&loss, &logits, &ys);
             }
+            batches.report_skipped();
             Ok(())
         })?;
         if let Some(g) = group {

@@ -144,15 +144,15 @@ impl Callback for EarlyStopping {
     fn on_train_end(&mut self, ctx: &mut CallbackContext) -> Result<()> {
         if let Some(stopped) = self.state.stopped_epoch {
             if self.config.verbose {
-                println!("Epoch {:05}: early stopping", stopped + 1);
+                ctx.say(format!("Epoch {:05}: early stopping", stopped + 1));
             }
             if self.config.restore_best_weights {
                 if let Some(w) = &self.best_weights {
                     if self.config.verbose {
-                        println!(
+                        ctx.say(format!(
                             "Restoring model weights from the end of the best epoch: {}.",
                             self.state.best_epoch.map_or(0, |e| e + 1)
-                        );
+                        ));
                     }
                     ctx.store.load_state_dict(w, true, "best weights")?;
                 }

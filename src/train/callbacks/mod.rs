@@ -41,13 +41,29 @@ pub struct CallbackContext<'a> {
     pub stop_training: bool,
     /// Whether this process writes the run's files: rank 0 of a distributed run, or the one process of a plain run.
     pub is_chief: bool,
-    /// The files this hook asks to write or delete; carried out (by the chief) when the hook returns, in order.
+    /// The files this hook asks to write or delete, and the lines it has to say; carried out (by the chief) when
+    /// the hook returns, in order.
     pub actions: Vec<Action>,
+    /// Where the lines go (the run's output; silent by default).
+    pub output: crate::report::Output,
 }
 
 impl<'a> CallbackContext<'a> {
     pub fn new(store: &'a VarStore, optimizer: &'a mut Optimizer, history: &'a History, is_chief: bool) -> Self {
-        CallbackContext { store, optimizer, history, stop_training: false, is_chief, actions: vec![] }
+        CallbackContext {
+            store,
+            optimizer,
+            history,
+            stop_training: false,
+            is_chief,
+            actions: vec![],
+            output: crate::report::Output::silent(),
+        }
+    }
+
+    /// Asks for a Keras-style line to be said (by the chief), in order with the file actions.
+    pub fn say(&mut self, line: String) {
+        self.actions.push(Action::Say(line));
     }
 
     /// Carries out the file actions pushed so far (in the chief process; the others drop them), as the trainer does
@@ -55,7 +71,7 @@ impl<'a> CallbackContext<'a> {
     pub fn apply_actions(&mut self) -> Result<()> {
         let actions = std::mem::take(&mut self.actions);
         if self.is_chief {
-            crate::train::run_dir::apply(actions, self.store, self.optimizer)?;
+            crate::train::run_dir::apply(actions, self.store, self.optimizer, &self.output)?;
         }
         Ok(())
     }

@@ -399,22 +399,22 @@ impl Callback for ModelCheckpoint {
             let best = self.state.best.unwrap_or(self.monitor.worst());
             if self.monitor.is_improvement(current, best) {
                 if verbose {
-                    println!(
+                    ctx.say(format!(
                         "Epoch {:05}: {} improved from {best:.5} to {current:.5}, saving model to {}",
                         epoch + 1,
                         self.config.monitor,
                         path.display()
-                    );
+                    ));
                 }
                 self.state.best = Some(current);
                 self.save(&path, epoch, logs, ctx);
                 self.state.last_saved = Some(path.display().to_string());
             } else if verbose {
-                println!("Epoch {:05}: {} did not improve from {best:.5}", epoch + 1, self.config.monitor);
+                ctx.say(format!("Epoch {:05}: {} did not improve from {best:.5}", epoch + 1, self.config.monitor));
             }
         } else {
             if verbose {
-                println!("Epoch {:05}: saving model to {}", epoch + 1, path.display());
+                ctx.say(format!("Epoch {:05}: saving model to {}", epoch + 1, path.display()));
             }
             self.save(&path, epoch, logs, ctx);
             self.state.last_saved = Some(path.display().to_string());

@@ -119,7 +119,7 @@ impl Callback for ReduceLrOnPlateau {
                     ctx.optimizer.set_group_lrs(&lrs);
                     ctx.optimizer.set_base_lr(new);
                     if self.config.verbose {
-                        println!("Epoch {:05}: ReduceLROnPlateau reducing learning rate to {new}.", epoch + 1);
+                        ctx.say(format!("Epoch {:05}: ReduceLROnPlateau reducing learning rate to {new}.", epoch + 1));
                     }
                     self.state.cooldown_counter = self.config.cooldown;
                     self.state.wait = 0;

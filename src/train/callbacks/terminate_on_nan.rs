@@ -16,7 +16,7 @@ impl Callback for TerminateOnNaN {
     }
     fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
         if logs.get("loss").is_some_and(|l| !l.is_finite()) {
-            println!("Epoch {:05}: invalid loss, terminating training", epoch + 1);
+            ctx.say(format!("Epoch {:05}: invalid loss, terminating training", epoch + 1));
             self.terminated_at = Some(epoch);
             ctx.stop_training = true;
         }

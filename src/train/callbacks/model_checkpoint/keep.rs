@@ -97,7 +97,7 @@ impl ModelCheckpoint {
     /// Asks for a checkpoint this callback saved to be deleted.
     fn remove(&self, path: &str, ctx: &mut CallbackContext) {
         if self.config.verbose && self.chief {
-            println!("Removing checkpoint {path}");
+            ctx.say(format!("Removing checkpoint {path}"));
         }
         ctx.actions.push(Action::Remove { path: PathBuf::from(path) });
     }
@@ -122,10 +122,10 @@ impl ModelCheckpoint {
             self.update_best_and_save(current.unwrap_or(f64::NAN), epoch, logs, ctx)
         } else {
             if self.config.verbose && self.chief {
-                println!(
+                ctx.say(format!(
                     "Epoch {}, global step {}: '{monitor}' was not in top {k}",
                     epoch, self.state.keep.global_step
-                );
+                ));
             }
             Ok(())
         }
@@ -209,13 +209,13 @@ impl ModelCheckpoint {
         self.state.keep.best_model_path = self.first_extreme(maximize);
         self.state.best = self.score_of(&self.state.keep.best_model_path.clone());
         if self.config.verbose && self.chief {
-            println!(
+            ctx.say(format!(
                 "Epoch {}, global step {}: '{}' reached {current:.5} (best {:.5}), saving model to '{path}' as top {k}",
                 epoch,
                 self.state.keep.global_step,
                 self.config.monitor,
                 self.state.best.unwrap_or(f64::NAN)
-            );
+            ));
         }
         self.write(&path, epoch, logs, ctx);
         if let Some(del) = del.filter(|d| *d != path) {
