@@ -272,11 +272,13 @@ fn channel_boost_trains_from_the_cli_on_a_booster_trained_there() {
     assert!(stderr.lines().count() == 1 && stderr.contains("resnet20") && stderr.contains("model.pt"), "{stderr}");
 }
 
+type StateDict = Vec<(String, Tensor)>;
+
 #[test]
 fn booster_weights_load_by_the_pretrained_path_and_fail_clearly() {
     let tmp = common::tempdir();
     // State dicts written here: a resnet20 for the digits' 1 channel (5 classes), and files that are not one.
-    let save = |name: &str, spec: &str, channels: i64, edit: &dyn Fn(&mut Vec<(String, Tensor)>)| {
+    let save = |name: &str, spec: &str, channels: i64, edit: &dyn Fn(&mut StateDict)| {
         let store = VarStore::new(Device::Cpu);
         models::build(spec, &store, 5, &[channels, 32, 32]).unwrap();
         let mut tensors = store.state_dict();
