@@ -121,7 +121,15 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
         .collect();
-    let model = models::build_with(&config.model, &store, loss.num_outputs(train.task), &train.sample_shape(), &extra)?;
+    // A part's weights (`--booster-weights`) load as `--pretrained` does, by the library, reported in a note.
+    let (model, parts) = crate::train::transfer::build_model(
+        &config.model,
+        &store,
+        loss.num_outputs(train.task),
+        &train.sample_shape(),
+        &extra,
+    )?;
+    notes.extend(parts.iter().map(|p| format!("{} {}: {}", p.option, p.file, p.report.describe())));
     models::trace(model.as_ref(), &store, &train.sample_shape())
         .map_err(|e| Error::data(&train.name, e.to_string()))?;
     if let Some(w) = &config.weights {
@@ -788,7 +796,7 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
             })?
         }
     };
-    let model = models::build(spec, &store, num_outputs, &input_shape)?;
+    let (model, _) = crate::train::transfer::build_model(spec, &store, num_outputs, &input_shape, &[])?;
     let tensors = crate::checkpoint::strip_module_prefix(&store, crate::checkpoint::read_state_dict(weights)?);
     let classifier = model.classifier().unwrap_or_else(|| entry.classifier.to_string());
     load_strict(&store, &tensors, weights, &classifier)?;

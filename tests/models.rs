@@ -138,3 +138,24 @@ fn reference_parity() {
         assert!(d <= 1e-5, "{case}: logits differ from the reference by {d:e}");
     }
 }
+
+/// A model's build receives values and reads no file: a part's weights (a channel-boosted model's booster) are
+/// read and loaded by the library's pretrained path (src/train/transfer.rs). No source file under src/models
+/// reads a state dict or touches the file system.
+#[test]
+fn no_model_reads_a_file() {
+    let dir = common::root().join("src/models");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(path.is_file(), "{path:?}: a folder under src/models (scan it too)");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for pattern in ["read_state_dict", "std::fs", "File::", "fs::read", "checkpoint::"] {
+                assert!(!line.contains(pattern), "{}:{}: {pattern}: {line}", path.display(), i + 1);
+            }
+        }
+        files += 1;
+    }
+    assert!(files > 20, "only {files} files under {dir:?}");
+}

@@ -47,7 +47,7 @@ fn channel_boost_equals_the_python_definition() {
     let booster_pt = dir.join("booster.pt");
     let store = VarStore::new(Device::Cpu);
     let options = [("booster", "resnet20"), ("booster_weights", booster_pt.to_str().unwrap()), ("learner", "resnet20")];
-    let model = models::build_with("channel_boost", &store, 4, &[1, 32, 32], &options).unwrap();
+    let (model, _) = tchzoo::train::transfer::build_model("channel_boost", &store, 4, &[1, 32, 32], &options).unwrap();
     // The booster's weights came from booster.pt (its class count, 7, read from its fc).
     let booster = state(&booster_pt);
     for (k, t) in &booster {
@@ -270,6 +270,79 @@ fn channel_boost_trains_from_the_cli_on_a_booster_trained_there() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.lines().count() == 1 && stderr.contains("resnet20") && stderr.contains("model.pt"), "{stderr}");
+}
+
+type StateDict = Vec<(String, Tensor)>;
+
+#[test]
+fn booster_weights_load_by_the_pretrained_path_and_fail_clearly() {
+    let tmp = common::tempdir();
+    // State dicts written here: a resnet20 for the digits' 1 channel (5 classes), and files that are not one.
+    let save = |name: &str, spec: &str, channels: i64, edit: &dyn Fn(&mut StateDict)| {
+        let store = VarStore::new(Device::Cpu);
+        models::build(spec, &store, 5, &[channels, 32, 32]).unwrap();
+        let mut tensors = store.state_dict();
+        edit(&mut tensors);
+        let path = tmp.path().join(name);
+        tchzoo::checkpoint::write_state_dict(&path, &tensors).unwrap();
+        (path, tensors.len())
+    };
+    let (good, count) = save("good.pt", "resnet20", 1, &|_| {});
+    let base = [
+        "--model",
+        "channel_boost:learner=lenet5,boost_channels=2",
+        "--booster",
+        "resnet20",
+        "--data",
+        "digits:classes=0-2,per_class=4",
+        "--epochs",
+        "1",
+    ];
+    // A file that is not the booster's: exit 2, one line naming the file and what is wrong with it.
+    let cases = [
+        (save("rgb.pt", "resnet20", 3, &|_| {}).0, "shape mismatches such as booster.conv1.weight"),
+        (
+            save("short.pt", "resnet20", 1, &|t| t.retain(|(k, _)| k != "layer1.0.conv1.weight")).0,
+            "1 booster tensors missing (first: booster.layer1.0.conv1.weight)",
+        ),
+        (
+            save("extra.pt", "resnet20", 1, &|t| {
+                t.push(("extra.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))))
+            })
+            .0,
+            "unexpected keys such as booster.extra.weight",
+        ),
+        (save("lenet.pt", "lenet5", 1, &|_| {}).0, "has no fc.weight, the classifier of booster resnet20"),
+        (tmp.path().join("absent.pt"), "absent.pt"),
+    ];
+    for (file, expected) in &cases {
+        let out = tmp.path().join("bad");
+        let o = common::tchzoo()
+            .arg("train")
+            .args(base)
+            .args(["--threads", "1"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--booster-weights")
+            .arg(file)
+            .output()
+            .unwrap();
+        common::assert_one_error_line(&o, &[file.to_str().unwrap()], expected);
+        assert!(String::from_utf8_lossy(&o.stderr).contains(file.to_str().unwrap()), "{file:?} not named");
+        assert!(!out.join("history.json").exists());
+    }
+    // A good file: its load is reported as --pretrained's is (a note that -q silences).
+    let out = tmp.path().join("good");
+    let stderr = train_loud(
+        &[&base[..], &["--booster-weights", good.to_str().unwrap(), "--out", out.to_str().unwrap()]].concat(),
+    );
+    let note = format!("booster_weights {}: loaded {count} tensors, skipped 0, new 0", good.display());
+    assert!(stderr.contains(&note), "{stderr}");
+    // The model's build reads no file: the option naming one is refused there (the file need not exist).
+    let store = VarStore::new(Device::Cpu);
+    let options = [("booster_weights", "absent.pt")];
+    let e = models::build_with("channel_boost", &store, 3, &[1, 32, 32], &options).err().unwrap().to_string();
+    assert!(e.contains("booster_weights") && e.contains("not by the model's build"), "{e}");
 }
 
 #[test]

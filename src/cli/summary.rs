@@ -30,7 +30,8 @@ pub fn render(model_spec: &str, input: Option<&[i64]>, classes: Option<i64>) -> 
     let entry = models::find(&name)?;
     let input = input.map(|s| s.to_vec()).unwrap_or_else(|| entry.default_input.to_vec());
     let store = VarStore::new(tch::Device::Cpu);
-    let model = models::build(model_spec, &store, classes.unwrap_or(entry.default_classes), &input)?;
+    let classes = classes.unwrap_or(entry.default_classes);
+    let (model, _) = crate::train::transfer::build_model(model_spec, &store, classes, &input, &[])?;
     let rows = models::trace(model.as_ref(), &store, &input)?;
     let mut out = format!("Model: \"{model_spec}\"\n");
     let rule = "─".repeat(78);

@@ -7,9 +7,11 @@
 //!
 //! `channel_boost` (options `booster` [resnet20], `booster_weights`, `booster_classes`, `boost_channels` [8],
 //! `learner` [resnet20]) registers, in this order:
-//! - `booster.*`: the booster, built for the input's [C, H, W] and `booster_classes` outputs (read from the
-//!   weights' classifier when they are given). Its parameters never train (`requires_grad` off, so the optimizer
-//!   skips them and its BatchNorms run in eval mode) and it always runs in eval mode, without autograd.
+//! - `booster.*`: the booster, built for the input's [C, H, W] and `booster_classes` outputs. Its parameters never
+//!   train (`requires_grad` off, so the optimizer skips them and its BatchNorms run in eval mode) and it always
+//!   runs in eval mode, without autograd. The build reads no file: `booster_weights` is a [`PARTS`] entry, which
+//!   the library reads (filling `booster_classes` from the file's classifier when not given) and loads strictly
+//!   under `booster.` after the build, as it loads `--pretrained` (`crate::train::transfer::build_model`).
 //! - `boost`: a 1×1 convolution (with bias) from the booster's feature channels to `boost_channels`, then bilinear
 //!   resizing (align_corners=false) to the input's H×W. (A 1×1 convolution commutes with bilinear resizing, whose
 //!   weights sum to one, so reducing first is the cheap order.)
@@ -18,11 +20,9 @@
 //!
 //! The Python definition is `ChannelBoostedCNN` in scripts/reference_models.py (tests/transfer.rs checks logits
 //! and one training step against it). The state dict holds the booster too, so a checkpoint is self-contained.
-use std::path::Path as FsPath;
-
 use tch::Tensor;
 
-use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};
+use super::{forward_head_of_features, Model, ModelConfig, ModelEntry, WeightPart};
 use crate::error::{Error, Result};
 use crate::nn::{Conv2d, ConvConfig, Module, Path};
 
@@ -40,6 +40,15 @@ pub fn entries() -> Vec<ModelEntry> {
         build,
     }]
 }
+
+/// The booster's weights file (option `booster_weights`), loaded by the library under `booster.`.
+pub const PARTS: &[WeightPart] = &[WeightPart {
+    option: "booster_weights",
+    prefix: "booster",
+    model_option: "booster",
+    default_model: "resnet20",
+    classes_option: "booster_classes",
+}];
 
 /// The options that rebuild a trained channel-boosted model from its own checkpoint (`evaluate`/`predict` of a
 /// run): the booster's name and its class count, read from the checkpoint's `booster.<classifier>.weight` (the
@@ -81,51 +90,12 @@ fn build(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
     }
     let booster_entry = super::find(booster_name)?;
     let learner_entry = super::find(learner_name)?;
-    let weights = c.options.get("booster_weights").map(FsPath::new);
-    let tensors = weights.map(crate::checkpoint::read_state_dict).transpose()?;
-    let booster_classes: i64 = match (c.options.get("booster_classes"), &tensors) {
-        (Some(_), _) => c.opt("booster_classes", 0)?,
-        (None, Some(t)) => {
-            let key = format!("{}.weight", booster_entry.classifier);
-            let found = t.iter().find(|(k, _)| *k == key).map(|(_, v)| v.size()[0]);
-            found.ok_or_else(|| Error::Checkpoint {
-                path: weights.map(|w| w.display().to_string()).unwrap_or_default(),
-                msg: format!(
-                    "has no {key}, the classifier of booster {booster_name}: is it a {booster_name} state dict? (give \
-                     booster_classes=N if its classifier is named otherwise)"
-                ),
-            })?
-        }
-        (None, None) => booster_entry.default_classes,
-    };
+    let booster_classes: i64 = c.opt("booster_classes", booster_entry.default_classes)?;
     let booster_config = ModelConfig::new(booster_classes, &c.input_shape);
     let bp = p.sub("booster");
     let booster = (booster_entry.build)(&bp, &booster_config)
         .map_err(|e| Error::config(format!("channel_boost: booster {booster_name}: {e}")))?;
     let store = p.store();
-    if let (Some(path), Some(tensors)) = (weights, tensors) {
-        let prefixed: Vec<(String, Tensor)> =
-            tensors.into_iter().map(|(k, t)| (format!("{}.{k}", bp.name()), t)).collect();
-        let report = store.load_state_dict(&prefixed, false, &path.display().to_string())?;
-        let missing: Vec<&String> =
-            report.missing.iter().filter(|k| k.starts_with(&format!("{}.", bp.name()))).collect();
-        if !missing.is_empty() || !report.unexpected.is_empty() || !report.mismatched.is_empty() {
-            let mut parts = vec![];
-            if !missing.is_empty() {
-                parts.push(format!("{} booster tensors missing (first: {})", missing.len(), missing[0]));
-            }
-            if !report.unexpected.is_empty() {
-                parts.push(format!("unexpected keys such as {}", report.unexpected[0]));
-            }
-            if !report.mismatched.is_empty() {
-                parts.push(format!("shape mismatches such as {}", report.mismatched[0]));
-            }
-            return Err(Error::Checkpoint {
-                path: path.display().to_string(),
-                msg: format!("is not a state dict of booster {booster_name}: {}", parts.join("; ")),
-            });
-        }
-    }
     let prefix = format!("{}.", bp.name());
     for (name, t) in store.named_parameters() {
         if name.starts_with(&prefix) {

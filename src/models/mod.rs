@@ -256,8 +256,9 @@ pub fn build(spec: &str, store: &VarStore, num_outputs: i64, input_shape: &[i64]
     build_with(spec, store, num_outputs, input_shape, &[])
 }
 
-/// As [`build`], with model options given apart from the spec (`--booster` and `--booster-weights` are
-/// `channel_boost`'s options `booster` and `booster_weights`).
+/// As [`build`], with model options given apart from the spec (`--booster` is `channel_boost`'s option
+/// `booster`). An option naming a part's weights file ([`weight_parts`], such as `booster_weights`) is refused:
+/// a model's build reads no file; `crate::train::transfer::build_model` reads and loads them.
 pub fn build_with(
     spec: &str,
     store: &VarStore,
@@ -268,6 +269,43 @@ pub fn build_with(
     if diagram::is_diagram(spec) && extra.is_empty() {
         return diagram::build(spec, store, num_outputs, input_shape);
     }
+    let (entry, config) = model_config(spec, num_outputs, input_shape, extra)?;
+    build_entry(entry, store, &config)
+}
+
+/// A part of a model whose weights may come from a file (a channel-boosted model's booster): the model's build
+/// receives its class count as an option and reads no file; the library reads the file, fills the class count
+/// from its classifier when not given, and loads it under `prefix` after the build, strictly (every tensor of the
+/// part, nothing else, the same shapes; see `crate::train::transfer::build_model`).
+#[derive(Debug)]
+pub struct WeightPart {
+    /// The model option naming the weights file (`booster_weights`).
+    pub option: &'static str,
+    /// The part's name prefix in the model's state dict (`booster`), which is also how errors name it.
+    pub prefix: &'static str,
+    /// The option naming the registered model the part is (`booster`), and its default (`resnet20`).
+    pub model_option: &'static str,
+    pub default_model: &'static str,
+    /// The option of the part's class count (`booster_classes`).
+    pub classes_option: &'static str,
+}
+
+/// The parts of `entry` whose weights the library loads from files (none for most models).
+pub fn weight_parts(entry: &ModelEntry) -> &'static [WeightPart] {
+    match entry.family {
+        "channel_boost" => channel_boost::PARTS,
+        _ => &[],
+    }
+}
+
+/// The registry entry and the checked [`ModelConfig`] of a spec (`mlp:hidden=64x64`) with options given apart
+/// (`extra`): unknown or repeated options and fewer than one output are errors.
+pub fn model_config(
+    spec: &str,
+    num_outputs: i64,
+    input_shape: &[i64],
+    extra: &[(&str, &str)],
+) -> Result<(&'static ModelEntry, ModelConfig)> {
     let mut spec = crate::util::Spec::parse(spec, "model")?;
     let entry = find(&spec.source)?;
     for (k, v) in extra {
@@ -280,7 +318,20 @@ pub fn build_with(
     if num_outputs < 1 {
         return Err(Error::config(format!("model '{}' needs at least one output, got {num_outputs}", entry.name)));
     }
-    (entry.build)(&store.root(), &config)
+    Ok((entry, config))
+}
+
+/// Builds `entry` for `config` into `store`. A model's build reads no file: an option naming a part's weights
+/// file ([`weight_parts`]) is refused here, as nothing would load it.
+pub fn build_entry(entry: &ModelEntry, store: &VarStore, config: &ModelConfig) -> Result<Box<dyn Model>> {
+    if let Some(part) = weight_parts(entry).iter().find(|p| config.options.contains_key(p.option)) {
+        return Err(Error::config(format!(
+            "model option {}: the {} weights file is read by the library, not by the model's build (build with \
+             tchzoo::train::transfer::build_model)",
+            part.option, part.prefix
+        )));
+    }
+    (entry.build)(&store.root(), config)
 }
 
 /// The channels C of a model's `[C, H, W]` image input of at least `min`×`min` (`why` explains the minimum in
