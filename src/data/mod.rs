@@ -159,6 +159,10 @@ pub fn pixels_to_float(xs: &Tensor) -> Tensor {
     }
 }
 
+/// A data spec split into its name or path and its `key=value` options, as a string's reader would (a run's data is
+/// resolved into a [`DataSource`] instead).
+pub type DataSpec = crate::util::Spec;
+
 /// Loads a dataset from its spec (resolved by [`DataSource::parse`], then [`load_source`]). `seed` drives
 /// generators.
 pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
