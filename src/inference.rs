@@ -115,18 +115,19 @@ fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: 
         };
     };
     let seed = run.map_or(0, |r| r.config.seed);
-    let Some((dir, options)) = workers::image_folder_spec(spec)? else { return crate::data::load(spec, seed) };
+    let source = crate::data::DataSource::parse(spec)?;
+    let Some((dir, options)) = source.image_folder() else { return crate::data::load_source(&source, seed) };
     let (transforms, workers) = match (run, model) {
         (Some(r), _) => match inputs::recorded_transforms(r)? {
             Some(t) => (t, workers::worker_config(&r.config)),
             // A run on data held in memory reads a folder as it read its own data.
-            None => return crate::data::load(spec, seed),
+            None => return crate::data::load_source(&source, seed),
         },
         (None, Some(m)) => (inputs::model_transforms(m)?, workers::WorkerConfig::default()),
         (None, None) => return Err(Error::config("give --run DIR, or --model NAME with --weights FILE")),
     };
     let name = dir.display().to_string();
-    if let Some(c) = workers::folder_channels(&name, &options)? {
+    if let Some(c) = workers::folder_channels(&name, options)? {
         if c != transforms.channels {
             return Err(Error::data(
                 name,
@@ -134,7 +135,7 @@ fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: 
             ));
         }
     }
-    workers::folder_dataset(&dir, transforms, false, workers, seed)
+    workers::folder_dataset(dir, transforms, false, workers, seed)
 }
 
 /// What `evaluate` found: the number of samples, the loss and metrics, and what loading the model had to say.

@@ -725,11 +725,12 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         // An image folder's run: the index and the recorded transforms give the classes and the input size.
         let lazy = Run {
             config: RunConfig { validation_data: None, validation_split: None, ..config.clone() },
+            validation_data: None,
             ..resolved.clone()
         };
         let data = match data::workers::for_run(&lazy)? {
             Some((train, _, _)) => train,
-            None => data::load(&config.data, config.seed)?,
+            None => data::load_source(&resolved.data, config.seed)?,
         };
         let loss = Loss::parse(&config.loss, data.task)?;
         let input_shape = data.sample_shape();

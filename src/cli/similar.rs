@@ -12,9 +12,9 @@ use tch::Tensor;
 
 use crate::config::RunConfig;
 use crate::data::pairs::{find_name, Pairs};
+use crate::data::{DataSource, Named};
 use crate::error::{Error, Result};
 use crate::models::embedding::nearest;
-use crate::util::Spec;
 
 #[derive(Debug, Args)]
 pub struct SimilarArgs {
@@ -60,15 +60,20 @@ fn read_config(run: &Path) -> Result<RunConfig> {
 /// Reads table `table` (`entity`, `link`; text runs: `embedding`) of the run in `run`, with its row names.
 pub fn load_run_embeddings(run: &Path, table: &str, weights: Option<&Path>) -> Result<RunEmbeddings> {
     let config = read_config(run)?;
-    let spec = Spec::parse(&config.data, "data")?;
-    let source = spec.options.get("path").cloned().unwrap_or_else(|| config.data.clone());
-    let (tensor_name, label, names) = match spec.source.as_str() {
-        "pairs" => {
-            let path = spec.options.get("path").ok_or_else(|| Error::config("the run's pairs data has no path="))?;
+    let data = DataSource::parse(&config.data)?;
+    let no_options = crate::util::Options::new();
+    let (named, options) = match &data {
+        DataSource::Named { name, options } => (Some(*name), options),
+        _ => (None, &no_options),
+    };
+    let source = options.get("path").cloned().unwrap_or_else(|| config.data.clone());
+    let (tensor_name, label, names) = match named {
+        Some(Named::Pairs) => {
+            let path = options.get("path").ok_or_else(|| Error::config("the run's pairs data has no path="))?;
             let pairs = Pairs::read(
                 Path::new(path),
-                spec.options.get("entity").map(String::as_str),
-                spec.options.get("link").map(String::as_str),
+                options.get("entity").map(String::as_str),
+                options.get("link").map(String::as_str),
             )?;
             match table {
                 "entity" => ("entity.weight", pairs.entity_column, pairs.entities),
@@ -76,16 +81,17 @@ pub fn load_run_embeddings(run: &Path, table: &str, weights: Option<&Path>) -> R
                 other => return Err(Error::config(format!("--table {other}: a pairs run has tables entity and link"))),
             }
         }
-        "text" => {
-            let text = crate::data::sequences::load_text_with_vocabulary(&spec.options)?;
+        Some(Named::Text) => {
+            let text = crate::data::sequences::load_text_with_vocabulary(options)?;
             let mut names = vec!["<padding>".to_string(), "<out of vocabulary>".to_string()];
             names.extend(text.vocabulary.words);
             ("embedding.weight", "word".to_string(), names)
         }
-        other => {
+        _ => {
             return Err(Error::config(format!(
-                "{}: trained on '{other}' data; similar needs a run on pairs: data (entity_embedding) or text: data",
-                run.display()
+                "{}: trained on '{}' data; similar needs a run on pairs: data (entity_embedding) or text: data",
+                run.display(),
+                data.name()
             )))
         }
     };
@@ -106,8 +112,11 @@ pub fn load_run_embeddings(run: &Path, table: &str, weights: Option<&Path>) -> R
     })?;
     let rows = table.size().first().copied().unwrap_or(0);
     // A corpus with fewer words than `vocab` leaves the last rows of a text model's table unused.
-    let table =
-        if spec.source == "text" && rows > names.len() as i64 { table.narrow(0, 0, names.len() as i64) } else { table };
+    let table = if named == Some(Named::Text) && rows > names.len() as i64 {
+        table.narrow(0, 0, names.len() as i64)
+    } else {
+        table
+    };
     if table.size().first().copied() != Some(names.len() as i64) {
         return Err(Error::config(format!(
             "{tensor_name} in {} has {} rows but the data has {} names; the data changed since training?",

@@ -8,6 +8,7 @@ use super::{RunConfig, AUTO_AUGMENT, MAX_THREADS};
 use crate::data::augment::Augment;
 use crate::data::autoaugment::Policy;
 use crate::data::transforms::Interpolation;
+use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::models::ModelEntry;
 use crate::optim::schedule::Schedule;
@@ -45,6 +46,10 @@ pub struct Run {
     /// Stochastic weight averaging (`train::swa`).
     pub swa: Option<crate::train::swa::SwaConfig>,
     pub max_time: Option<Duration>,
+    /// `data`, resolved: what the readers take (`config.data` keeps the user's string).
+    pub data: DataSource,
+    /// `validation_data`, resolved.
+    pub validation_data: Option<DataSource>,
 }
 
 /// The callbacks of a config, in the order a run builds them.
@@ -180,6 +185,10 @@ impl RunConfig {
         if c.booster_weights.is_some() && c.booster.is_none() {
             return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
         }
+        // Last, as the readers' errors came after every other check; a path is only classified here (a finished
+        // run's data may be gone), its existence is the reader's to check.
+        let data = DataSource::parse(&c.data)?;
+        let validation_data = c.validation_data.as_deref().map(DataSource::parse).transpose()?;
         Ok(Run {
             config: c.clone(),
             model,
@@ -195,6 +204,8 @@ impl RunConfig {
             ema,
             swa,
             max_time,
+            data,
+            validation_data,
         })
     }
 }

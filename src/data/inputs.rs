@@ -27,9 +27,9 @@ pub fn run_data(run: &Run) -> Result<RunData> {
     if let Some((train, validation, transforms)) = workers::for_run(run)? {
         return Ok(RunData { train, validation, transforms: Some(transforms) });
     }
-    let full = super::load(&config.data, config.seed)?;
-    let (train, validation) = match (&config.validation_data, config.validation_split) {
-        (Some(spec), _) => (full, Some(super::load(spec, config.seed)?)),
+    let full = super::load_source(&run.data, config.seed)?;
+    let (train, validation) = match (&run.validation_data, config.validation_split) {
+        (Some(source), _) => (full, Some(super::load_source(source, config.seed)?)),
         (None, Some(f)) => {
             let (t, v) = full.split_validation(f)?;
             (t, Some(v))
@@ -55,7 +55,7 @@ pub fn evaluation_data(run: &Run) -> Result<Dataset> {
 /// A config that does not record them all is an error, not a fallback to today's defaults.
 pub fn recorded_transforms(run: &Run) -> Result<Option<Transforms>> {
     let config = &run.config;
-    let Some((dir, options)) = workers::image_folder_spec(&config.data)? else { return Ok(None) };
+    let Some((dir, options)) = run.data.image_folder() else { return Ok(None) };
     let missing: Vec<&str> = [
         ("train_crop_size", config.train_crop_size.is_none()),
         ("val_resize_size", config.val_resize_size.is_none()),
@@ -74,7 +74,7 @@ pub fn recorded_transforms(run: &Run) -> Result<Option<Transforms>> {
             missing.join(", ")
         )));
     }
-    let channels = workers::folder_channels(&dir.display().to_string(), &options)?;
+    let channels = workers::folder_channels(&dir.display().to_string(), options)?;
     workers::resolve_transforms(run, channels).map(Some)
 }
 

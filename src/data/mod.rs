@@ -3,6 +3,7 @@
 //! A data source is named by a spec string: a generator (`moons`, `moons:n_samples=500,noise=0.1`), `digits`
 //! (embedded), or a path to a file or folder (`data/mnist`, `table.csv:label=species`).
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
@@ -23,10 +24,12 @@ pub mod mix;
 pub mod pairs;
 pub mod sequences;
 pub mod shards;
+pub mod source;
 pub mod transforms;
 pub mod workers;
 
 pub use loader::Loader;
+pub use source::{DataSource, Format, Named, ShardOptions};
 pub use workers::DataLoader;
 
 /// What the targets mean.
@@ -156,55 +159,57 @@ pub fn pixels_to_float(xs: &Tensor) -> Tensor {
     }
 }
 
-/// A parsed data spec: a name or path and its `key=value` options.
+/// A data spec split into its name or path and its `key=value` options, as a string's reader would (a run's data is
+/// resolved into a [`DataSource`] instead).
 pub type DataSpec = crate::util::Spec;
 
-/// Loads a dataset from its spec. `seed` drives generators.
+/// Loads a dataset from its spec (resolved by [`DataSource::parse`], then [`load_source`]). `seed` drives
+/// generators.
 pub fn load(spec: &str, seed: u64) -> Result<Dataset> {
-    if spec.trim().is_empty() {
-        return Err(Error::config("empty --data; give a generator (moons, circles, blobs, xor), digits, or a path"));
-    }
-    // `cifar10:DIR[,options]`, `mnist:DIR`, `fashion_mnist:DIR`: a folder of that format, named as such.
-    for prefix in ["cifar10:", "mnist:", "fashion_mnist:"] {
-        if let Some(rest) = spec.trim().strip_prefix(prefix) {
-            let (path, opts) = rest.split_once(',').unwrap_or((rest, ""));
-            if !std::path::Path::new(path).is_dir() {
+    load_source(&DataSource::parse(spec)?, seed)
+}
+
+/// Loads a resolved data source into memory (an image folder too: a run reads one lazily, `workers::for_run`).
+pub fn load_source(source: &DataSource, seed: u64) -> Result<Dataset> {
+    match source {
+        DataSource::Format { format, dir, options } => {
+            if !dir.is_dir() {
+                let name = format.name();
                 return Err(Error::data(
-                    path,
-                    format!(
-                        "{} needs a folder of that dataset's files, e.g. {prefix}data/cifar-10-batches-bin",
-                        prefix.trim_end_matches(':')
-                    ),
+                    dir.display(),
+                    format!("{name} needs a folder of that dataset's files, e.g. {name}:data/cifar-10-batches-bin"),
                 ));
             }
-            return load(&if opts.is_empty() { path.to_string() } else { format!("{path}:{opts}") }, seed);
+            files::load_path(dir, options)
         }
+        DataSource::Named { name, options } => match name {
+            Named::Digits => digits::load(options),
+            Named::Pairs => pairs::load(options, seed),
+            Named::Series => sequences::load_series(options),
+            Named::DigitRows => sequences::load_digit_rows(options),
+            Named::Text => sequences::load_text(options),
+            Named::Generator(g) => generators::generate(g, options, seed),
+        },
+        DataSource::ImageFolder { dir, options } => files::load_path(dir, options),
+        DataSource::Path { path, options } => load_path(path, options),
+        // Tar shards are a stream a run reads (`shards::for_run`); held in memory they are a path like any other.
+        DataSource::Shards { pattern, .. } => load_path(Path::new(pattern), &crate::util::Options::new()),
     }
-    let spec = DataSpec::parse(spec, "data")?;
-    if spec.source == "digits" {
-        return digits::load(&spec.options);
-    }
-    match spec.source.as_str() {
-        "pairs" => return pairs::load(&spec.options, seed),
-        "series" => return sequences::load_series(&spec.options),
-        "digit_rows" => return sequences::load_digit_rows(&spec.options),
-        "text" => return sequences::load_text(&spec.options),
-        _ => {}
-    }
-    if generators::NAMES.contains(&spec.source.as_str()) {
-        return generators::generate(&spec.source, &spec.options, seed);
-    }
-    let path = std::path::Path::new(&spec.source);
+}
+
+/// A file or folder, or the error that names what exists instead.
+fn load_path(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> {
     if path.exists() {
-        return files::load_path(path, &spec.options);
+        return files::load_path(path, options);
     }
+    let name = path.display().to_string();
     let mut known: Vec<&str> = generators::NAMES.to_vec();
-    known.extend(["digits", "digit_rows", "pairs", "series", "text"]);
+    known.extend(Named::OTHERS.map(Named::name));
     Err(Error::data(
-        &spec.source,
+        &name,
         format!(
             "no such dataset or path{}; known datasets: {}, or give a file or folder",
-            crate::error::did_you_mean(&spec.source, known.iter().copied()),
+            crate::error::did_you_mean(&name, known.iter().copied()),
             known.join(", ")
         ),
     ))

@@ -28,7 +28,7 @@ use tch::{Device, Kind};
 use super::folder::{self, ImageIndex};
 use super::transforms::Transforms;
 use super::workers::{self, Batch, ImageSet, Shared, Stream, WorkerConfig};
-use super::Dataset;
+use super::{DataSource, Dataset, ShardOptions};
 use crate::error::{Error, Result};
 
 /// The image suffixes a sample may carry (webdataset's keys, lower-cased).
@@ -495,8 +495,8 @@ pub fn with_transform(data: &Dataset, set: &ImageSet, train: bool) -> Dataset {
     d
 }
 
-/// The `shuffle=N` and `channels=1|3` options of a shard spec.
-fn shard_options(name: &str, options: &BTreeMap<String, String>) -> Result<(Option<usize>, Option<u32>)> {
+/// The `shuffle=N` and `channels=1|3` options of a shard spec (`DataSource::parse` types them).
+pub(crate) fn shard_options(name: &str, options: &BTreeMap<String, String>) -> Result<(Option<usize>, Option<u32>)> {
     for k in options.keys() {
         if k != "channels" && k != "shuffle" {
             return Err(Error::data(
@@ -520,27 +520,16 @@ fn shard_options(name: &str, options: &BTreeMap<String, String>) -> Result<(Opti
     Ok((buffer, channels))
 }
 
-/// A shard spec's source and options; `None` when the spec names no tar shards.
-pub fn shard_spec(spec: &str) -> Result<Option<(String, BTreeMap<String, String>)>> {
-    // Only the text before the options decides: other readers' specs (`cifar10:PATH`) are not key=value lists.
-    if !is_shard_source(spec.split(':').next().unwrap_or_default()) {
-        return Ok(None);
-    }
-    let parsed = super::DataSpec::parse(spec, "data")?;
-    Ok(Some((parsed.source, parsed.options)))
-}
-
 /// A run's data when `--data` names tar shards (see [`workers::for_run`]); `None` otherwise.
 pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Dataset>, Transforms)>> {
     let config = &run.config;
-    let Some((source, options)) = shard_spec(&config.data)? else { return Ok(None) };
-    let (buffer, channels) = shard_options(&source, &options)?;
+    let DataSource::Shards { pattern: source, options } = &run.data else { return Ok(None) };
+    let ShardOptions { shuffle: buffer, channels } = *options;
     let transforms = workers::resolve_transforms(run, channels)?;
     let workers = workers::worker_config(config);
     // The default split (0.2) is not asked for: a stream without --validation-data trains without validation.
     let default_split = crate::config::RunConfig::default().validation_split;
-    if config.validation_data.is_none() && config.validation_split.is_some() && config.validation_split != default_split
-    {
+    if run.validation_data.is_none() && config.validation_split.is_some() && config.validation_split != default_split {
         return Err(Error::config(format!(
             "{source}: tar shards are a stream and cannot be split for validation; pack a validation folder \
              (tchzoo pack VAL_DIR PREFIX) and give it with --validation-data 'PREFIX-{{000000..N}}.tar'"
@@ -554,21 +543,18 @@ pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Datas
         format!("{source}: batches of {} images of {side}x{side}", config.batch_size),
     )?;
     let buffer = buffer.unwrap_or(DEFAULT_BUFFER);
-    let train = shard_dataset(&source, buffer, transforms.clone(), true, workers, config.seed)?;
-    let validation = match &config.validation_data {
+    let train = shard_dataset(source, buffer, transforms.clone(), true, workers, config.seed)?;
+    let validation = match &run.validation_data {
         None => None,
-        Some(spec) => match shard_spec(spec)? {
-            Some((vsource, vopts)) => {
-                shard_options(&vsource, &vopts)?;
-                Some(shard_dataset(&vsource, 0, transforms.clone(), false, workers, config.seed)?)
-            }
-            None => {
-                return Err(Error::data(
-                    spec,
-                    "the training data are tar shards, so the validation data must be shards too (a .tar pattern)",
-                ))
-            }
-        },
+        Some(DataSource::Shards { pattern: vsource, .. }) => {
+            Some(shard_dataset(vsource, 0, transforms.clone(), false, workers, config.seed)?)
+        }
+        Some(_) => {
+            return Err(Error::data(
+                config.validation_data.as_deref().unwrap_or_default(),
+                "the training data are tar shards, so the validation data must be shards too (a .tar pattern)",
+            ))
+        }
     };
     Ok(Some((train, validation, transforms)))
 }

@@ -706,19 +706,6 @@ pub fn folder_channels(name: &str, options: &BTreeMap<String, String>) -> Result
     }
 }
 
-/// The image folder a data spec names, with its options; `None` when the spec is anything else.
-pub fn image_folder_spec(spec: &str) -> Result<Option<(std::path::PathBuf, BTreeMap<String, String>)>> {
-    if ["cifar10:", "mnist:", "fashion_mnist:"].iter().any(|p| spec.trim().starts_with(p)) {
-        return Ok(None);
-    }
-    let parsed = super::DataSpec::parse(spec, "data")?;
-    let path = std::path::PathBuf::from(&parsed.source);
-    if !path.is_dir() || !super::files::is_image_folder(&path)? {
-        return Ok(None);
-    }
-    Ok(Some((path, parsed.options)))
-}
-
 /// A run's training (and validation) data when `--data` is an image folder: lazy sets with the run's transforms,
 /// the validation split drawn with the seed and stratified by class, or `--validation-data` (a folder, read the
 /// same way). `None` when the data is not an image folder.
@@ -727,8 +714,8 @@ pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Datas
         return Ok(Some(data));
     }
     let config = &run.config;
-    let Some((dir, options)) = image_folder_spec(&config.data)? else { return Ok(None) };
-    let channels = folder_channels(&dir.display().to_string(), &options)?;
+    let Some((dir, options)) = run.data.image_folder() else { return Ok(None) };
+    let channels = folder_channels(&dir.display().to_string(), options)?;
     let transforms = resolve_transforms(run, channels)?;
     let workers = worker_config(config);
     // A batch's memory, checked before any image is read: the uint8 batches in flight (workers × prefetch, and
@@ -740,17 +727,17 @@ pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Datas
         batch.saturating_mul(in_flight + 8),
         format!("{}: batches of {} images of {side}x{side}", dir.display(), config.batch_size),
     )?;
-    let full = folder_dataset(&dir, transforms.clone(), true, workers, config.seed)?;
-    let (train, validation) = match (&config.validation_data, config.validation_split) {
-        (Some(spec), _) => {
-            let v = match image_folder_spec(spec)? {
+    let full = folder_dataset(dir, transforms.clone(), true, workers, config.seed)?;
+    let (train, validation) = match (&run.validation_data, config.validation_split) {
+        (Some(source), _) => {
+            let v = match source.image_folder() {
                 Some((vdir, vopts)) => {
-                    folder_channels(&vdir.display().to_string(), &vopts)?;
-                    folder_dataset(&vdir, transforms.clone(), false, workers, config.seed)?
+                    folder_channels(&vdir.display().to_string(), vopts)?;
+                    folder_dataset(vdir, transforms.clone(), false, workers, config.seed)?
                 }
                 None => {
                     return Err(Error::data(
-                        spec,
+                        config.validation_data.as_deref().unwrap_or_default(),
                         "the training data is an image folder, so the validation data must be one too",
                     ))
                 }
