@@ -289,8 +289,10 @@ impl RunConfig {
 /// hyper-parameters, leaves them out).
 fn with_keys(e: serde_json::Error) -> String {
     let text = e.to_string();
-    let keys = serde_json::to_value(RunConfig::default()).ok().and_then(|v| {
-        v.as_object().map(|o| o.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+    // The keys in their order: the top level of the pretty JSON, indented by two spaces.
+    let keys = RunConfig::default().to_json().ok().map(|json| {
+        let top = json.lines().filter_map(|l| l.strip_prefix("  \"")?.split_once("\":").map(|(k, _)| format!("`{k}`")));
+        top.collect::<Vec<_>>().join(", ")
     });
     match (text.strip_prefix("unknown field `").and_then(|r| r.split_once('`')), keys) {
         (Some((field, rest)), Some(keys)) => format!("unknown field `{field}`, expected one of {keys}{rest}"),
