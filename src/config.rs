@@ -335,3 +335,26 @@ fn resolve_spec_paths(spec: &str, base: &Path) -> String {
         None => source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hyper-parameters are `RunConfig`'s own keys (`#[serde(flatten)]`): read and written at the top level,
+    /// and an unknown key is refused with every known key, in order, as before the flattening.
+    #[test]
+    fn hyper_parameters_are_top_level_keys() {
+        let c: RunConfig =
+            serde_json::from_str(r#"{"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "betas": [0.8, 0.9]}"#).unwrap();
+        assert_eq!((c.hyper.lr, c.hyper.momentum, c.hyper.betas), (Some(0.5), 0.9, (0.8, 0.9)));
+        assert_eq!(c.hyper.eps, None);
+        let json: serde_json::Value = serde_json::from_str(&c.to_json().unwrap()).unwrap();
+        assert_eq!((json["lr"].as_f64(), json.get("hyper")), (Some(0.5), None));
+        let e = serde_json::from_str::<RunConfig>(r#"{"momentun": 0.9}"#).map_err(with_keys).unwrap_err();
+        assert!(e.starts_with("unknown field `momentun`, expected one of `model`, `data`, "), "{e}");
+        assert!(
+            e.contains("`optimizer`, `lr`, `momentum`, `dampening`, ") && e.contains("`decode_scaling` at line 1"),
+            "{e}"
+        );
+    }
+}
