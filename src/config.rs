@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::optim::{HyperConfig, OptimizerConfig, OptimizerKind};
 
 mod resolve;
 pub use resolve::{AugmentChoice, CallbackConfigs, Run};
@@ -25,18 +25,9 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub shuffle: bool,
     pub optimizer: OptimizerKind,
-    /// `null` = the optimizer's default (Keras' and torch's: SGD 1e-2, Adam, AdamW and RMSprop 1e-3).
-    pub lr: Option<f64>,
-    pub momentum: f64,
-    pub dampening: f64,
-    pub nesterov: bool,
-    /// `null` = the optimizer's default (AdamW 1e-2, others 0).
-    pub weight_decay: Option<f64>,
-    pub betas: (f64, f64),
-    pub eps: Option<f64>,
-    pub amsgrad: bool,
-    pub alpha: f64,
-    pub centered: bool,
+    /// `lr`, `momentum`, … (`optim::hyper`), keys of this object.
+    #[serde(flatten)]
+    pub hyper: HyperConfig,
     /// `auto`, `cross_entropy`, `binary_crossentropy`, `mse`.
     pub loss: String,
     /// Empty = the loss's defaults (accuracy, or mae for regression).
@@ -187,16 +178,7 @@ impl Default for RunConfig {
             batch_size: 32,
             shuffle: true,
             optimizer: OptimizerKind::Adam,
-            lr: None,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            weight_decay: None,
-            betas: (0.9, 0.999),
-            eps: None,
-            amsgrad: false,
-            alpha: 0.99,
-            centered: false,
+            hyper: HyperConfig::default(),
             loss: "auto".into(),
             metrics: vec![],
             device: "auto".into(),
@@ -279,37 +261,20 @@ impl RunConfig {
 
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {}", path.display(), with_keys(e))))
     }
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self).map_err(|e| Error::config(format!("the run config does not serialise: {e}")))
     }
 
-    /// The optimizer's hyper-parameters: `torch.optim`'s defaults where the config leaves them unset.
+    /// The optimizer's hyper-parameters: `torch.optim`'s defaults where the config leaves them unset (Keras'
+    /// learning rates).
     pub fn optimizer_config(&self) -> Result<OptimizerConfig> {
-        let mut c = OptimizerConfig::new(self.optimizer);
-        // Keras' defaults (torch.optim's for SGD, Adam and AdamW; torch's RMSprop takes 1e-2, Keras' 1e-3).
-        c.lr = match self.optimizer {
-            OptimizerKind::Sgd => 1e-2,
-            OptimizerKind::Adam | OptimizerKind::Adamw | OptimizerKind::Rmsprop => 1e-3,
+        let c = OptimizerConfig {
+            kind: self.optimizer,
+            hyper: self.hyper.resolve(self.optimizer),
+            implementation: self.optimizer_impl.unwrap_or_default(),
         };
-        if let Some(lr) = self.lr {
-            c.lr = lr;
-        }
-        if let Some(wd) = self.weight_decay {
-            c.weight_decay = wd;
-        }
-        if let Some(eps) = self.eps {
-            c.eps = eps;
-        }
-        c.momentum = self.momentum;
-        c.dampening = self.dampening;
-        c.nesterov = self.nesterov;
-        c.betas = self.betas;
-        c.amsgrad = self.amsgrad;
-        c.alpha = self.alpha;
-        c.centered = self.centered;
-        c.implementation = self.optimizer_impl.unwrap_or_default();
         c.validate()?;
         Ok(c)
     }
@@ -317,6 +282,21 @@ impl RunConfig {
     /// Checks what can be checked before any data is read (as [`RunConfig::resolve`], keeping nothing).
     pub fn validate(&self) -> Result<()> {
         self.resolve().map(|_| ())
+    }
+}
+
+/// A JSON error, an unknown key's with the known ones as serde words it (`#[serde(flatten)]`, which takes in the
+/// hyper-parameters, leaves them out).
+fn with_keys(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    // The keys in their order: the top level of the pretty JSON, indented by two spaces.
+    let keys = RunConfig::default().to_json().ok().map(|json| {
+        let top = json.lines().filter_map(|l| l.strip_prefix("  \"")?.split_once("\":").map(|(k, _)| format!("`{k}`")));
+        top.collect::<Vec<_>>().join(", ")
+    });
+    match (text.strip_prefix("unknown field `").and_then(|r| r.split_once('`')), keys) {
+        (Some((field, rest)), Some(keys)) => format!("unknown field `{field}`, expected one of {keys}{rest}"),
+        _ => text,
     }
 }
 
@@ -353,5 +333,28 @@ fn resolve_spec_paths(spec: &str, base: &Path) -> String {
     match opts {
         Some(o) => format!("{source}:{o}"),
         None => source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hyper-parameters are `RunConfig`'s own keys (`#[serde(flatten)]`): read and written at the top level,
+    /// and an unknown key is refused with every known key, in order, as before the flattening.
+    #[test]
+    fn hyper_parameters_are_top_level_keys() {
+        let c: RunConfig =
+            serde_json::from_str(r#"{"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "betas": [0.8, 0.9]}"#).unwrap();
+        assert_eq!((c.hyper.lr, c.hyper.momentum, c.hyper.betas), (Some(0.5), 0.9, (0.8, 0.9)));
+        assert_eq!(c.hyper.eps, None);
+        let json: serde_json::Value = serde_json::from_str(&c.to_json().unwrap()).unwrap();
+        assert_eq!((json["lr"].as_f64(), json.get("hyper")), (Some(0.5), None));
+        let e = serde_json::from_str::<RunConfig>(r#"{"momentun": 0.9}"#).map_err(with_keys).unwrap_err();
+        assert!(e.starts_with("unknown field `momentun`, expected one of `model`, `data`, "), "{e}");
+        assert!(
+            e.contains("`optimizer`, `lr`, `momentum`, `dampening`, ") && e.contains("`decode_scaling` at line 1"),
+            "{e}"
+        );
     }
 }

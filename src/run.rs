@@ -530,7 +530,7 @@ fn execute(
         _ => None,
     };
     // config.json records the learning rate the run used (the optimizer's default when none was given).
-    run.config.lr = Some(run.optimizer.lr);
+    run.config.hyper.lr = Some(run.optimizer.hyper.lr);
     // The run records the transforms it used, so `--run` and a resume see the same sizes and statistics.
     if let Some(t) = &transforms {
         let config = &mut run.config;

@@ -6,6 +6,7 @@ mod common;
 
 use tch::{Device, Kind, Tensor};
 use tchzoo::config::RunConfig;
+use tchzoo::optim::HyperConfig;
 use tchzoo::train::amp::{GradScaler, Precision};
 
 const STEPS: i64 = 6;
@@ -19,8 +20,7 @@ fn trainer(precision: Precision) -> (tchzoo::train::Trainer, Tensor, Tensor) {
         augment: None,
         lr_schedule: None,
         optimizer: tchzoo::optim::OptimizerKind::Sgd,
-        lr: Some(0.05),
-        momentum: 0.9,
+        hyper: HyperConfig { lr: Some(0.05), momentum: 0.9, ..Default::default() },
         device: "cpu".into(),
         precision,
         ..RunConfig::default()

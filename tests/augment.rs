@@ -5,6 +5,7 @@ mod common;
 use tch::{Device, Kind, Tensor};
 use tchzoo::config::RunConfig;
 use tchzoo::data::augment::Augment;
+use tchzoo::optim::HyperConfig;
 use tchzoo::train::progress::Verbosity;
 
 fn images() -> Tensor {
@@ -68,7 +69,7 @@ fn resnet20_trains_on_a_cifar10_folder_with_crop_and_flip() {
         data: format!("cifar10:{}", data.display()),
         epochs: 3,
         batch_size: 8,
-        lr: Some(0.01),
+        hyper: HyperConfig { lr: Some(0.01), ..Default::default() },
         augment: Some("crop_flip:pad=4".into()),
         lr_schedule: None,
         validation_split: Some(0.25),

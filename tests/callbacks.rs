@@ -24,7 +24,7 @@ impl Rig {
         let store = VarStore::new(Device::Cpu);
         let _ = store.root().sub("layer").param("weight", Tensor::zeros([3], (Kind::Float, Device::Cpu)));
         let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
-        c.lr = 1.0;
+        c.hyper.lr = 1.0;
         let opt = Optimizer::new(c, store.parameters()).unwrap();
         Rig { store, opt, history: History::default(), output: tchzoo::report::Output::silent() }
     }

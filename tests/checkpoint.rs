@@ -220,17 +220,17 @@ fn config(case: &Case) -> OptimizerConfig {
     let hp = &case.hp;
     let f = |k: &str| hp.get(k).and_then(|v| v.as_f64());
     let b = |k: &str| hp.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    c.lr = f("lr").unwrap();
-    c.momentum = f("momentum").unwrap_or(c.momentum);
-    c.dampening = f("dampening").unwrap_or(c.dampening);
-    c.weight_decay = f("weight_decay").unwrap_or(c.weight_decay);
-    c.alpha = f("alpha").unwrap_or(c.alpha);
-    c.eps = f("eps").unwrap_or(c.eps);
+    c.hyper.lr = f("lr").unwrap();
+    c.hyper.momentum = f("momentum").unwrap_or(c.hyper.momentum);
+    c.hyper.dampening = f("dampening").unwrap_or(c.hyper.dampening);
+    c.hyper.weight_decay = f("weight_decay").unwrap_or(c.hyper.weight_decay);
+    c.hyper.alpha = f("alpha").unwrap_or(c.hyper.alpha);
+    c.hyper.eps = f("eps").unwrap_or(c.hyper.eps);
     if let Some(betas) = hp.get("betas").and_then(|v| v.as_array()) {
-        c.betas = (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap());
+        c.hyper.betas = (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap());
     }
-    c.amsgrad = b("amsgrad");
-    c.centered = b("centered");
+    c.hyper.amsgrad = b("amsgrad");
+    c.hyper.centered = b("centered");
     c
 }
 

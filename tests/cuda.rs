@@ -105,10 +105,10 @@ fn optimizer_steps_on_cuda_equal_torch_optim_on_cuda() {
         store.load_state_dict(&init, true, "fixture").unwrap();
         let hp = &meta[case]["hp"];
         let mut c = OptimizerConfig::new(parse_kind(meta[case]["optimizer"].as_str().unwrap()).unwrap());
-        c.lr = hp["lr"].as_f64().unwrap();
-        c.weight_decay = hp["weight_decay"].as_f64().unwrap_or(0.0);
-        c.momentum = hp["momentum"].as_f64().unwrap_or(0.0);
-        c.nesterov = hp["nesterov"].as_bool().unwrap_or(false);
+        c.hyper.lr = hp["lr"].as_f64().unwrap();
+        c.hyper.weight_decay = hp["weight_decay"].as_f64().unwrap_or(0.0);
+        c.hyper.momentum = hp["momentum"].as_f64().unwrap_or(0.0);
+        c.hyper.nesterov = hp["nesterov"].as_bool().unwrap_or(false);
         let mut opt = Optimizer::new(c, store.parameters()).unwrap();
         let (x, y) = (t["x"].to_device(device), t["y"].to_device(device));
         for _ in 0..meta[case]["steps"].as_u64().unwrap() {
@@ -149,8 +149,8 @@ fn lenet_weights(graph: bool, epochs: usize) -> Vec<(String, Tensor)> {
     let loss = Loss::for_task(digits.task);
     let model = models::build("lenet5", &store, 10, &digits.sample_shape()).unwrap();
     let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
-    c.lr = 0.05;
-    c.momentum = 0.9;
+    c.hyper.lr = 0.05;
+    c.hyper.momentum = 0.9;
     let opt = Optimizer::new(c, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, loss, Metric::defaults(loss));
     use tchzoo::train::callbacks::LearningRateScheduler;

@@ -308,7 +308,7 @@ fn a_two_layer_mlp_learns_xor() {
     let y = Tensor::from_slice(&[0i64, 1, 1, 0]);
     let (store, model) = build("FC(8) => TANH => FC", 2, &[2]);
     let mut config = tchzoo::optim::OptimizerConfig::new(tchzoo::optim::OptimizerKind::Adam);
-    config.lr = 0.05;
+    config.hyper.lr = 0.05;
     let mut opt = tchzoo::optim::Optimizer::new(config, store.parameters()).unwrap();
     for _ in 0..300 {
         opt.zero_grad().unwrap();

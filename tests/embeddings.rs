@@ -277,7 +277,7 @@ fn davis_women_regression_and_event_table() {
     let store = VarStore::new(Device::Cpu);
     let model = models::build("entity_embedding:entities=18,links=14,dim=8,head=false", &store, 1, &[2]).unwrap();
     let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = 0.05;
+    oc.hyper.lr = 0.05;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, Loss::Mse, vec![Metric::Mae]);
     let fit = FitConfig { epochs: 60, batch_size: 32, output: Verbosity::Silent.into(), ..FitConfig::default() };

@@ -168,7 +168,7 @@ fn trainer(spec: &str, data: &data::Dataset, loss: Loss, lr: f64) -> Trainer {
     let store = VarStore::new(Device::Cpu);
     let model = models::build(spec, &store, loss.num_outputs(data.task), &data.sample_shape()).unwrap();
     let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = lr;
+    oc.hyper.lr = lr;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     Trainer::new(model, store, opt, loss, Metric::defaults(loss))
 }

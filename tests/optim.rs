@@ -34,25 +34,25 @@ fn run_case(case: &str) {
     let mut c = OptimizerConfig::new(parse_kind(meta["optimizer"].as_str().unwrap()).unwrap());
     let f = |k: &str| hp.get(k).and_then(|v| v.as_f64());
     let b = |k: &str| hp.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    c.lr = f("lr").unwrap();
+    c.hyper.lr = f("lr").unwrap();
     if let Some(v) = f("momentum") {
-        c.momentum = v;
+        c.hyper.momentum = v;
     }
     if let Some(v) = f("dampening") {
-        c.dampening = v;
+        c.hyper.dampening = v;
     }
     if let Some(v) = f("weight_decay") {
-        c.weight_decay = v;
+        c.hyper.weight_decay = v;
     }
     if let Some(v) = f("alpha") {
-        c.alpha = v;
+        c.hyper.alpha = v;
     }
     if let Some(betas) = hp.get("betas").and_then(|v| v.as_array()) {
-        c.betas = (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap());
+        c.hyper.betas = (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap());
     }
-    c.nesterov = b("nesterov");
-    c.amsgrad = b("amsgrad");
-    c.centered = b("centered");
+    c.hyper.nesterov = b("nesterov");
+    c.hyper.amsgrad = b("amsgrad");
+    c.hyper.centered = b("centered");
     if b("fused") {
         c.implementation = tchzoo::optim::OptimizerImpl::Fused;
     }
@@ -172,7 +172,8 @@ fn adamw_foreach() {
 fn zero_grad_sets_gradients_to_none() {
     let used = tch::Tensor::ones([3], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
     let unused = tch::Tensor::ones([2], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-    let config = OptimizerConfig { momentum: 0.9, ..OptimizerConfig::new(parse_kind("sgd").unwrap()) };
+    let mut config = OptimizerConfig::new(parse_kind("sgd").unwrap());
+    config.hyper.momentum = 0.9;
     let mut opt = Optimizer::new(config, vec![used.shallow_clone(), unused.shallow_clone()]).unwrap();
     for _ in 0..2 {
         (&used * 2.0).sum(tch::Kind::Float).backward();

@@ -33,10 +33,10 @@ fn cases() -> Vec<Case> {
             let mut c = OptimizerConfig::new(parse_kind(v["optimizer"].as_str().unwrap()).unwrap());
             let hp = &v["hp"];
             let f = |k: &str| hp.get(k).and_then(|v| v.as_f64());
-            c.lr = f("lr").unwrap();
-            c.momentum = f("momentum").unwrap_or(c.momentum);
-            c.weight_decay = f("weight_decay").unwrap_or(c.weight_decay);
-            c.nesterov = hp.get("nesterov").and_then(|v| v.as_bool()).unwrap_or(false);
+            c.hyper.lr = f("lr").unwrap();
+            c.hyper.momentum = f("momentum").unwrap_or(c.hyper.momentum);
+            c.hyper.weight_decay = f("weight_decay").unwrap_or(c.hyper.weight_decay);
+            c.hyper.nesterov = hp.get("nesterov").and_then(|v| v.as_bool()).unwrap_or(false);
             let lr_mult = v["lr_mult"].as_object().unwrap().iter().map(|(k, m)| format!("{k}={m}")).collect::<Vec<_>>();
             let spec = GroupSpec {
                 no_decay_norm_bias: v["no_decay"].as_bool().unwrap(),
@@ -53,7 +53,9 @@ fn lenet(store: &VarStore) -> Box<dyn Model> {
 
 fn optimizer(case: &Case, store: &VarStore) -> Optimizer {
     let named = store.named_parameters();
-    let g = groups::build(&named, &case.spec, case.config.lr, case.config.weight_decay, Some("classifier.4")).unwrap();
+    let g =
+        groups::build(&named, &case.spec, case.config.hyper.lr, case.config.hyper.weight_decay, Some("classifier.4"))
+            .unwrap();
     assert_eq!(g.len(), case.groups, "{}: as many groups as torch.optim has", case.name);
     Optimizer::with_groups(case.config.clone(), store.parameters(), g).unwrap()
 }
@@ -80,7 +82,9 @@ fn python_checkpoint_with_groups_continues_here_bit_exact() {
         let info = checkpoint::load_checkpoint(&dir.join(format!("{}_py3.pt", case.name)), &store, &mut opt).unwrap();
         assert_eq!(info.epoch, Some(3));
         let groups = opt.groups();
-        assert!(groups.iter().any(|g| g.lr != case.config.lr || g.weight_decay != case.config.weight_decay));
+        assert!(groups
+            .iter()
+            .any(|g| g.lr != case.config.hyper.lr || g.weight_decay != case.config.hyper.weight_decay));
         step(model.as_ref(), &mut opt, &inputs["x"], &inputs["y"]);
         let expected = common::read_safetensors(&dir.join(format!("{}_py4.safetensors", case.name)));
         for (k, t) in store.state_dict() {

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tchzoo::config::RunConfig;
+use tchzoo::optim::HyperConfig;
 use tchzoo::train::progress::Verbosity;
 use tchzoo::train::resume;
 use tchzoo::train::History;
@@ -16,7 +17,7 @@ fn config(out: &Path) -> RunConfig {
         model: "mlp:hidden=32x32,dropout=0.2".into(),
         data: "moons:n_samples=400,noise=0.25".into(),
         epochs: 14,
-        lr: Some(0.01),
+        hyper: HyperConfig { lr: Some(0.01), ..Default::default() },
         lr_schedule: Some("step:step_size=3,gamma=0.5".into()),
         early_stopping: Some("monitor=val_loss,patience=2,min_delta=0.002,verbose=false".into()),
         checkpoint: Some("best.pt,monitor=val_accuracy,save_best_only=true,verbose=false".into()),

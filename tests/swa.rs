@@ -8,7 +8,7 @@ use std::path::Path;
 use tch::Tensor;
 use tchzoo::config::RunConfig;
 use tchzoo::data::Loader;
-use tchzoo::optim::OptimizerKind;
+use tchzoo::optim::{HyperConfig, OptimizerKind};
 use tchzoo::train::progress::Verbosity;
 use tchzoo::train::History;
 
@@ -31,8 +31,7 @@ fn config(out: &Path, swa: &str) -> RunConfig {
         epochs: EPOCHS,
         batch_size: BATCH,
         optimizer: OptimizerKind::Sgd,
-        lr: Some(0.1),
-        momentum: 0.9,
+        hyper: HyperConfig { lr: Some(0.1), momentum: 0.9, ..Default::default() },
         augment: None,
         device: "cpu".into(),
         threads: Some(1),

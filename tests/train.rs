@@ -28,7 +28,7 @@ fn trainer(model: &str, data: &Dataset, lr: f64) -> Trainer {
     let loss = Loss::for_task(data.task);
     let model = models::build(model, &store, loss.num_outputs(data.task), &data.sample_shape()).unwrap();
     let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = lr;
+    oc.hyper.lr = lr;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     Trainer::new(model, store, opt, loss, Metric::defaults(loss))
 }

@@ -79,9 +79,9 @@ fn trainer(case: &Case) -> Trainer {
     let spec = format!("mlp:hidden=16x12,activation=tanh,batch_norm={}", case.batch_norm);
     let model = models::build(&spec, &store, CLASSES, &[IN]).unwrap();
     let mut oc = OptimizerConfig::new(if case.adam { OptimizerKind::Adam } else { OptimizerKind::Sgd });
-    oc.lr = case.lr;
+    oc.hyper.lr = case.lr;
     if !case.adam {
-        oc.momentum = 0.9;
+        oc.hyper.momentum = 0.9;
     }
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, Loss::CrossEntropy, Metric::defaults(Loss::CrossEntropy));

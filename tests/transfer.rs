@@ -70,7 +70,7 @@ fn channel_boost_equals_the_python_definition() {
     // One SGD step in training mode equals torch.optim.SGD's on the trainable parameters; the booster (weights
     // and BatchNorm statistics) is untouched.
     let mut c = OptimizerConfig::new(OptimizerKind::Sgd);
-    (c.lr, c.momentum, c.weight_decay) = (0.1, 0.9, 1e-4);
+    (c.hyper.lr, c.hyper.momentum, c.hyper.weight_decay) = (0.1, 0.9, 1e-4);
     let opt = Optimizer::new(c, store.parameters()).unwrap();
     let mut trainer = Trainer::new(model, store, opt, Loss::CrossEntropy, vec![]);
     let logs = trainer.train_on_batch(&data["x"], &data["y"]).unwrap();

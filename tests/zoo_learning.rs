@@ -24,7 +24,7 @@ fn digits_accuracy(model: &str, size: i64, epochs: usize, lr: f64) -> (f64, f64,
     let loss = Loss::for_task(train.task);
     let model = models::build(model, &store, loss.num_outputs(train.task), &train.sample_shape()).unwrap();
     let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-    oc.lr = lr;
+    oc.hyper.lr = lr;
     let opt = Optimizer::new(oc, store.parameters()).unwrap();
     let mut t = Trainer::new(model, store, opt, loss, Metric::defaults(loss));
     let fit = FitConfig { epochs, batch_size: 32, seed: 3, output: Verbosity::Silent.into(), ..FitConfig::default() };

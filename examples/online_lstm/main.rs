@@ -49,7 +49,7 @@ fn main() -> Result<()> {
         let store = VarStore::new(Device::Cpu);
         let model = tchzoo::models::build(spec, &store, 24, &[5, 8])?;
         let mut oc = OptimizerConfig::new(OptimizerKind::Adam);
-        oc.lr = lr;
+        oc.hyper.lr = lr;
         let opt = Optimizer::new(oc, store.parameters())?;
         Ok(Trainer::new(model, store, opt, Loss::Mse, vec![Metric::Mae]))
     };

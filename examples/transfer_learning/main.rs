@@ -39,7 +39,7 @@ struct Args {
 
 fn trainer(store: VarStore, model: Box<dyn models::Model>, lr: f64) -> Result<Trainer> {
     let mut c = OptimizerConfig::new(OptimizerKind::Adam);
-    c.lr = lr;
+    c.hyper.lr = lr;
     let opt = Optimizer::new(c, store.parameters())?;
     Ok(Trainer::new(model, store, opt, Loss::CrossEntropy, vec![Metric::Accuracy]))
 }

@@ -54,8 +54,9 @@ fn main() -> Result<()> {
     let store = VarStore::new(device);
     let loss = Loss::BinaryCrossEntropy;
     let model = models::build(&diagram, &store, loss.num_outputs(train.task), &train.sample_shape())?;
-    let optimizer =
-        Optimizer::new(OptimizerConfig { lr: 0.05, ..OptimizerConfig::new(OptimizerKind::Adam) }, store.parameters())?;
+    let mut adam = OptimizerConfig::new(OptimizerKind::Adam);
+    adam.hyper.lr = 0.05;
+    let optimizer = Optimizer::new(adam, store.parameters())?;
     let mut trainer = Trainer::new(model, store, optimizer, loss, vec![Metric::Accuracy]);
     let fit = FitConfig {
         epochs: args.epochs,

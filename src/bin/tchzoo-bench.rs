@@ -97,7 +97,8 @@ fn resnet18_folder(args: &Args) -> Result<serde_json::Value> {
     let classes = data.class_names.as_ref().map_or(0, |c| c.len());
     let store = VarStore::new(Device::Cpu);
     let model = tchzoo::models::build("resnet18", &store, classes as i64, &[3, 112, 112])?;
-    let sgd = OptimizerConfig { lr: 0.01, momentum: 0.9, ..OptimizerConfig::new(OptimizerKind::Sgd) };
+    let mut sgd = OptimizerConfig::new(OptimizerKind::Sgd);
+    (sgd.hyper.lr, sgd.hyper.momentum) = (0.01, 0.9);
     let optimizer = Optimizer::new(sgd, store.parameters())?;
     let mut trainer = Trainer::new(model, store, optimizer, Loss::CrossEntropy, Metric::defaults(Loss::CrossEntropy));
     let config = FitConfig {
@@ -157,7 +158,8 @@ struct Workload {
 
 fn build(name: &str, quick: bool) -> Result<Workload> {
     let store = VarStore::new(Device::Cpu);
-    let sgd = OptimizerConfig { lr: 0.01, momentum: 0.9, ..OptimizerConfig::new(OptimizerKind::Sgd) };
+    let mut sgd = OptimizerConfig::new(OptimizerKind::Sgd);
+    (sgd.hyper.lr, sgd.hyper.momentum) = (0.01, 0.9);
     let adam = OptimizerConfig::new(OptimizerKind::Adam);
     Ok(match name {
         // Full batch of 100: one step per epoch, where Python's per-step overhead dominates.

@@ -9,7 +9,8 @@ use tch::Tensor;
 use super::{read_pt, write_pt, Object};
 use crate::error::{Error, Result};
 use crate::nn::VarStore;
-use crate::optim::{Optimizer, OptimizerConfig, OptimizerImpl, OptimizerKind};
+use crate::optim::hyper::{self, Field, Hyper, Value};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 
 /// What a checkpoint says besides the weights and optimizer state.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ pub fn optimizer_state_dict(opt: &Optimizer) -> Object {
             ids.push(Object::Int(next));
             next += 1;
         }
-        let mut group = group_hyper_parameters(&opt.config, g.lr, g.weight_decay);
+        let mut group = group_hyper_parameters(&opt.config, &g.hyper(&opt.config.hyper));
         group.push(("params", Object::List(ids)));
         group_objs.push(Object::dict(group));
     }
@@ -83,55 +84,15 @@ pub fn optimizer_state_dict(opt: &Optimizer) -> Object {
     Object::dict(vec![("state", Object::Dict(state)), ("param_groups", Object::List(group_objs))])
 }
 
-/// One group's hyper-parameters, keyed and ordered as torch.optim 2.13 writes them.
-fn group_hyper_parameters(c: &OptimizerConfig, lr: f64, weight_decay: f64) -> Vec<(&'static str, Object)> {
-    let f = Object::Float;
-    let b = Object::Bool;
-    // torch records what the constructor was given: `SGD(…, foreach=False)` keeps foreach False and fused None,
-    // `foreach=True` foreach True, `fused=True` fused True and foreach None. tchzoo always chooses explicitly.
-    let (foreach, fused) = match c.implementation {
-        OptimizerImpl::Single => (b(false), Object::None),
-        OptimizerImpl::Foreach => (b(true), Object::None),
-        OptimizerImpl::Fused => (Object::None, b(true)),
+/// One group's `param_groups` entry (less `params`), keyed and ordered as torch.optim 2.13 writes it.
+fn group_hyper_parameters(c: &OptimizerConfig, h: &Hyper) -> Vec<(&'static str, Object)> {
+    let object = |v| match v {
+        Value::Number(x) => Object::Float(x),
+        Value::Flag(b) => Object::Bool(b),
+        Value::Pair(a, b) => Object::Tuple(vec![Object::Float(a), Object::Float(b)]),
+        Value::None => Object::None,
     };
-    match c.kind {
-        OptimizerKind::Sgd => vec![
-            ("lr", f(lr)),
-            ("momentum", f(c.momentum)),
-            ("dampening", f(c.dampening)),
-            ("weight_decay", f(weight_decay)),
-            ("nesterov", b(c.nesterov)),
-            ("maximize", b(false)),
-            ("foreach", foreach),
-            ("differentiable", b(false)),
-            ("fused", fused),
-        ],
-        OptimizerKind::Adam | OptimizerKind::Adamw => vec![
-            ("lr", f(lr)),
-            ("betas", Object::Tuple(vec![f(c.betas.0), f(c.betas.1)])),
-            ("eps", f(c.eps)),
-            ("weight_decay", f(weight_decay)),
-            ("amsgrad", b(c.amsgrad)),
-            ("maximize", b(false)),
-            ("foreach", foreach),
-            ("capturable", b(false)),
-            ("differentiable", b(false)),
-            ("fused", fused),
-            ("decoupled_weight_decay", b(c.kind == OptimizerKind::Adamw)),
-        ],
-        OptimizerKind::Rmsprop => vec![
-            ("lr", f(lr)),
-            ("momentum", f(c.momentum)),
-            ("alpha", f(c.alpha)),
-            ("eps", f(c.eps)),
-            ("centered", b(c.centered)),
-            ("weight_decay", f(weight_decay)),
-            ("capturable", b(false)),
-            ("foreach", foreach),
-            ("maximize", b(false)),
-            ("differentiable", b(false)),
-        ],
-    }
+    hyper::torch_param_group(c.kind, c.implementation, h).into_iter().map(|(k, v)| (k, object(v))).collect()
 }
 
 /// Loads a torch.optim `state_dict()` (as read from a `.pt` file) into `opt`: hyper-parameters and per-parameter
@@ -215,40 +176,27 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
         return Err("maximize=True is not supported".into());
     }
     let mut c = opt.config.clone();
-    if let Some(v) = num("lr")? {
-        c.lr = v;
-    }
-    if let Some(v) = num("weight_decay")? {
-        c.weight_decay = v;
-    }
-    if let Some(v) = num("eps")? {
-        c.eps = v;
-    }
-    if let Some(v) = num("momentum")? {
-        c.momentum = v;
-    }
-    if let Some(v) = num("dampening")? {
-        c.dampening = v;
-    }
-    if let Some(v) = num("alpha")? {
-        c.alpha = v;
-    }
-    if let Some(v) = flag("nesterov")? {
-        c.nesterov = v;
-    }
-    if let Some(v) = flag("amsgrad")? {
-        c.amsgrad = v;
-    }
-    if let Some(v) = flag("centered")? {
-        c.centered = v;
-    }
-    if let Some(betas) = group.get("betas") {
-        match betas {
-            Object::Tuple(v) | Object::List(v) if v.len() == 2 => match (v[0].as_f64(), v[1].as_f64()) {
-                (Some(b1), Some(b2)) => c.betas = (b1, b2),
-                _ => return Err("param_groups[0].betas are not two numbers".into()),
-            },
-            _ => return Err("param_groups[0].betas are not two numbers".into()),
+    for (key, field) in &hyper::PARAMS {
+        match field {
+            Field::Number(f) => {
+                if let Some(v) = num(key)? {
+                    *f(&mut c.hyper) = v;
+                }
+            }
+            Field::Flag(f) => {
+                if let Some(v) = flag(key)? {
+                    *f(&mut c.hyper) = v;
+                }
+            }
+            Field::Pair(f) => {
+                if let Some(pair) = group.get(key) {
+                    let two = match pair {
+                        Object::Tuple(v) | Object::List(v) if v.len() == 2 => v[0].as_f64().zip(v[1].as_f64()),
+                        _ => None,
+                    };
+                    *f(&mut c.hyper) = two.ok_or_else(|| format!("param_groups[0].{key} are not two numbers"))?;
+                }
+            }
         }
     }
     c.validate().map_err(|e| e.to_string())?;
@@ -285,7 +233,7 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
                 Some(v) => v.as_f64().ok_or_else(|| format!("param_groups[{g}].{key} is a {}", v.type_name())),
             }
         };
-        let (lr, wd) = (value("lr", c.lr)?, value("weight_decay", c.weight_decay)?);
+        let (lr, wd) = (value("lr", c.hyper.lr)?, value("weight_decay", c.hyper.weight_decay)?);
         for (what, v) in [("lr", lr), ("weight_decay", wd)] {
             if !(v.is_finite() && v >= 0.0 && v.abs() <= f32::MAX as f64) {
                 return Err(format!("param_groups[{g}].{what} {v} is not a finite number ≥ 0"));
@@ -302,17 +250,17 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
         OptimizerKind::Sgd => vec![],
         OptimizerKind::Adam | OptimizerKind::Adamw => {
             let mut r = vec!["step", "exp_avg", "exp_avg_sq"];
-            if c.amsgrad {
+            if c.hyper.amsgrad {
                 r.push("max_exp_avg_sq");
             }
             r
         }
         OptimizerKind::Rmsprop => {
             let mut r = vec!["step", "square_avg"];
-            if c.momentum > 0.0 {
+            if c.hyper.momentum > 0.0 {
                 r.push("momentum_buffer");
             }
-            if c.centered {
+            if c.hyper.centered {
                 r.push("grad_avg");
             }
             r
@@ -360,7 +308,10 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
             if let Some(miss) = required.iter().find(|r| !out.iter().any(|(k, _)| k == *r)) {
                 return Err(format!("state[{id}] lacks '{miss}' for {}", kind_name(c.kind)));
             }
-            if c.kind == OptimizerKind::Sgd && c.momentum != 0.0 && !out.iter().any(|(k, _)| k == "momentum_buffer") {
+            if c.kind == OptimizerKind::Sgd
+                && c.hyper.momentum != 0.0
+                && !out.iter().any(|(k, _)| k == "momentum_buffer")
+            {
                 return Err(format!("state[{id}] lacks 'momentum_buffer'"));
             }
         }
@@ -385,7 +336,7 @@ fn apply_plan(opt: &mut Optimizer, plan: Plan) -> Result<()> {
             opt.set_base_lr(groups[0].lr / groups[0].lr_mult);
         }
         if let Some(g) = groups.iter().find(|g| g.weight_decay != 0.0) {
-            opt.config.weight_decay = g.weight_decay;
+            opt.config.hyper.weight_decay = g.weight_decay;
         }
     }
     let n = opt.params().len();

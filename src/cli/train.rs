@@ -37,35 +37,13 @@ pub struct TrainArgs {
     /// Samples per batch [default: 32].
     #[arg(long, alias = "batch_size")]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: the optimizer's, as Keras: sgd 0.01; adam, adamw and rmsprop 0.001], or `auto`:
-    /// the learning-rate range test (`tchzoo tune lr`, its defaults) picks it before training.
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<String>,
     // A string parsed in `resolve`, so that a bad name fails in one line like every other config error.
     /// sgd, adam, adamw or rmsprop [default: adam].
     #[arg(long)]
     pub optimizer: Option<String>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub momentum: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub dampening: Option<f64>,
-    #[arg(long)]
-    pub nesterov: bool,
-    #[arg(long, alias = "weight_decay", allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta1: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta2: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub eps: Option<f64>,
-    #[arg(long)]
-    pub amsgrad: bool,
-    /// RMSprop's smoothing constant.
-    #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f64>,
-    #[arg(long)]
-    pub centered: bool,
+    // --lr, --momentum, … (`optim::hyper`).
+    #[command(flatten)]
+    pub hyper: crate::optim::HyperArgs,
     /// auto, cross_entropy, binary_crossentropy or mse.
     #[arg(long)]
     pub loss: Option<String>,
@@ -298,17 +276,13 @@ impl TrainArgs {
         set!(validation_split, opt);
         set!(epochs);
         set!(batch_size);
-        if let Some(v) = &self.lr {
+        if let Some(v) = &self.hyper.lr {
             crate::train::lr_find::set_lr_flag(&mut c, v)?;
         }
         if let Some(name) = &self.optimizer {
             c.optimizer = crate::optim::parse_kind(name)?;
         }
-        set!(momentum);
-        set!(dampening);
-        set!(weight_decay, opt);
-        set!(eps, opt);
-        set!(alpha);
+        self.hyper.apply(&mut c.hyper);
         set!(loss);
         set!(metrics);
         set!(device);
@@ -348,15 +322,6 @@ impl TrainArgs {
                 *field = None;
             }
         }
-        if let Some(b1) = self.beta1 {
-            c.betas.0 = b1;
-        }
-        if let Some(b2) = self.beta2 {
-            c.betas.1 = b2;
-        }
-        c.nesterov |= self.nesterov;
-        c.amsgrad |= self.amsgrad;
-        c.centered |= self.centered;
         c.sync_bn |= self.sync_bn;
         c.channels_last |= self.channels_last;
         c.cuda_graph |= self.cuda_graph;

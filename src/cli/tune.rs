@@ -54,7 +54,7 @@ fn lr(args: LrArgs) -> Result<()> {
     if t.distributed || t.sync_bn || t.dist_check {
         return Err(Error::config("tune lr runs in one process; leave out --distributed, --sync-bn and --dist-check"));
     }
-    if t.lr.is_some() {
+    if t.hyper.lr.is_some() {
         return Err(Error::config("tune lr sets the learning rate itself (--min-lr to --max-lr); leave out --lr"));
     }
     let early_stop_threshold =

@@ -233,8 +233,8 @@ impl Run {
 
     /// Sets the learning rate the run trains with (`--lr auto`'s suggestion), in the optimizer and the record.
     pub fn set_lr(&mut self, lr: f64) {
-        self.optimizer.lr = lr;
-        self.config.lr = Some(lr);
+        self.optimizer.hyper.lr = lr;
+        self.config.hyper.lr = Some(lr);
     }
 
     /// The run folder as given (`out`), when set.

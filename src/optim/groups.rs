@@ -15,6 +15,13 @@ pub struct ParamGroup {
     pub lr_mult: f64,
 }
 
+impl ParamGroup {
+    /// The group's hyper-parameters: `base`'s, with the group's lr and weight decay (all tchzoo varies by group).
+    pub fn hyper(&self, base: &super::Hyper) -> super::Hyper {
+        super::Hyper { lr: self.lr, weight_decay: self.weight_decay, ..*base }
+    }
+}
+
 /// How the parameters split into groups.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupSpec {
@@ -135,7 +142,7 @@ pub fn optimizer_for(
         return super::Optimizer::new(c, store.parameters());
     }
     let named = store.named_parameters();
-    let groups = build(&named, spec, c.lr, c.weight_decay, Some(classifier))?;
+    let groups = build(&named, spec, c.hyper.lr, c.hyper.weight_decay, Some(classifier))?;
     if run.config.cuda_graph && groups.len() > 1 {
         return Err(Error::config(
             "--cuda-graph captures one learning rate: it does not combine with --lr-mult or --no-decay-norm-bias yet",

@@ -7,9 +7,11 @@ use tch::Tensor;
 use crate::error::{did_you_mean, Error, Result};
 
 pub mod groups;
+pub mod hyper;
 pub mod schedule;
 
 pub use groups::{GroupSpec, ParamGroup};
+pub use hyper::{Hyper, HyperArgs, HyperConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,23 +74,12 @@ impl OptimizerImpl {
     }
 }
 
-/// Hyper-parameters with `torch.optim`'s names and defaults (per optimizer, see [`OptimizerConfig::new`]).
+/// An optimizer: which one, its hyper-parameters ([`Hyper`]) and which implementation steps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
-    pub lr: f64,
-    /// SGD and RMSprop.
-    pub momentum: f64,
-    pub dampening: f64,
-    pub nesterov: bool,
-    pub weight_decay: f64,
-    /// Adam and AdamW.
-    pub betas: (f64, f64),
-    pub eps: f64,
-    pub amsgrad: bool,
-    /// RMSprop's smoothing constant.
-    pub alpha: f64,
-    pub centered: bool,
+    #[serde(flatten)]
+    pub hyper: Hyper,
     #[serde(default)]
     pub implementation: OptimizerImpl,
 }
@@ -96,65 +87,21 @@ pub struct OptimizerConfig {
 impl OptimizerConfig {
     /// The defaults of `torch.optim` for `kind` (AdamW's weight decay 1e-2, RMSprop's eps 1e-8 and lr 1e-2, …).
     pub fn new(kind: OptimizerKind) -> Self {
-        let base = OptimizerConfig {
-            kind,
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            amsgrad: false,
-            alpha: 0.99,
-            centered: false,
-            implementation: OptimizerImpl::Single,
-        };
-        match kind {
-            OptimizerKind::Sgd => OptimizerConfig { lr: 1e-3, ..base },
-            OptimizerKind::Adam => base,
-            OptimizerKind::Adamw => OptimizerConfig { weight_decay: 1e-2, ..base },
-            OptimizerKind::Rmsprop => OptimizerConfig { lr: 1e-2, ..base },
-        }
+        OptimizerConfig { kind, hyper: Hyper::torch_defaults(kind), implementation: OptimizerImpl::Single }
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::config(what));
-        if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad(format!("learning rate {} must be a finite number ≥ 0", self.lr));
-        }
-        // libtorch takes the hyper-parameters as float32 scalars: beyond its range they overflow (a panic).
-        for (name, v) in [
-            ("learning rate", self.lr),
-            ("momentum", self.momentum),
-            ("dampening", self.dampening),
-            ("weight decay", self.weight_decay),
-            ("eps", self.eps),
-            ("alpha", self.alpha),
-        ] {
-            if !v.is_finite() || v.abs() > f32::MAX as f64 {
-                return bad(format!("{name} {v} is not a finite float32 number (|value| ≤ 3.4e38)"));
-            }
-        }
-        if self.momentum < 0.0 || self.weight_decay < 0.0 || self.eps < 0.0 {
-            return bad("momentum, weight decay and eps must be ≥ 0".into());
-        }
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return bad("nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)".into());
-        }
-        if !(0.0..1.0).contains(&self.betas.0) || !(0.0..1.0).contains(&self.betas.1) {
-            return bad(format!("betas {:?} must lie in [0, 1)", self.betas));
-        }
+        self.hyper.validate()?;
+        let bad = |what: &str| Err(Error::config(what));
         match (self.implementation, self.kind) {
             (OptimizerImpl::Foreach, OptimizerKind::Rmsprop) => {
-                return bad("tchzoo has no foreach RMSprop yet; use --optimizer-impl single".into())
+                bad("tchzoo has no foreach RMSprop yet; use --optimizer-impl single")
             }
             (OptimizerImpl::Fused, OptimizerKind::Rmsprop) => {
-                return bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single".into())
+                bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single")
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -218,7 +165,7 @@ pub struct Optimizer {
     /// named state tensors.
     steps: Vec<f64>,
     state: Vec<Slots>,
-    /// `torch.optim`'s param groups; one group (all parameters) takes `config.lr` and `config.weight_decay`.
+    /// `torch.optim`'s param groups; one group (all parameters) takes `config.hyper`'s lr and weight decay.
     groups: Vec<ParamGroup>,
 }
 
@@ -340,8 +287,12 @@ pub fn keep_freed_memory() {
 impl Optimizer {
     pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Result<Self> {
         let n = params.len();
-        let group =
-            ParamGroup { params: (0..n).collect(), lr: config.lr, weight_decay: config.weight_decay, lr_mult: 1.0 };
+        let group = ParamGroup {
+            params: (0..n).collect(),
+            lr: config.hyper.lr,
+            weight_decay: config.hyper.weight_decay,
+            lr_mult: 1.0,
+        };
         Self::with_groups(config, params, vec![group])
     }
     /// An optimizer over `groups` of `params` (see [`groups::build`]); every parameter index in exactly one group.
@@ -368,25 +319,25 @@ impl Optimizer {
     }
     /// The base learning rate (`--lr`; the groups without a multiplier).
     pub fn lr(&self) -> f64 {
-        self.config.lr
+        self.config.hyper.lr
     }
     /// Sets the base learning rate, and each group's to it times the group's multiplier.
     pub fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
+        self.config.hyper.lr = lr;
         for g in &mut self.groups {
             g.lr = lr * g.lr_mult;
         }
     }
     /// Sets the base learning rate only (the groups keep theirs, as restored from a checkpoint).
     pub fn set_base_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
+        self.config.hyper.lr = lr;
     }
     /// The param groups, with their current hyper-parameters.
     pub fn groups(&self) -> Vec<ParamGroup> {
         let mut g = self.groups.clone();
         if let [one] = g.as_mut_slice() {
-            one.lr = self.config.lr;
-            one.weight_decay = self.config.weight_decay;
+            one.lr = self.config.hyper.lr;
+            one.weight_decay = self.config.hyper.weight_decay;
         }
         g
     }
@@ -400,7 +351,7 @@ impl Optimizer {
             g.lr = lr;
         }
         if let ([_], [lr]) = (self.groups.as_slice(), lrs) {
-            self.config.lr = *lr;
+            self.config.hyper.lr = *lr;
         }
     }
     /// Sets each group's weight decay (from a checkpoint).
@@ -409,7 +360,7 @@ impl Optimizer {
             g.weight_decay = wd;
         }
         if let ([_], [wd]) = (self.groups.as_slice(), wds) {
-            self.config.weight_decay = *wd;
+            self.config.hyper.weight_decay = *wd;
         }
     }
     pub fn params(&self) -> &[Tensor] {
@@ -474,13 +425,13 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<()> {
         let groups = self.groups();
         for g in &groups {
-            self.step_group(&g.params, g.lr, g.weight_decay)?;
+            self.step_group(&g.params, g.hyper(&self.config.hyper))?;
         }
         Ok(())
     }
 
-    fn step_group(&mut self, idx: &[usize], lr: f64, weight_decay: f64) -> Result<()> {
-        let c = &OptimizerConfig { lr, weight_decay, ..self.config.clone() };
+    fn step_group(&mut self, idx: &[usize], h: Hyper) -> Result<()> {
+        let (kind, implementation) = (self.config.kind, self.config.implementation);
         let n = idx.len() as i64;
         let params: Vec<Raw> = idx.iter().map(|&i| raw(&self.params[i])).collect();
         let slots = |f: fn(&Slots) -> &Tensor| -> Vec<Raw> { idx.iter().map(|&i| raw(f(&self.state[i]))).collect() };
@@ -506,24 +457,24 @@ impl Optimizer {
             i32,
             i32,
         ) -> *mut std::ffi::c_char;
-        let (sgd, adam): (SgdStep, AdamStep) = match c.implementation {
+        let (sgd, adam): (SgdStep, AdamStep) = match implementation {
             OptimizerImpl::Single => (ffi::tz_sgd_step, ffi::tz_adam_step),
             OptimizerImpl::Foreach => (ffi::tz_foreach_sgd_step, ffi::tz_foreach_adam_step),
             OptimizerImpl::Fused => (ffi::tz_fused_sgd_step, ffi::tz_fused_adam_step),
         };
         let message = unsafe {
-            match c.kind {
+            match kind {
                 OptimizerKind::Sgd => {
                     let bufs = slots(|s| &s.momentum_buffer);
                     sgd(
                         params.as_ptr(),
                         bufs.as_ptr(),
                         n,
-                        c.lr,
-                        c.momentum,
-                        c.dampening,
-                        c.weight_decay,
-                        c.nesterov as i32,
+                        h.lr,
+                        h.momentum,
+                        h.dampening,
+                        h.weight_decay,
+                        h.nesterov as i32,
                     )
                 }
                 OptimizerKind::Adam | OptimizerKind::Adamw => {
@@ -535,13 +486,13 @@ impl Optimizer {
                         vmax.as_ptr(),
                         steps,
                         n,
-                        c.lr,
-                        c.betas.0,
-                        c.betas.1,
-                        c.eps,
-                        c.weight_decay,
-                        c.amsgrad as i32,
-                        (c.kind == OptimizerKind::Adamw) as i32,
+                        h.lr,
+                        h.betas.0,
+                        h.betas.1,
+                        h.eps,
+                        h.weight_decay,
+                        h.amsgrad as i32,
+                        (kind == OptimizerKind::Adamw) as i32,
                     )
                 }
                 // RMSprop has the single-tensor loop only (`OptimizerConfig::validate` refuses the others).
@@ -555,12 +506,12 @@ impl Optimizer {
                         avg.as_ptr(),
                         steps,
                         n,
-                        c.lr,
-                        c.alpha,
-                        c.eps,
-                        c.weight_decay,
-                        c.momentum,
-                        c.centered as i32,
+                        h.lr,
+                        h.alpha,
+                        h.eps,
+                        h.weight_decay,
+                        h.momentum,
+                        h.centered as i32,
                     )
                 }
             }

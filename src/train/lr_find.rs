@@ -309,13 +309,13 @@ pub fn suggestion_index(lrs: &[f64], losses: &[f64], skip_begin: usize, skip_end
 pub fn set_lr_flag(config: &mut crate::config::RunConfig, value: &str) -> Result<()> {
     let v = value.trim();
     if v.eq_ignore_ascii_case("auto") {
-        config.lr = None;
+        config.hyper.lr = None;
         config.lr_auto = true;
     } else {
         let lr = v
             .parse::<f64>()
             .map_err(|_| Error::config(format!("--lr '{value}': give a number, e.g. 0.001, or auto")))?;
-        config.lr = Some(lr);
+        config.hyper.lr = Some(lr);
         config.lr_auto = false;
     }
     Ok(())

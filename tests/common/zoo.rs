@@ -176,8 +176,8 @@ pub fn check_sgd_step(
     loss: impl FnOnce() -> Tensor,
 ) -> (f64, (String, f64)) {
     let mut config = OptimizerConfig::new(OptimizerKind::Sgd);
-    config.lr = lr;
-    config.momentum = momentum;
+    config.hyper.lr = lr;
+    config.hyper.momentum = momentum;
     let mut opt = Optimizer::new(config, store.parameters()).unwrap();
     opt.zero_grad().unwrap();
     let loss = match seed {
