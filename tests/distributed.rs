@@ -142,6 +142,46 @@ fn two_ranks_train_lenet5_as_one_process_on_the_union() {
     );
 }
 
+/// `classes` × `per_class` small JPEGs (sizes around 36 px) packed as tar shards of at most `shard_size` with
+/// `tchzoo pack`; the `--data` pattern it printed.
+fn packed_shards(root: &Path, name: &str, classes: usize, per_class: usize, shard_size: &str) -> String {
+    let folder = root.join(format!("{name}-folder"));
+    for c in 0..classes {
+        let dir = folder.join(format!("class{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let seed = (c * per_class + i) as u32;
+            let (w, h) = (36 + (seed * 7) % 13, 36 + (seed * 11) % 9);
+            common::picture(w, h, seed).save(dir.join(format!("img{i:03}.jpg"))).unwrap();
+        }
+    }
+    let prefix = root.join("shards").join(name);
+    let mut cmd = tchzoo();
+    cmd.args(["pack", folder.to_str().unwrap(), prefix.to_str().unwrap(), "--shard-size", shard_size]);
+    let o = common::run_limited(cmd, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let line = out.lines().find_map(|l| l.strip_prefix("--data ")).unwrap_or_else(|| panic!("no pattern in {out}"));
+    line.trim_matches('"').to_string()
+}
+
+#[test]
+fn two_ranks_train_on_tar_shards_as_one_process_on_the_stream() {
+    // 24 training images in three shards, read as a stream: the shard order and the shuffle buffer are drawn
+    // from (seed, epoch) alike on every rank, and rank r takes every second sample of it, so two ranks with batch
+    // 5 (5 + 5 + 2 a rank) see the single process's batches of 10 (10 + 10 + 4) interleaved. The random crops
+    // are keyed by the sample's index, not by the rank. The 9 validation images are split 5 + 4 (no padding) and
+    // the metrics gathered.
+    let dir = common::tempdir();
+    let train = packed_shards(dir.path(), "train", 3, 8, "20KB");
+    let n_shards = tchzoo::data::shards::expand(&train).unwrap().len();
+    assert!(n_shards >= 3, "{train}: {n_shards} shard(s)");
+    let val = packed_shards(dir.path(), "val", 3, 3, "1GB");
+    let data = format!("{train}:shuffle=8");
+    let extra = ["--validation-data", &val, "--epochs", "3", "--workers", "2", "--optimizer", "sgd", "--lr", "0.05"];
+    check_equal_to_one_process("lenet5", &data, 5, &[&extra[..], &["--momentum", "0.9"]].concat());
+}
+
 #[test]
 fn sync_bn_normalises_over_the_global_batch() {
     let dir = common::tempdir();

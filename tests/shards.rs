@@ -201,6 +201,49 @@ fn the_shuffle_buffer_keeps_every_sample_once_an_epoch() {
     assert_ne!(e0, [vec![0; 15], vec![1; 15]].concat(), "and is shuffled");
 }
 
+#[test]
+fn distributed_ranks_split_the_stream_as_distributed_sampler() {
+    // One image a class, so a label names its sample: 11 samples in several shards, an odd count for two ranks.
+    let tmp = common::tempdir();
+    let src = tmp.path().join("train");
+    image_folder(&src, 11, 1, 20);
+    let pattern = pack(&src, &tmp.path().join("s/train"), &["--shard-size", "4KB"]);
+    assert!(shards::expand(&pattern).unwrap().len() >= 3, "{pattern}");
+    let config = workers::WorkerConfig { workers: 2, prefetch: 1, skip_bad: false };
+    let mut t = eval_transforms();
+    t.train_crop_size = 8;
+    let data = shards::shard_dataset(&pattern, 4, t, true, config, 7).unwrap();
+    let labels = |loader: &DataLoader, e: usize| -> Vec<i64> {
+        loader.epoch(e).flat_map(|b| Vec::<i64>::try_from(b.unwrap().1).unwrap()).collect()
+    };
+    for e in 0..2 {
+        let whole = labels(&DataLoader::new(&data, 3, true, 7), e);
+        let mut sorted = whole.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..11).collect::<Vec<i64>>(), "epoch {e}: each sample once");
+        // Training (padded): the stream extended by its own start to 12, rank r taking every second sample from
+        // r on; each rank 6 samples in batches of 3 + 3.
+        println!("epoch {e}: {whole:?}");
+        let padded = [&whole[..], &whole[..1]].concat();
+        // Evaluation (not padded): the stream itself, 6 + 5.
+        for (pad, stream) in [(true, &padded), (false, &whole)] {
+            let mut union = Vec::new();
+            for rank in 0..2 {
+                let loader = DataLoader::new(&data, 3, true, 7).shard(rank, 2, pad);
+                let mine = labels(&loader, e);
+                let expected: Vec<i64> = stream.iter().copied().skip(rank).step_by(2).collect();
+                assert_eq!(mine, expected, "epoch {e}, rank {rank}, padded {pad}: stream {whole:?}");
+                assert_eq!(loader.len(), mine.len().div_ceil(3), "epoch {e}, rank {rank}: batches");
+                union.extend(mine);
+            }
+            union.sort();
+            let mut all = stream.clone();
+            all.sort();
+            assert_eq!(union, all, "epoch {e}, padded {pad}: the ranks together see the stream");
+        }
+    }
+}
+
 fn fails_in_one_line(o: &Output, names: &[&str]) {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
