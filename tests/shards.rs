@@ -294,3 +294,44 @@ fn bad_shards_fail_in_one_line() {
     let o = run(py.join("w-000000.tar").to_str().unwrap(), &[]);
     fails_in_one_line(&o, &["w-000000.tar", "class01_img0002", ".cls"]);
 }
+
+#[test]
+fn a_corrupt_image_in_a_shard_ends_the_run_in_one_line_or_is_skipped() {
+    // Shards written by webdataset from a folder whose class01/img0002.jpg is cut after 40 bytes and padded with
+    // junk: 12 samples in shards of 5, 5 and 2, the bad one (key class01_img0002) the 9th, in the second shard.
+    let tmp = common::tempdir();
+    let src = tmp.path().join("train");
+    image_folder(&src, 2, 6, 20);
+    let bad = src.join("class01/img0002.jpg");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes.truncate(40);
+    bytes.extend_from_slice(&[0x13; 200]);
+    std::fs::write(&bad, bytes).unwrap();
+    let py = tmp.path().join("py");
+    std::fs::create_dir_all(&py).unwrap();
+    common::run_script("shards_write.py", &[src.to_str().unwrap(), py.join("w-%06d.tar").to_str().unwrap(), "5"]);
+    let pattern = py.join("w-{000000..000002}.tar").display().to_string();
+    assert_eq!(shards::list(&pattern).unwrap()[8].1, "class01_img0002");
+    let out = tmp.path().join("runs");
+    let run = |name: &str, workers: &str, extra: &[&str]| {
+        let mut cmd = common::tchzoo();
+        cmd.args(["train", "--data", &pattern, "--out", out.join(name).to_str().unwrap(), "--device", "cpu"]);
+        cmd.args(["--model", "lenet5", "--epochs", "2", "--batch-size", "4", "--workers", workers, "--quiet"]);
+        cmd.args(extra);
+        run_limited(cmd, Duration::from_secs(60))
+    };
+    for workers in ["1", "3"] {
+        let o = run(&format!("fail{workers}"), workers, &[]);
+        println!("--workers {workers}: {}", text(&o.stderr).trim());
+        fails_in_one_line(&o, &["w-000001.tar", "class01_img0002"]);
+    }
+    let o = run("skip", "2", &["--skip-bad-images"]);
+    let err = text(&o.stderr);
+    println!("--skip-bad-images: {}", err.trim());
+    assert!(o.status.success(), "{err}");
+    // Said once an epoch, naming the sample.
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(said.len(), 2, "{err}");
+    assert!(said.iter().all(|l| l.contains("w-000001.tar") && l.contains("class01_img0002")), "{err}");
+    assert_eq!(history(&out.join("skip")).len(), 3, "two epochs trained");
+}
