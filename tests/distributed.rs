@@ -191,7 +191,7 @@ fn skip_bad_images_on_two_ranks_skips_within_a_batch_and_refuses_to_drop_a_whole
         std::fs::create_dir_all(folder.join(format!("class{c}"))).unwrap();
         for i in 0..6 {
             let path = folder.join(format!("class{c}/img{i:04}.jpg"));
-            common::picture(30 + i, 28 + c, (c * 6 + i) as u32).save(path).unwrap();
+            common::picture(30 + i, 28 + c, c * 6 + i).save(path).unwrap();
         }
     }
     let bad = folder.join("class1/img0002.jpg");
