@@ -142,6 +142,109 @@ fn two_ranks_train_lenet5_as_one_process_on_the_union() {
     );
 }
 
+/// `classes` × `per_class` small JPEGs (sizes around 36 px) packed as tar shards of at most `shard_size` with
+/// `tchzoo pack`; the `--data` pattern it printed.
+fn packed_shards(root: &Path, name: &str, classes: usize, per_class: usize, shard_size: &str) -> String {
+    let folder = root.join(format!("{name}-folder"));
+    for c in 0..classes {
+        let dir = folder.join(format!("class{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let seed = (c * per_class + i) as u32;
+            let (w, h) = (36 + (seed * 7) % 13, 36 + (seed * 11) % 9);
+            common::picture(w, h, seed).save(dir.join(format!("img{i:03}.jpg"))).unwrap();
+        }
+    }
+    let prefix = root.join("shards").join(name);
+    let mut cmd = tchzoo();
+    cmd.args(["pack", folder.to_str().unwrap(), prefix.to_str().unwrap(), "--shard-size", shard_size]);
+    let o = common::run_limited(cmd, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let line = out.lines().find_map(|l| l.strip_prefix("--data ")).unwrap_or_else(|| panic!("no pattern in {out}"));
+    line.trim_matches('"').to_string()
+}
+
+#[test]
+fn two_ranks_train_on_tar_shards_as_one_process_on_the_stream() {
+    // 24 training images in three shards, read as a stream: the shard order and the shuffle buffer are drawn
+    // from (seed, epoch) alike on every rank, and rank r takes every second sample of it, so two ranks with batch
+    // 5 (5 + 5 + 2 a rank) see the single process's batches of 10 (10 + 10 + 4) interleaved. The random crops
+    // are keyed by the sample's index, not by the rank. The 9 validation images are split 5 + 4 (no padding) and
+    // the metrics gathered.
+    let dir = common::tempdir();
+    let train = packed_shards(dir.path(), "train", 3, 8, "20KB");
+    let n_shards = tchzoo::data::shards::expand(&train).unwrap().len();
+    assert!(n_shards >= 3, "{train}: {n_shards} shard(s)");
+    let val = packed_shards(dir.path(), "val", 3, 3, "1GB");
+    let data = format!("{train}:shuffle=8");
+    let extra = ["--validation-data", &val, "--epochs", "3", "--workers", "2", "--optimizer", "sgd", "--lr", "0.05"];
+    check_equal_to_one_process("lenet5", &data, 5, &[&extra[..], &["--momentum", "0.9"]].concat());
+}
+
+#[test]
+fn skip_bad_images_on_two_ranks_skips_within_a_batch_and_refuses_to_drop_a_whole_one() {
+    // 12 images, class1/img0002.jpg cut after 40 bytes and padded with junk; written as shards by webdataset.
+    let dir = common::tempdir();
+    let folder = dir.path().join("folder");
+    for c in 0..2 {
+        std::fs::create_dir_all(folder.join(format!("class{c}"))).unwrap();
+        for i in 0..6 {
+            let path = folder.join(format!("class{c}/img{i:04}.jpg"));
+            common::picture(30 + i, 28 + c, c * 6 + i).save(path).unwrap();
+        }
+    }
+    let bad = folder.join("class1/img0002.jpg");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes.truncate(40);
+    bytes.extend_from_slice(&[0x13; 200]);
+    std::fs::write(&bad, bytes).unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    common::run_script(
+        "shards_write.py",
+        &[folder.to_str().unwrap(), shards.join("w-%06d.tar").to_str().unwrap(), "5"],
+    );
+    let pattern = shards.join("w-{000000..000002}.tar").display().to_string();
+    let run = |data: &str, batch: &str, name: &str| {
+        let out = dir.path().join(name).display().to_string();
+        let args = ["--model", "lenet5", "--data", data, "--validation-data", data, "--epochs", "1", "--out", &out];
+        let extra = ["--batch-size", batch, "--workers", "2", "--skip-bad-images", "--dist-timeout", "20"];
+        run_ranks(2, &[&args[..], &extra[..]].concat())
+    };
+
+    // Batches of 4 a rank: the bad image is left out of its batch, the ranks stay in step.
+    let outs = run(&pattern, "4", "skip");
+    assert_ok(&outs);
+    let err: String = outs.iter().map(|o| text(&o.stderr)).collect();
+    assert!(err.contains("skipped") && err.contains("class1_img0002"), "{err}");
+
+    // Batches of 1: the bad image is a whole batch of one rank. Dropping it would leave that rank a step behind
+    // (a collective mismatch that aborted it); the run ends in one line a rank instead, on shards and on a folder.
+    for (data, name) in [
+        (pattern.as_str(), "w-000001.tar (sample 'class1_img0002.jpg')"),
+        (folder.to_str().unwrap(), "class1/img0002.jpg"),
+    ] {
+        let outs = run(data, "1", "whole");
+        let mut said = 0;
+        for (r, o) in outs.iter().enumerate() {
+            let err = text(&o.stderr);
+            println!("{data}, rank {r}: {}", err.trim());
+            assert_eq!(o.status.code(), Some(2), "rank {r}: {err}");
+            assert!(!err.contains("terminate called") && !err.contains("panicked"), "rank {r}: {err}");
+            let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(lines.len(), 1, "rank {r}: {err}");
+            if lines[0].contains(name) {
+                assert!(lines[0].contains("cannot skip a whole batch"), "{err}");
+                said += 1;
+            } else {
+                assert!(lines[0].contains("another rank probably stopped"), "rank {r}: {err}");
+            }
+        }
+        assert_eq!(said, 1, "one rank names the image");
+    }
+}
+
 #[test]
 fn sync_bn_normalises_over_the_global_batch() {
     let dir = common::tempdir();

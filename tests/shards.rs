@@ -201,6 +201,49 @@ fn the_shuffle_buffer_keeps_every_sample_once_an_epoch() {
     assert_ne!(e0, [vec![0; 15], vec![1; 15]].concat(), "and is shuffled");
 }
 
+#[test]
+fn distributed_ranks_split_the_stream_as_distributed_sampler() {
+    // One image a class, so a label names its sample: 11 samples in several shards, an odd count for two ranks.
+    let tmp = common::tempdir();
+    let src = tmp.path().join("train");
+    image_folder(&src, 11, 1, 20);
+    let pattern = pack(&src, &tmp.path().join("s/train"), &["--shard-size", "4KB"]);
+    assert!(shards::expand(&pattern).unwrap().len() >= 3, "{pattern}");
+    let config = workers::WorkerConfig { workers: 2, prefetch: 1, skip_bad: false };
+    let mut t = eval_transforms();
+    t.train_crop_size = 8;
+    let data = shards::shard_dataset(&pattern, 4, t, true, config, 7).unwrap();
+    let labels = |loader: &DataLoader, e: usize| -> Vec<i64> {
+        loader.epoch(e).flat_map(|b| Vec::<i64>::try_from(b.unwrap().1).unwrap()).collect()
+    };
+    for e in 0..2 {
+        let whole = labels(&DataLoader::new(&data, 3, true, 7), e);
+        let mut sorted = whole.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..11).collect::<Vec<i64>>(), "epoch {e}: each sample once");
+        // Training (padded): the stream extended by its own start to 12, rank r taking every second sample from
+        // r on; each rank 6 samples in batches of 3 + 3.
+        println!("epoch {e}: {whole:?}");
+        let padded = [&whole[..], &whole[..1]].concat();
+        // Evaluation (not padded): the stream itself, 6 + 5.
+        for (pad, stream) in [(true, &padded), (false, &whole)] {
+            let mut union = Vec::new();
+            for rank in 0..2 {
+                let loader = DataLoader::new(&data, 3, true, 7).shard(rank, 2, pad);
+                let mine = labels(&loader, e);
+                let expected: Vec<i64> = stream.iter().copied().skip(rank).step_by(2).collect();
+                assert_eq!(mine, expected, "epoch {e}, rank {rank}, padded {pad}: stream {whole:?}");
+                assert_eq!(loader.len(), mine.len().div_ceil(3), "epoch {e}, rank {rank}: batches");
+                union.extend(mine);
+            }
+            union.sort();
+            let mut all = stream.clone();
+            all.sort();
+            assert_eq!(union, all, "epoch {e}, padded {pad}: the ranks together see the stream");
+        }
+    }
+}
+
 fn fails_in_one_line(o: &Output, names: &[&str]) {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -250,4 +293,45 @@ fn bad_shards_fail_in_one_line() {
     );
     let o = run(py.join("w-000000.tar").to_str().unwrap(), &[]);
     fails_in_one_line(&o, &["w-000000.tar", "class01_img0002", ".cls"]);
+}
+
+#[test]
+fn a_corrupt_image_in_a_shard_ends_the_run_in_one_line_or_is_skipped() {
+    // Shards written by webdataset from a folder whose class01/img0002.jpg is cut after 40 bytes and padded with
+    // junk: 12 samples in shards of 5, 5 and 2, the bad one (key class01_img0002) the 9th, in the second shard.
+    let tmp = common::tempdir();
+    let src = tmp.path().join("train");
+    image_folder(&src, 2, 6, 20);
+    let bad = src.join("class01/img0002.jpg");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes.truncate(40);
+    bytes.extend_from_slice(&[0x13; 200]);
+    std::fs::write(&bad, bytes).unwrap();
+    let py = tmp.path().join("py");
+    std::fs::create_dir_all(&py).unwrap();
+    common::run_script("shards_write.py", &[src.to_str().unwrap(), py.join("w-%06d.tar").to_str().unwrap(), "5"]);
+    let pattern = py.join("w-{000000..000002}.tar").display().to_string();
+    assert_eq!(shards::list(&pattern).unwrap()[8].1, "class01_img0002");
+    let out = tmp.path().join("runs");
+    let run = |name: &str, workers: &str, extra: &[&str]| {
+        let mut cmd = common::tchzoo();
+        cmd.args(["train", "--data", &pattern, "--out", out.join(name).to_str().unwrap(), "--device", "cpu"]);
+        cmd.args(["--model", "lenet5", "--epochs", "2", "--batch-size", "4", "--workers", workers, "--quiet"]);
+        cmd.args(extra);
+        run_limited(cmd, Duration::from_secs(60))
+    };
+    for workers in ["1", "3"] {
+        let o = run(&format!("fail{workers}"), workers, &[]);
+        println!("--workers {workers}: {}", text(&o.stderr).trim());
+        fails_in_one_line(&o, &["w-000001.tar", "class01_img0002"]);
+    }
+    let o = run("skip", "2", &["--skip-bad-images"]);
+    let err = text(&o.stderr);
+    println!("--skip-bad-images: {}", err.trim());
+    assert!(o.status.success(), "{err}");
+    // Said once an epoch, naming the sample.
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(said.len(), 2, "{err}");
+    assert!(said.iter().all(|l| l.contains("w-000001.tar") && l.contains("class01_img0002")), "{err}");
+    assert_eq!(history(&out.join("skip")).len(), 3, "two epochs trained");
 }

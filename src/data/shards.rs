@@ -648,6 +648,8 @@ pub fn stream(
     };
     let bs = batch_size.max(1);
     let n_batches = yielded.div_ceil(bs);
+    // A distributed training stream: the ranks step together, so no rank may drop a whole batch.
+    let in_step = world > 1 && pad;
     let shared = Arc::new(Shared::new());
     let (tx, rx) = channel::<workers::Finished>();
     let n_workers = set.workers.workers.max(1).min(n_batches.max(1));
@@ -682,7 +684,8 @@ pub fn stream(
                 rx.recv()
             };
             let Ok((number, samples)) = job else { return };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| decode_batch(&set, &labels, &samples, epoch)))
+            let decode = || decode_batch(&set, &labels, &samples, epoch, in_step);
+            let result = std::panic::catch_unwind(AssertUnwindSafe(decode))
                 .unwrap_or_else(|p| Err(Error::invalid(format!("a data worker panicked: {}", workers::panic_text(p)))));
             if tx.send((number, result)).is_err() {
                 return;
@@ -823,8 +826,16 @@ fn send(shared: &Shared, jobs: &SyncSender<Job>, capacity: usize, job: usize, b:
     jobs.send((job, b)).is_ok()
 }
 
-/// Decodes and transforms a batch of raw samples into uint8 [B, C, H, W] and labels (by sample index).
-fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], epoch: usize) -> Result<Batch> {
+/// Decodes and transforms a batch of raw samples into uint8 [B, C, H, W] and labels (by sample index). With
+/// `in_step` (a distributed training stream) a batch none of whose images decoded is an error even with
+/// `skip_bad` (see [`workers::whole_batch_skipped`]).
+fn decode_batch(
+    set: &ImageSet,
+    labels: &[i64],
+    samples: &[(usize, RawSample)],
+    epoch: usize,
+    in_step: bool,
+) -> Result<Batch> {
     let shard_of = |index: usize| -> String {
         let src = set.shards.as_ref().expect("a shard set");
         let i = src.starts.partition_point(|&s| s <= index).saturating_sub(1);
@@ -850,6 +861,9 @@ fn decode_batch(set: &ImageSet, labels: &[i64], samples: &[(usize, RawSample)], 
             }
             Err(e) => return Err(e),
         }
+    }
+    if in_step && images.is_empty() && skipped > 0 {
+        return Err(workers::whole_batch_skipped(skipped, first_skipped));
     }
     Batch::collate(set, images, ys, erase, skipped, first_skipped)
 }

@@ -271,7 +271,9 @@ impl DataLoader {
                 let bs = sampler.batch_size();
                 let batches: Vec<Vec<usize>> =
                     order.chunks(bs).map(|c| c.iter().map(|&k| k as usize).collect()).collect();
-                EpochBatches::Images(Box::new(Stream::start(set.clone(), labels.clone(), batches, epoch, *device)))
+                let in_step = matches!(sampler.sharding(), Some((_, world, true)) if world > 1);
+                let stream = Stream::start(set.clone(), labels.clone(), batches, epoch, *device, in_step);
+                EpochBatches::Images(Box::new(stream))
             }
         }
     }
@@ -458,6 +460,7 @@ impl Stream {
         batches: Vec<Vec<usize>>,
         epoch: usize,
         device: Device,
+        in_step: bool,
     ) -> Stream {
         quiet_worker_panics();
         let n_batches = batches.len();
@@ -482,9 +485,9 @@ impl Stream {
                     st.next_job += 1;
                     st.next_job - 1
                 };
-                let result =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| make_batch(&set, &labels, &batches[job], epoch)))
-                        .unwrap_or_else(|p| Err(Error::invalid(format!("a data worker panicked: {}", panic_text(p)))));
+                let make = || make_batch(&set, &labels, &batches[job], epoch, in_step);
+                let result = std::panic::catch_unwind(AssertUnwindSafe(make))
+                    .unwrap_or_else(|p| Err(Error::invalid(format!("a data worker panicked: {}", panic_text(p)))));
                 if tx.send((job, result)).is_err() {
                     return;
                 }
@@ -575,8 +578,9 @@ impl Drop for Stream {
 
 /// Decodes and transforms the samples `ks` of `set` into one uint8 batch [B, C, H, W] and its labels. A sample
 /// that fails ends the batch with an error naming its file, or with `skip_bad` is left out; a panic is caught and
-/// reported the same way.
-fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Result<Batch> {
+/// reported the same way. With `in_step` (a distributed training epoch) a batch none of whose images decoded is
+/// an error even with `skip_bad` (see [`whole_batch_skipped`]).
+fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize, in_step: bool) -> Result<Batch> {
     let mut images = Vec::with_capacity(ks.len());
     let mut ys = Vec::with_capacity(ks.len());
     let mut erase = Vec::with_capacity(ks.len());
@@ -600,7 +604,21 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize) -> Res
             Err(e) => return Err(e),
         }
     }
+    if in_step && images.is_empty() && skipped > 0 {
+        return Err(whole_batch_skipped(skipped, first_skipped));
+    }
     Batch::collate(set, images, ys, erase, skipped, first_skipped)
+}
+
+/// The error of a distributed training batch none of whose images decoded, even with `--skip-bad-images`: the
+/// consumer drops an empty batch, and this rank would then take one step fewer than the others, whose gradient
+/// all-reduce would meet its next collective (Gloo aborts the process on the size mismatch).
+pub(crate) fn whole_batch_skipped(skipped: usize, first: Option<String>) -> Error {
+    Error::invalid(format!(
+        "none of the {skipped} image(s) of a batch decoded, and in a distributed run a rank cannot skip a whole \
+         batch (the ranks step together); fix or remove the images, or use a larger --batch-size (first: {})",
+        first.unwrap_or_default()
+    ))
 }
 
 /// The transforms of a run on an image folder: the model's preset (its registry entry's input size, crop
