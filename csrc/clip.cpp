@@ -8,6 +8,8 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <cstring>
+#include <exception>
 #include <utility>
 #include <vector>
 
@@ -38,28 +40,47 @@ std::vector<std::vector<at::Tensor>> grouped_grads(at::Tensor** params, int64_t 
 
 extern "C" {
 
-// Returns the total norm before clipping (a new tensor; 0 when no parameter has a gradient).
-at::Tensor* tz_clip_grad_norm(at::Tensor** params, int64_t n, double max_norm, double norm_type) {
-  at::NoGradGuard no_grad;
-  auto groups = grouped_grads(params, n);
-  if (groups.empty()) return new at::Tensor(at::scalar_tensor(0.0, at::kFloat));
-  const at::Device first = groups[0][0].device();
-  std::vector<at::Tensor> norms;
-  for (auto& g : groups) {
-    for (auto& t : at::_foreach_norm(g, norm_type)) norms.push_back(t.to(first));
+// Writes the total norm before clipping to `*total_out` (a new tensor; 0 when no parameter has a gradient).
+// Returns null, or the C++ exception's message (strdup'd; the caller frees it with tz_free_message).
+char* tz_clip_grad_norm(at::Tensor** params, int64_t n, double max_norm, double norm_type, at::Tensor** total_out) {
+  try {
+    at::NoGradGuard no_grad;
+    auto groups = grouped_grads(params, n);
+    if (groups.empty()) {
+      *total_out = new at::Tensor(at::scalar_tensor(0.0, at::kFloat));
+      return nullptr;
+    }
+    const at::Device first = groups[0][0].device();
+    std::vector<at::Tensor> norms;
+    for (auto& g : groups) {
+      for (auto& t : at::_foreach_norm(g, norm_type)) norms.push_back(t.to(first));
+    }
+    at::Tensor total = at::linalg_vector_norm(at::stack(norms), norm_type);
+    at::Tensor clip_coef = total.add(1e-6).reciprocal().mul(max_norm);
+    at::Tensor clamped = at::clamp(clip_coef, std::nullopt, 1.0);
+    for (auto& g : groups) at::_foreach_mul_(g, clamped.to(g[0].device()));
+    *total_out = new at::Tensor(total);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return strdup(e.what());
+  } catch (...) {
+    return strdup("unknown C++ exception");
   }
-  at::Tensor total = at::linalg_vector_norm(at::stack(norms), norm_type);
-  at::Tensor clip_coef = total.add(1e-6).reciprocal().mul(max_norm);
-  at::Tensor clamped = at::clamp(clip_coef, std::nullopt, 1.0);
-  for (auto& g : groups) at::_foreach_mul_(g, clamped.to(g[0].device()));
-  return new at::Tensor(total);
 }
 
-void tz_clip_grad_value(at::Tensor** params, int64_t n, double clip_value) {
-  at::NoGradGuard no_grad;
-  for (auto& g : grouped_grads(params, n)) {
-    at::_foreach_clamp_min_(g, -clip_value);
-    at::_foreach_clamp_max_(g, clip_value);
+// Returns null, or the C++ exception's message (as tz_clip_grad_norm).
+char* tz_clip_grad_value(at::Tensor** params, int64_t n, double clip_value) {
+  try {
+    at::NoGradGuard no_grad;
+    for (auto& g : grouped_grads(params, n)) {
+      at::_foreach_clamp_min_(g, -clip_value);
+      at::_foreach_clamp_max_(g, clip_value);
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return strdup(e.what());
+  } catch (...) {
+    return strdup("unknown C++ exception");
   }
 }
 

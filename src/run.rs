@@ -84,7 +84,7 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
     if let Some(t) = config.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
-    crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark);
+    crate::train::features::set_determinism(config.deterministic, config.cudnn_benchmark)?;
     let mut device = run.device;
     if let (Some(d), tch::Device::Cuda(_)) = (dist, device) {
         // One process per GPU: LOCAL_RANK picks it, as torchrun's users set `cuda:LOCAL_RANK`.

@@ -68,15 +68,25 @@ impl Spec {
 /// Options by key, as `key=value,key=value` lists give them.
 pub type Options = std::collections::BTreeMap<String, String>;
 
-/// The one parser of `key=value,key=value` lists (a spec's options, a callback's flag); keys and values trimmed,
-/// empty items skipped. `bad` words the error for an item without `=`.
-pub fn parse_options(list: &str, bad: impl Fn(&str) -> Error) -> Result<Options> {
-    let mut out = Options::new();
+/// The one parser of `key=value,key=value` lists (a spec's options, a callback's or trainer feature's flag), in the
+/// user's order: keys and values trimmed, empty items skipped. An item without `=` is the value of `bare_key` when
+/// the list has one (`--clip-grad-norm 1.0,norm_type=inf`), else `bad` words its error.
+pub fn parse_pairs(list: &str, bare_key: Option<&str>, bad: impl Fn(&str) -> Error) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
     for kv in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| bad(kv))?;
-        out.insert(k.trim().to_string(), v.trim().to_string());
+        let (k, v) = match (kv.split_once('='), bare_key) {
+            (Some((k, v)), _) => (k.trim(), v.trim()),
+            (None, Some(key)) => (key, kv),
+            (None, None) => return Err(bad(kv)),
+        };
+        out.push((k.to_string(), v.to_string()));
     }
     Ok(out)
+}
+
+/// [`parse_pairs`] by key (a later item wins).
+pub fn parse_options(list: &str, bad: impl Fn(&str) -> Error) -> Result<Options> {
+    Ok(parse_pairs(list, None, bad)?.into_iter().collect())
 }
 
 /// Option `key` parsed as `T`, or `default` when it is absent; `bad(value)` words the error when it does not parse.
@@ -316,4 +326,21 @@ pub fn check_memory(bytes: u64, what: impl std::fmt::Display) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod option_list_tests {
+    use super::*;
+
+    #[test]
+    fn pairs_keep_order_take_a_bare_value_and_refuse_one_without_a_key() {
+        let bad = |kv: &str| Error::config(format!("'{kv}' is not key=value"));
+        let pairs = parse_pairs(" 1.5 , norm_type = inf,,", Some("max_norm"), bad).unwrap();
+        assert_eq!(pairs, [("max_norm".to_string(), "1.5".to_string()), ("norm_type".into(), "inf".into())]);
+        let ordered = parse_pairs("layer4=2,classifier=10", None, bad).unwrap();
+        assert_eq!(ordered[0].0, "layer4");
+        assert!(parse_pairs("a=1,b", None, bad).unwrap_err().to_string().contains("'b' is not key=value"));
+        let by_key = parse_options("a=1,a=2", bad).unwrap();
+        assert_eq!(by_key["a"], "2", "a later item wins");
+    }
 }

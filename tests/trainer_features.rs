@@ -518,9 +518,9 @@ fn deterministic_mode_makes_an_op_without_a_deterministic_kernel_an_error() {
         let mut t = Tensor::zeros([4], (Kind::Float, Device::Cpu));
         let _ = t.put_(&Tensor::from_slice(&[0i64, 0]), &Tensor::from_slice(&[1f32, 2.0]), false);
     };
-    tchzoo::train::features::set_determinism(true, false);
+    tchzoo::train::features::set_determinism(true, false).unwrap();
     let err = tchzoo::util::catch_torch(put);
-    tchzoo::train::features::set_determinism(false, false);
+    tchzoo::train::features::set_determinism(false, false).unwrap();
     let err = err.expect_err("put_ has no deterministic kernel on the CPU, as torch.use_deterministic_algorithms says");
     assert!(err.contains("deterministic"), "{err}");
     assert!(tchzoo::util::catch_torch(put).is_ok(), "switched off again");

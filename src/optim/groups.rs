@@ -39,13 +39,13 @@ impl GroupSpec {
 /// Parses `classifier=10,layer4=2`: prefixes of parameter names and positive finite multipliers.
 pub fn parse_lr_mult(s: &str) -> Result<Vec<(String, f64)>> {
     let mut out: Vec<(String, f64)> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, value) = part.split_once('=').ok_or_else(|| {
-            Error::config(format!("--lr-mult '{part}': write PREFIX=MULTIPLIER, e.g. classifier=10,layer4=2"))
-        })?;
-        let name = name.trim().trim_end_matches('.').to_string();
+    let pairs = crate::util::parse_pairs(s, None, |part| {
+        Error::config(format!("--lr-mult '{part}': write PREFIX=MULTIPLIER, e.g. classifier=10,layer4=2"))
+    })?;
+    for (name, value) in pairs {
+        let part = format!("{name}={value}");
+        let name = name.trim_end_matches('.').to_string();
         let m: f64 = value
-            .trim()
             .parse()
             .map_err(|_| Error::config(format!("--lr-mult {name}='{value}': the multiplier is not a number")))?;
         if !(m.is_finite() && m >= 0.0) {

@@ -16,9 +16,15 @@ use crate::nn::VarStore;
 mod ffi {
     use std::ffi::c_void;
     extern "C" {
-        pub fn tz_clip_grad_norm(params: *const *mut c_void, n: i64, max_norm: f64, norm_type: f64) -> *mut c_void;
-        pub fn tz_clip_grad_value(params: *const *mut c_void, n: i64, clip_value: f64);
-        pub fn tz_set_determinism(deterministic: i32, benchmark: i32);
+        pub fn tz_clip_grad_norm(
+            params: *const *mut c_void,
+            n: i64,
+            max_norm: f64,
+            norm_type: f64,
+            total: *mut *mut c_void,
+        ) -> *mut std::ffi::c_char;
+        pub fn tz_clip_grad_value(params: *const *mut c_void, n: i64, clip_value: f64) -> *mut std::ffi::c_char;
+        pub fn tz_set_determinism(deterministic: i32, benchmark: i32) -> *mut std::ffi::c_char;
         pub fn tz_deterministic_algorithms() -> i32;
         pub fn tz_torch_version() -> *const std::ffi::c_char;
     }
@@ -41,9 +47,9 @@ impl GradClip {
     pub fn parse_norm(spec: &str) -> Result<GradClip> {
         let bad = |msg: String| Error::config(format!("--clip-grad-norm '{spec}': {msg}"));
         let (mut max_norm, mut norm_type) = (None, 2.0);
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').map_or(("max_norm", part), |(k, v)| (k.trim(), v.trim()));
-            match k {
+        for (k, v) in crate::util::parse_pairs(spec, Some("max_norm"), |kv| bad(format!("'{kv}'")))? {
+            let v = v.as_str();
+            match k.as_str() {
                 "max_norm" => {
                     max_norm = Some(v.parse::<f64>().map_err(|_| bad(format!("'{v}' is not a number")))?);
                 }
@@ -75,19 +81,25 @@ impl GradClip {
     }
 
     /// Clips the gradients of `params` in place; for clipping by norm, returns the total norm before clipping (a
-    /// 0-dim tensor on the parameters' device, as `clip_grad_norm_` returns).
-    pub fn apply(&self, params: &[Tensor]) -> Option<Tensor> {
+    /// 0-dim tensor on the parameters' device, as `clip_grad_norm_` returns). An exception in libtorch is an error.
+    pub fn apply(&self, params: &[Tensor]) -> Result<Option<Tensor>> {
         let ptrs: Vec<*mut std::ffi::c_void> = params.iter().map(raw).collect();
         match *self {
             GradClip::Norm { max_norm, norm_type } => {
-                // SAFETY: live parameters for the call; the shim returns a new heap tensor owned by the result.
-                let t = unsafe { ffi::tz_clip_grad_norm(ptrs.as_ptr(), ptrs.len() as i64, max_norm, norm_type) };
-                Some(unsafe { Tensor::from_ptr(t as *mut _) })
+                let mut total: *mut std::ffi::c_void = std::ptr::null_mut();
+                // SAFETY: live parameters for the call; on success the shim writes a new heap tensor to `total`,
+                // owned by the result.
+                let message = unsafe {
+                    ffi::tz_clip_grad_norm(ptrs.as_ptr(), ptrs.len() as i64, max_norm, norm_type, &mut total)
+                };
+                crate::error::from_c(message, "clipping the gradients' norm")?;
+                Ok(Some(unsafe { Tensor::from_ptr(total as *mut _) }))
             }
             GradClip::Value(v) => {
                 // SAFETY: live parameters for the call; their gradients are clamped in place.
-                unsafe { ffi::tz_clip_grad_value(ptrs.as_ptr(), ptrs.len() as i64, v) };
-                None
+                let message = unsafe { ffi::tz_clip_grad_value(ptrs.as_ptr(), ptrs.len() as i64, v) };
+                crate::error::from_c(message, "clipping the gradients' values")?;
+                Ok(None)
             }
         }
     }
@@ -113,9 +125,9 @@ impl EmaConfig {
             "false" | "0" | "no" => Ok(false),
             _ => Err(bad(format!("'{v}' is not true or false"))),
         };
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').map_or(("decay", part), |(k, v)| (k.trim(), v.trim()));
-            match k {
+        for (k, v) in crate::util::parse_pairs(spec, Some("decay"), |kv| bad(format!("'{kv}'")))? {
+            let v = v.as_str();
+            match k.as_str() {
                 "decay" => c.decay = v.parse().map_err(|_| bad(format!("decay '{v}' is not a number")))?,
                 "warmup" => c.warmup = flag(v)?,
                 "use_buffers" => c.use_buffers = flag(v)?,
@@ -454,12 +466,13 @@ pub fn configure_fit(run: &crate::config::Run, fit: super::FitConfig) -> super::
 /// `--deterministic` (`torch.use_deterministic_algorithms(True)` and `torch.backends.cudnn.deterministic = True`) and
 /// `--cudnn-benchmark` (`torch.backends.cudnn.benchmark = True`); both off is libtorch's default. For CUDA's cuBLAS,
 /// deterministic mode needs `CUBLAS_WORKSPACE_CONFIG`, set here to `:4096:8` unless the user set it.
-pub fn set_determinism(deterministic: bool, cudnn_benchmark: bool) {
+pub fn set_determinism(deterministic: bool, cudnn_benchmark: bool) -> Result<()> {
     if deterministic && std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
         std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
     }
-    // SAFETY: setters of ATen's global context.
-    unsafe { ffi::tz_set_determinism(i32::from(deterministic), i32::from(cudnn_benchmark)) }
+    // SAFETY: setters of ATen's global context; the result is null or a message freed by `from_c`.
+    let message = unsafe { ffi::tz_set_determinism(i32::from(deterministic), i32::from(cudnn_benchmark)) };
+    crate::error::from_c(message, "setting the determinism switches")
 }
 
 /// Whether ATen's deterministic mode is on.

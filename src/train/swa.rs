@@ -66,12 +66,9 @@ impl SwaConfig {
         let form = "use start=E,lr=LR[,anneal_epochs=10][,anneal_strategy=cos|linear]";
         let (mut start, mut lr) = (None, None);
         let mut c = SwaConfig { start: 0, lr: 0.0, anneal_epochs: 10, anneal_strategy: AnnealStrategy::Cos };
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .ok_or_else(|| bad(format!("'{part}' is not key=value; {form}")))?;
-            match k {
+        for (k, v) in crate::util::parse_pairs(spec, None, |part| bad(format!("'{part}' is not key=value; {form}")))? {
+            let v = v.as_str();
+            match k.as_str() {
                 "start" | "swa_epoch_start" => {
                     start = Some(v.parse::<usize>().map_err(|_| {
                         bad(format!("start '{v}' is not a whole number of epochs (the first SWA epoch, from 1)"))

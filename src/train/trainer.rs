@@ -237,7 +237,7 @@ impl Trainer {
             g.average_gradients(params)?;
         }
         let found_inf = self.scaler.as_ref().map(|s| s.unscale(params)).transpose()?;
-        let norm = self.clip.as_ref().and_then(|c| c.apply(params));
+        let norm = self.clip.as_ref().map(|c| c.apply(params)).transpose()?.flatten();
         let take = match (&mut self.scaler, &found_inf) {
             (Some(s), Some(f)) => s.finish_step(f),
             _ => true,
