@@ -135,10 +135,7 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
     if let Some(w) = &config.weights {
         let report = crate::checkpoint::load_weights(&store, Path::new(w), config.strict)?;
         if !report.is_clean() {
-            notes.push(format!(
-                "warning: {w}: {}",
-                report.describe().trim_end_matches("; use --strict false to load only what matches")
-            ));
+            notes.push(format!("warning: {w}: {}", report.describe()));
         }
     }
     let classifier = model.classifier().unwrap_or_else(|| run.model.classifier.to_string());
@@ -683,7 +680,6 @@ pub struct LoadedModel {
 fn load_strict(store: &VarStore, tensors: &[(String, tch::Tensor)], origin: &Path, classifier: &str) -> Result<()> {
     store.load_state_dict(tensors, true, &origin.display().to_string()).map(|_| ()).map_err(|e| match e {
         Error::Checkpoint { path, msg } => {
-            let msg = msg.trim_end_matches("; use --strict false to load only what matches");
             let outputs = tensors
                 .iter()
                 .find(|(k, _)| *k == format!("{classifier}.weight") || *k == format!("{classifier}.bias"))

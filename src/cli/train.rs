@@ -406,7 +406,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None
     };
     super::install_signal_handler();
-    let (outcome, chief) = crate::run::launch(start, super::output::printer(verbosity), dist)?;
+    let weights = args.weights.clone();
+    let (outcome, chief) = crate::run::launch(start, super::output::printer(verbosity), dist).map_err(|e| match e {
+        // The library reports what did not match; the flag that loads only what does is the CLI's to name.
+        crate::error::Error::Checkpoint { path, msg } if weights.as_deref() == Some(path.as_str()) => {
+            crate::error::Error::Checkpoint {
+                path,
+                msg: format!("{msg}; use --strict false to load only what matches"),
+            }
+        }
+        e => e,
+    })?;
     if chief {
         println!("{}", outcome.summary_line(&outcome.config));
     }

@@ -225,7 +225,7 @@ impl LoadReport {
         if parts.is_empty() {
             format!("loaded {} tensors", self.loaded)
         } else {
-            format!("{}; use --strict false to load only what matches", parts.join("; "))
+            parts.join("; ")
         }
     }
 }
