@@ -862,10 +862,7 @@ fn decode_batch(
             Err(e) => return Err(e),
         }
     }
-    if in_step && images.is_empty() && skipped > 0 {
-        return Err(workers::whole_batch_skipped(skipped, first_skipped));
-    }
-    Batch::collate(set, images, ys, erase, skipped, first_skipped)
+    Batch::collate(set, images, ys, erase, skipped, first_skipped, in_step)
 }
 
 // ------------------------------------------------------------------------------------------------------------

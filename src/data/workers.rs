@@ -353,7 +353,8 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Stacks a batch's transformed images (all of `set`'s sample shape).
+    /// Stacks a batch's transformed images (all of `set`'s sample shape). With `in_step` (a distributed
+    /// training batch) a batch none of whose images decoded is an error (see [`whole_batch_skipped`]).
     pub(crate) fn collate(
         set: &ImageSet,
         images: Vec<Tensor>,
@@ -361,7 +362,11 @@ impl Batch {
         erase: Vec<Option<super::transforms::CropBox>>,
         skipped: usize,
         first_skipped: Option<String>,
+        in_step: bool,
     ) -> Result<Batch> {
+        if in_step && images.is_empty() && skipped > 0 {
+            return Err(whole_batch_skipped(skipped, first_skipped));
+        }
         let ys = Tensor::from_slice(&ys);
         let xs = if images.is_empty() {
             let shape = set.sample_shape();
@@ -604,10 +609,7 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize, in_ste
             Err(e) => return Err(e),
         }
     }
-    if in_step && images.is_empty() && skipped > 0 {
-        return Err(whole_batch_skipped(skipped, first_skipped));
-    }
-    Batch::collate(set, images, ys, erase, skipped, first_skipped)
+    Batch::collate(set, images, ys, erase, skipped, first_skipped, in_step)
 }
 
 /// The error of a distributed training batch none of whose images decoded, even with `--skip-bad-images`: the

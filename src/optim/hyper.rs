@@ -224,18 +224,20 @@ pub struct HyperConfig {
 }
 
 impl Default for HyperConfig {
+    /// torch.optim's defaults (the same for every optimizer), the optimizer-dependent ones unset.
     fn default() -> Self {
+        let t = Hyper::torch_defaults(OptimizerKind::Sgd);
         HyperConfig {
             lr: None,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
+            momentum: t.momentum,
+            dampening: t.dampening,
+            nesterov: t.nesterov,
             weight_decay: None,
-            betas: (0.9, 0.999),
+            betas: t.betas,
             eps: None,
-            amsgrad: false,
-            alpha: 0.99,
-            centered: false,
+            amsgrad: t.amsgrad,
+            alpha: t.alpha,
+            centered: t.centered,
         }
     }
 }
