@@ -23,7 +23,7 @@ fn cuda(n: usize) -> Result<Device> {
     let count = Cuda::device_count().max(0) as usize;
     if count == 0 {
         return Err(Error::Device(format!(
-            "cuda:{n} was asked for but CUDA is not available here (no GPU or driver); use --device cpu or auto"
+            "cuda:{n} was asked for but CUDA is not available here (no GPU or driver); use ⟨device⟩ cpu or auto"
         )));
     }
     if n >= count {

@@ -1,42 +1,72 @@
 //! One error type for the library. Each variant renders as one line that names the value and the fix.
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
+/// Settings are named by key in the messages (`⟨lr_mult⟩`, see [`crate::report::name_settings`]): `Display` words
+/// them as config keys (`` `lr_mult` ``), the CLI as its flags (`--lr-mult`), and `{:#}` keeps them marked for an
+/// error wrapped in another's message.
+#[derive(Debug)]
 pub enum Error {
     /// A data source that cannot be read or has the wrong shape or content.
-    #[error("data {source_name}: {msg}")]
     Data { source_name: String, msg: String },
     /// A configuration value that is out of range or does not parse.
-    #[error("config: {0}")]
     Config(String),
     /// A model name that the registry does not know.
-    #[error("unknown model '{name}'{hint}; `tchzoo models` lists them")]
     UnknownModel { name: String, hint: String },
     /// A device that is not there.
-    #[error("device: {0}")]
     Device(String),
     /// File I/O with the path that failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// A state dict or checkpoint problem (names, shapes, formats).
-    #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: String, msg: String },
     /// A shape or value problem inside a model or the trainer.
-    #[error("{0}")]
     Invalid(String),
     /// Training was stopped by Ctrl-C or SIGTERM; the message says how to resume.
-    #[error("{0}")]
     Interrupted(String),
     /// Joining or talking to the other processes of a distributed run.
-    #[error("distributed: {0}")]
     Distributed(String),
     /// An error raised by libtorch, reduced to its first line.
-    #[error("torch: {0}")]
     Torch(String),
+}
+
+impl Error {
+    /// The one-line message with its settings still marked `⟨key⟩`.
+    pub fn marked(&self) -> String {
+        match self {
+            Error::Data { source_name, msg } => format!("data {source_name}: {msg}"),
+            Error::Config(msg) => format!("config: {msg}"),
+            Error::UnknownModel { name, hint } => format!("unknown model '{name}'{hint}; `tchzoo models` lists them"),
+            Error::Device(msg) => format!("device: {msg}"),
+            Error::Io { path, source } => format!("{path}: {source}"),
+            Error::Checkpoint { path, msg } => format!("checkpoint {path}: {msg}"),
+            Error::Invalid(msg) | Error::Interrupted(msg) => msg.clone(),
+            Error::Distributed(msg) => format!("distributed: {msg}"),
+            Error::Torch(msg) => format!("torch: {msg}"),
+        }
+    }
+
+    /// The message with each setting worded by `name` (the CLI passes its flag names).
+    pub fn words(&self, name: impl Fn(&str) -> String) -> String {
+        crate::report::name_settings(&self.marked(), name)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            f.write_str(&self.marked())
+        } else {
+            f.write_str(&crate::report::plain_settings(&self.marked()))
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -57,7 +57,7 @@ impl Predictor {
                     })?,
                 },
                 (None, Some(spec)) => ImagePrep::Eval(inputs::model_transforms(spec)?),
-                (None, None) => return Err(Error::config("give --run DIR, or --model NAME with --weights FILE")),
+                (None, None) => return Err(Error::config("give ⟨run⟩ DIR, or ⟨model⟩ NAME with ⟨weights⟩ FILE")),
             };
             self.prep = Some(prep);
         }
@@ -111,7 +111,7 @@ fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: 
     let Some(spec) = spec else {
         return match run {
             Some(r) => inputs::evaluation_data(r),
-            None => Err(Error::config("give --data to evaluate on")),
+            None => Err(Error::config("give ⟨data⟩ to evaluate on")),
         };
     };
     let seed = run.map_or(0, |r| r.config.seed);
@@ -124,7 +124,7 @@ fn evaluation_data(run: Option<&crate::config::Run>, model: Option<&str>, spec: 
             None => return crate::data::load_source(&source, seed),
         },
         (None, Some(m)) => (inputs::model_transforms(m)?, workers::WorkerConfig::default()),
-        (None, None) => return Err(Error::config("give --run DIR, or --model NAME with --weights FILE")),
+        (None, None) => return Err(Error::config("give ⟨run⟩ DIR, or ⟨model⟩ NAME with ⟨weights⟩ FILE")),
     };
     let name = dir.display().to_string();
     if let Some(c) = workers::folder_channels(&name, options)? {
@@ -176,7 +176,7 @@ pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> 
             ))
         }
         Ok(Err(e)) => return Err(e),
-        Err(e) => return Err(Error::data(&data.name, format!("the model cannot take it: {e}"))),
+        Err(e) => return Err(Error::data(&data.name, format!("the model cannot take it: {e:#}"))),
     };
     Ok(Evaluation { samples: data.len(), logs, notes: loaded.notes })
 }

@@ -27,11 +27,12 @@ fn main() {
     }));
     tchzoo::optim::keep_freed_memory();
     if let Err(e) = tchzoo::cli::run(std::env::args_os()) {
-        if let tchzoo::Error::Interrupted(msg) = &e {
-            eprintln!("{msg}");
+        let line = tchzoo::cli::output::error_words(&e);
+        if let tchzoo::Error::Interrupted(_) = &e {
+            eprintln!("{line}");
             std::process::exit(130);
         }
-        eprintln!("error: {e}");
+        eprintln!("error: {line}");
         std::process::exit(2);
     }
 }

@@ -1,6 +1,10 @@
 //! What a run tells its user, as values. The library does not print: each [`Message`] goes to the [`Reporter`]
 //! its caller gave in an [`Output`] (the CLI's words and prints them, `-q` silences all but the warnings), and is dropped
 //! when there is none. Errors are not messages: they are returned.
+//!
+//! Both name the settings they speak of by key, never by a front end's spelling: a text writes `⟨lr_mult⟩` for the
+//! run config's `lr_mult`, and the front end words the key when it shows the text ([`name_settings`]: the CLI
+//! writes `--lr-mult`, [`crate::Error`]'s `Display` writes `` `lr_mult` ``).
 use std::fmt;
 use std::sync::Arc;
 
@@ -105,5 +109,75 @@ impl Reporter for Recorder {
         if let Ok(mut m) = self.0.lock() {
             m.push(message.clone());
         }
+    }
+}
+
+/// The setting `key` as a text of the library writes it (`⟨lr_mult⟩`); a front end words it with [`name_settings`].
+pub fn setting(key: &str) -> String {
+    format!("{OPEN}{key}{CLOSE}")
+}
+
+const OPEN: char = '⟨';
+const CLOSE: char = '⟩';
+
+/// `text` with each setting `⟨key⟩` (a key is lowercase letters, digits and `_`) replaced by `name(key)`; anything
+/// else, a lone bracket included, stays as it is.
+pub fn name_settings(text: &str, name: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len_utf8()..];
+        match after.find(CLOSE) {
+            Some(end)
+                if end > 0
+                    && after[..end].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                out.push_str(&name(&after[..end]));
+                rest = &after[end + CLOSE.len_utf8()..];
+            }
+            _ => {
+                out.push(OPEN);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The keys of the settings `text` names, in order (tests check that a front end can word each of them).
+pub fn settings_named(text: &str) -> Vec<String> {
+    let keys = std::cell::RefCell::new(Vec::new());
+    name_settings(text, |k| {
+        keys.borrow_mut().push(k.to_string());
+        String::new()
+    });
+    keys.into_inner()
+}
+
+/// How a text of the library reads without a front end: each setting as its config key, `` `lr_mult` ``.
+pub fn plain_settings(text: &str) -> String {
+    name_settings(text, |k| format!("`{k}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_worded_by_the_front_end_and_nothing_else_is_touched() {
+        let text = format!("{} 'x=a': the multiplier is not a number; or {} none", setting("lr_mult"), setting("lr"));
+        assert_eq!(
+            name_settings(&text, |k| format!("<{}>", k.to_uppercase())),
+            "<LR_MULT> 'x=a': the multiplier is not a number; or <LR> none"
+        );
+        assert_eq!(plain_settings(&text), "`lr_mult` 'x=a': the multiplier is not a number; or `lr` none");
+        assert_eq!(settings_named(&text), ["lr_mult", "lr"]);
+        // A bracket that does not mark a key (a user's value, an unclosed one) is left as it is.
+        for other in ["⟨Not A Key⟩ ⟨", "⟨⟩", "a ⟨b", "⟩ ⟨x-y⟩"] {
+            assert_eq!(name_settings(other, |_| "!".into()), other);
+        }
+        assert_eq!(name_settings("⟨⟨lr⟩", |k| k.to_uppercase()), "⟨LR");
     }
 }

@@ -158,8 +158,8 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
         crate::train::cuda_graph::check_supported(device, config.optimizer, config.precision, dist.is_some())?;
         if config.accumulate_grad_batches > 1 || run.clip.is_some() || run.ema.is_some() {
             return Err(Error::config(
-                "--cuda-graph captures one plain step a batch: it does not yet combine with \
-                 --accumulate-grad-batches, --clip-grad-norm, --clip-grad-value or --ema; leave out one of them",
+                "⟨cuda_graph⟩ captures one plain step a batch: it does not yet combine with \
+                 ⟨accumulate_grad_batches⟩, ⟨clip_grad_norm⟩, ⟨clip_grad_value⟩ or ⟨ema⟩; leave out one of them",
             ));
         }
     }
@@ -466,7 +466,7 @@ fn resume_run(
     match epochs {
         Some(e) if e <= state.epoch => {
             return Err(Error::config(format!(
-                "the run in {} has already run {} epoch{}; give --epochs more than that to continue it",
+                "the run in {} has already run {} epoch{}; give ⟨epochs⟩ more than that to continue it",
                 dir.display(),
                 state.epoch,
                 if state.epoch == 1 { "" } else { "s" }
@@ -489,7 +489,7 @@ fn resume_run(
     }
     if state.finished && complete {
         return Err(Error::config(format!(
-            "the run in {} already finished ({} epochs); nothing to resume (give --epochs N to extend it)",
+            "the run in {} already finished ({} epochs); nothing to resume (give ⟨epochs⟩ N to extend it)",
             dir.display(),
             state.epoch
         )));
@@ -519,7 +519,7 @@ fn execute(
     // `--lr auto`: the range test picks a fresh run's learning rate (a resumed run keeps the one it recorded).
     if run.config.lr_auto && resumed.is_none() && dist.is_some() {
         return Err(Error::config(
-            "the learning-rate finder runs in one process; give --lr a number with --distributed",
+            "the learning-rate finder runs in one process; give ⟨lr⟩ a number with ⟨distributed⟩",
         ));
     }
     let lr_found = match (&resumed, run.config.lr_auto) {
@@ -630,7 +630,7 @@ fn execute(
     let history = if config.deterministic {
         // An op without a deterministic kernel throws inside libtorch: one line naming it, not a panic.
         crate::util::catch_torch(|| trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history))
-            .map_err(|e| Error::config(format!("--deterministic: {e}")))??
+            .map_err(|e| Error::config(format!("⟨deterministic⟩: {e}")))??
     } else {
         trainer.fit_with_history(&train, validation.as_ref(), &fit, &mut all, history)?
     };
@@ -686,10 +686,10 @@ fn load_strict(store: &VarStore, tensors: &[(String, tch::Tensor)], origin: &Pat
                 .and_then(|(_, t)| t.size().first().copied());
             let hint = match outputs {
                 Some(n) => format!(
-                    "; the file's classifier '{classifier}' has {n} outputs: give --num-classes {n} (and the --model \
+                    "; the file's classifier '{classifier}' has {n} outputs: give ⟨num_classes⟩ {n} (and the ⟨model⟩ \
                      it was saved from)"
                 ),
-                None => "; give the --model the file was saved from (and --num-classes N for its classifier)".into(),
+                None => "; give the ⟨model⟩ the file was saved from (and ⟨num_classes⟩ N for its classifier)".into(),
             };
             Error::Checkpoint { path, msg: format!("{msg}{hint}") }
         }
@@ -747,7 +747,7 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         };
         if !weights.exists() {
             return Err(Error::config(format!(
-                "{} does not exist (the run has not finished?); give --weights, e.g. a checkpoint of the run",
+                "{} does not exist (the run has not finished?); give ⟨weights⟩, e.g. a checkpoint of the run",
                 weights.display()
             )));
         }
@@ -774,9 +774,9 @@ pub fn load_model(src: &ModelSource) -> Result<LoadedModel> {
         });
     }
     let spec =
-        src.model.as_deref().ok_or_else(|| Error::config("give --run DIR, or --model NAME with --weights FILE"))?;
+        src.model.as_deref().ok_or_else(|| Error::config("give ⟨run⟩ DIR, or ⟨model⟩ NAME with ⟨weights⟩ FILE"))?;
     let entry = models::find(&crate::util::Spec::parse(spec, "model")?.source)?;
-    let weights = src.weights.as_ref().ok_or_else(|| Error::config("--model needs --weights FILE (a state dict)"))?;
+    let weights = src.weights.as_ref().ok_or_else(|| Error::config("⟨model⟩ needs ⟨weights⟩ FILE (a state dict)"))?;
     let input_shape = src.input_shape.clone().unwrap_or_else(|| entry.default_input.to_vec());
     let num_outputs = src.num_classes.unwrap_or(entry.default_classes);
     let loss = match src.loss.as_deref() {

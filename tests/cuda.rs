@@ -37,7 +37,7 @@ fn cuda_graph_is_refused_on_the_cpu_in_one_line() {
 fn what_cuda_graph_cannot_capture_is_refused_before_training() {
     let cuda = Device::Cuda(0);
     let refusal = |kind, precision, distributed| {
-        cuda_graph::check_supported(cuda, kind, precision, distributed).unwrap_err().to_string()
+        tchzoo::cli::output::error_words(&cuda_graph::check_supported(cuda, kind, precision, distributed).unwrap_err())
     };
     assert!(refusal(OptimizerKind::Adam, Precision::Fp32, false).contains("--optimizer sgd"));
     assert!(refusal(OptimizerKind::Sgd, Precision::Fp16, false).contains("GradScaler"));

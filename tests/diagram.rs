@@ -184,7 +184,8 @@ fn act_token_follows_the_activation_option_and_every_name_parses() {
 fn error(diagram: &str, outputs: i64, input: &[i64]) -> String {
     match models::build(diagram, &VarStore::new(Device::Cpu), outputs, input) {
         Ok(_) => panic!("{diagram} should not build"),
-        Err(e) => e.to_string(),
+        // As the CLI prints it (settings worded as its flags).
+        Err(e) => tchzoo::cli::output::error_words(&e),
     }
 }
 

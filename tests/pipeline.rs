@@ -379,7 +379,9 @@ fn transforms_come_from_the_model_and_are_recorded() {
     assert_eq!((t.train_crop_size, t.val_resize_size, t.val_crop_size), (299, 342, 299));
     let t = workers::resolve_transforms(&config("lenet5").resolve().unwrap(), None).unwrap();
     assert_eq!((t.train_crop_size, t.channels, t.mean.clone()), (32, 1, vec![0.0]));
-    let msg = workers::resolve_transforms(&config("mlp").resolve().unwrap(), None).unwrap_err().to_string();
+    let msg = tchzoo::cli::output::error_words(
+        &workers::resolve_transforms(&config("mlp").resolve().unwrap(), None).unwrap_err(),
+    );
     assert!(msg.contains("--train-crop-size"), "{msg}");
 
     // A run writes what it used; a separate --validation-data folder is read the same way.

@@ -46,7 +46,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one_value_for_value() {
 
     let err = tchzoo::run::train(&config(&b), Verbosity::Silent, vec![Box::new(common::StopAt(3))]).unwrap_err();
     assert!(matches!(err, tchzoo::Error::Interrupted(_)), "{err}");
-    assert!(err.to_string().contains("--resume"), "{err}");
+    assert!(tchzoo::cli::output::error_words(&err).contains("--resume"), "{err}");
     let state = resume::read(&b).unwrap();
     assert_eq!(state.epoch, 4, "epochs 0..=3 completed before the stop");
     let resumed = tchzoo::run::resume(&b, Verbosity::Silent, vec![]).unwrap();

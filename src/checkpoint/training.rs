@@ -127,7 +127,7 @@ fn plan_optimizer_load(opt: &Optimizer, sd: &Object) -> std::result::Result<Plan
     let ours = opt.groups();
     if groups.len() != ours.len() {
         return Err(format!(
-            "{} parameter groups, this optimizer has {} (--no-decay-norm-bias and --lr-mult decide them; use the \
+            "{} parameter groups, this optimizer has {} (⟨no_decay_norm_bias⟩ and ⟨lr_mult⟩ decide them; use the \
              run's)",
             groups.len(),
             ours.len()

@@ -49,7 +49,14 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             }
             let n = count_parameters(e)?;
             let input = e.default_input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-            println!("{:<30} {:<16} {:>14} {:<12} {}", e.name, e.family, group(n), input, e.description);
+            println!(
+                "{:<30} {:<16} {:>14} {:<12} {}",
+                e.name,
+                e.family,
+                group(n),
+                input,
+                super::output::words(e.description)
+            );
         }
     }
     Ok(())

@@ -107,7 +107,7 @@ impl RunConfig {
         if let Some(f) = c.validation_split {
             if !(f > 0.0 && f < 1.0) {
                 return Err(Error::config(format!(
-                    "validation split {f} is outside (0, 1); use e.g. 0.2, or --no-validation"
+                    "validation split {f} is outside (0, 1); use e.g. 0.2, or ⟨no_validation⟩"
                 )));
             }
         }
@@ -139,7 +139,7 @@ impl RunConfig {
         crate::train::loggers::validate(c)?;
         if callbacks.reduce_lr_on_plateau.is_some() && callbacks.lr_schedule.is_some() {
             return Err(Error::config(
-                "both an lr schedule and ReduceLROnPlateau set the learning rate; use --lr-schedule none with it",
+                "both an lr schedule and ReduceLROnPlateau set the learning rate; use ⟨lr_schedule⟩ none with it",
             ));
         }
         let callbacks = if dev_run {
@@ -155,13 +155,13 @@ impl RunConfig {
         let device = crate::device::parse(&c.device)?;
         let model = crate::models::find(&crate::util::Spec::parse(&c.model, "model")?.source)?;
         if c.unfreeze_at.is_some() && c.freeze.is_none() {
-            return Err(Error::config("--unfreeze-at needs --freeze (what to unfreeze)"));
+            return Err(Error::config("⟨unfreeze_at⟩ needs ⟨freeze⟩ (what to unfreeze)"));
         }
         if c.unfreeze_at == Some(0) {
-            return Err(Error::config("--unfreeze-at counts epochs from 1; give e.g. --unfreeze-at 3"));
+            return Err(Error::config("⟨unfreeze_at⟩ counts epochs from 1; give e.g. ⟨unfreeze_at⟩ 3"));
         }
         if c.pretrained.is_some() && c.weights.is_some() {
-            return Err(Error::config("give --weights (strict) or --pretrained (transfer learning), not both"));
+            return Err(Error::config("give ⟨weights⟩ (strict) or ⟨pretrained⟩ (transfer learning), not both"));
         }
         if !(0.0..1.0).contains(&c.label_smoothing) {
             return Err(Error::config(format!(
@@ -170,7 +170,7 @@ impl RunConfig {
             )));
         }
         if c.workers == Some(0) || c.prefetch == Some(0) {
-            return Err(Error::config("--workers and --prefetch take at least 1"));
+            return Err(Error::config("⟨workers⟩ and ⟨prefetch⟩ take at least 1"));
         }
         let interpolation = c.interpolation.as_deref().map(Interpolation::parse).transpose()?;
         crate::train::features::validate(c)?;
@@ -178,12 +178,12 @@ impl RunConfig {
         let ema = c.ema.as_deref().map(EmaConfig::parse).transpose()?;
         let swa = crate::train::swa::resolve(c)?;
         let max_time = c.max_time.as_deref().map(crate::train::features::parse_max_time).transpose()?;
-        crate::data::mix::check_alpha("--mixup-alpha", c.mixup_alpha)?;
-        crate::data::mix::check_alpha("--cutmix-alpha", c.cutmix_alpha)?;
+        crate::data::mix::check_alpha("⟨mixup_alpha⟩", c.mixup_alpha)?;
+        crate::data::mix::check_alpha("⟨cutmix_alpha⟩", c.cutmix_alpha)?;
         crate::data::erase::check_probability(c.random_erase)?;
         let auto_augment = c.auto_augment.as_deref().map(Policy::parse).transpose()?;
         if c.booster_weights.is_some() && c.booster.is_none() {
-            return Err(Error::config("--booster-weights needs --booster NAME (the model those weights are for)"));
+            return Err(Error::config("⟨booster_weights⟩ needs ⟨booster⟩ NAME (the model those weights are for)"));
         }
         // Last, as the readers' errors came after every other check; a path is only classified here (a finished
         // run's data may be gone), its existence is the reader's to check.

@@ -28,7 +28,7 @@ impl Policy {
             "ta_wide" => Ok(Policy::TaWide),
             "ra" => Ok(Policy::Ra),
             "augmix" => Ok(Policy::AugMix),
-            other => Err(Error::config(format!("--auto-augment '{other}' unknown; use ta_wide, ra or augmix"))),
+            other => Err(Error::config(format!("⟨auto_augment⟩ '{other}' unknown; use ta_wide, ra or augmix"))),
         }
     }
     pub fn name(self) -> &'static str {
@@ -397,7 +397,7 @@ fn rotate(img: &Tensor, angle: f64, interp: Interp) -> Tensor {
 pub fn check_applies(policy: Option<Policy>, image_folder: bool, data: &str) -> Result<()> {
     if policy.is_some() && !image_folder {
         return Err(Error::config(format!(
-            "--auto-augment applies to image folders (read by the workers with torchvision's transforms); {data} is \
+            "⟨auto_augment⟩ applies to image folders (read by the workers with torchvision's transforms); {data} is \
              not one"
         )));
     }

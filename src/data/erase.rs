@@ -14,7 +14,7 @@ pub const RATIO: (f64, f64) = (0.3, 3.3);
 /// Checks `--random-erase P` in one line.
 pub fn check_probability(p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(Error::config(format!("--random-erase {p}: give a probability in [0, 1], e.g. 0.25")));
+        return Err(Error::config(format!("⟨random_erase⟩ {p}: give a probability in [0, 1], e.g. 0.25")));
     }
     Ok(())
 }
@@ -52,7 +52,7 @@ pub fn erase_in_batch(xs: &Tensor, k: i64, b: CropBox) {
 pub fn check_applies(p: f64, image_folder: bool, data: &str) -> Result<()> {
     if p > 0.0 && !image_folder {
         return Err(Error::config(format!(
-            "--random-erase applies to image folders (read by the workers with torchvision's transforms); {data} is \
+            "⟨random_erase⟩ applies to image folders (read by the workers with torchvision's transforms); {data} is \
              not one"
         )));
     }

@@ -61,8 +61,8 @@ pub fn check_alpha(flag: &str, alpha: Option<f64>) -> Result<()> {
 impl BatchMix {
     /// `None` when neither alpha is given.
     pub fn new(mixup_alpha: Option<f64>, cutmix_alpha: Option<f64>, n_classes: i64, seed: u64) -> Result<Option<Self>> {
-        check_alpha("--mixup-alpha", mixup_alpha)?;
-        check_alpha("--cutmix-alpha", cutmix_alpha)?;
+        check_alpha("⟨mixup_alpha⟩", mixup_alpha)?;
+        check_alpha("⟨cutmix_alpha⟩", cutmix_alpha)?;
         if mixup_alpha.is_none() && cutmix_alpha.is_none() {
             return Ok(None);
         }
@@ -191,18 +191,18 @@ pub fn for_run(
     let is_image = shape.len() == 3 && matches!(train.task, super::Task::Classification { .. });
     if !is_image {
         return Err(Error::config(format!(
-            "--mixup-alpha and --cutmix-alpha apply to image classification data (samples [C, H, W]); {} has \
+            "⟨mixup_alpha⟩ and ⟨cutmix_alpha⟩ apply to image classification data (samples [C, H, W]); {} has \
              samples {shape:?}",
             train.name
         )));
     }
     if loss != crate::train::metrics::Loss::CrossEntropy {
         return Err(Error::config(
-            "--mixup-alpha and --cutmix-alpha mix one-hot targets: they need --loss cross_entropy",
+            "⟨mixup_alpha⟩ and ⟨cutmix_alpha⟩ mix one-hot targets: they need ⟨loss⟩ cross_entropy",
         ));
     }
     if config.cuda_graph {
-        return Err(Error::config("--cuda-graph does not yet combine with --mixup-alpha or --cutmix-alpha"));
+        return Err(Error::config("⟨cuda_graph⟩ does not yet combine with ⟨mixup_alpha⟩ or ⟨cutmix_alpha⟩"));
     }
     BatchMix::new(config.mixup_alpha, config.cutmix_alpha, n_outputs, config.seed)
 }

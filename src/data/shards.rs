@@ -532,7 +532,7 @@ pub fn for_run(run: &crate::config::Run) -> Result<Option<(Dataset, Option<Datas
     if run.validation_data.is_none() && config.validation_split.is_some() && config.validation_split != default_split {
         return Err(Error::config(format!(
             "{source}: tar shards are a stream and cannot be split for validation; pack a validation folder \
-             (tchzoo pack VAL_DIR PREFIX) and give it with --validation-data 'PREFIX-{{000000..N}}.tar'"
+             (tchzoo pack VAL_DIR PREFIX) and give it with ⟨validation_data⟩ 'PREFIX-{{000000..N}}.tar'"
         )));
     }
     let side = transforms.train_crop_size.max(transforms.val_crop_size) as u64;
@@ -893,12 +893,12 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
-        _ => return Err(Error::config(format!("--shard-size {text}: give bytes or a size such as 500MB or 1GB"))),
+        _ => return Err(Error::config(format!("⟨shard_size⟩ {text}: give bytes or a size such as 500MB or 1GB"))),
     };
-    let v: f64 = num.parse().map_err(|_| Error::config(format!("--shard-size {text}: give a size such as 1GB")))?;
+    let v: f64 = num.parse().map_err(|_| Error::config(format!("⟨shard_size⟩ {text}: give a size such as 1GB")))?;
     let bytes = (v * mult as f64) as u64;
     if bytes == 0 {
-        return Err(Error::config(format!("--shard-size {text}: give a positive size such as 1GB")));
+        return Err(Error::config(format!("⟨shard_size⟩ {text}: give a positive size such as 1GB")));
     }
     Ok(bytes)
 }
@@ -968,7 +968,7 @@ fn pack_image(path: &Path, max_side: u32) -> Result<Vec<u8>> {
 /// `OUT_PREFIX-classes.json`.
 pub fn pack(dir: &Path, out_prefix: &str, max_side: u32, shard_size: u64) -> Result<PackReport> {
     if max_side == 0 {
-        return Err(Error::config("--max-side 0: give the longest side to keep, e.g. 512"));
+        return Err(Error::config("⟨max_side⟩ 0: give the longest side to keep, e.g. 512"));
     }
     let index = folder::index(dir)?;
     let prefix = PathBuf::from(out_prefix);

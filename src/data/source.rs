@@ -106,7 +106,7 @@ impl DataSource {
         let trimmed = spec.trim();
         if trimmed.is_empty() {
             return Err(Error::config(
-                "empty --data; give a generator (moons, circles, blobs, xor), digits, or a path",
+                "empty ⟨data⟩; give a generator (moons, circles, blobs, xor), digits, or a path",
             ));
         }
         // `cifar10:DIR[,options]`: the folder, then its options after a comma.
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused_with_what_to_do() {
-        assert!(message("  ").contains("empty --data; give a generator"));
+        assert!(message("  ").contains("empty `data`; give a generator"));
         let m = message("moons:n_samples");
         assert!(m.contains("data option 'n_samples' in 'moons:n_samples' is not key=value"), "{m}");
         let m = message("cifar10:data/c10,split");

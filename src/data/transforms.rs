@@ -89,9 +89,9 @@ impl Transforms {
     /// Checks sizes and statistics; a bad value fails in one line.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
-            ("--train-crop-size", self.train_crop_size),
-            ("--val-resize-size", self.val_resize_size),
-            ("--val-crop-size", self.val_crop_size),
+            ("⟨train_crop_size⟩", self.train_crop_size),
+            ("⟨val_resize_size⟩", self.val_resize_size),
+            ("⟨val_crop_size⟩", self.val_crop_size),
         ] {
             if v == 0 || v > 8192 {
                 return Err(Error::config(format!("{name} {v}: give a side in pixels, 1 to 8192, e.g. 224")));

@@ -618,7 +618,7 @@ fn make_batch(set: &ImageSet, labels: &[i64], ks: &[usize], epoch: usize, in_ste
 pub(crate) fn whole_batch_skipped(skipped: usize, first: Option<String>) -> Error {
     Error::invalid(format!(
         "none of the {skipped} image(s) of a batch decoded, and in a distributed run a rank cannot skip a whole \
-         batch (the ranks step together); fix or remove the images, or use a larger --batch-size (first: {})",
+         batch (the ranks step together); fix or remove the images, or use a larger ⟨batch_size⟩ (first: {})",
         first.unwrap_or_default()
     ))
 }
@@ -648,7 +648,7 @@ pub fn resolve_transforms(run: &crate::config::Run, channels: Option<u32>) -> Re
                 (Some(s), _) | (None, Some(s)) => s,
                 (None, None) => {
                     return Err(Error::config(format!(
-                        "{} has no image input size; give the images' side with --train-crop-size N (e.g. 32)",
+                        "{} has no image input size; give the images' side with ⟨train_crop_size⟩ N (e.g. 32)",
                         entry.name
                     )))
                 }
@@ -710,8 +710,8 @@ pub fn folder_channels(name: &str, options: &BTreeMap<String, String>) -> Result
         if k == "size" {
             return Err(Error::data(
                 name,
-                "an image folder takes its sizes from the model or from --train-crop-size, --val-resize-size and \
-                 --val-crop-size, not size=",
+                "an image folder takes its sizes from the model or from ⟨train_crop_size⟩, ⟨val_resize_size⟩ and \
+                 ⟨val_crop_size⟩, not size=",
             ));
         }
         if k != "channels" {

@@ -45,9 +45,9 @@ impl DistEnv {
                 match (number("SLURM_PROCID")?, number("SLURM_NTASKS")?) {
                     (Some(r), Some(w)) => (r, w, number("SLURM_LOCALID")?.unwrap_or(0), EnvSource::Slurm),
                     _ => return Err(Error::Distributed(
-                        "--distributed needs RANK and WORLD_SIZE (set by torchrun) or SLURM_PROCID and SLURM_NTASKS \
-                         (set by srun); start it with `torchrun --nproc-per-node N --no-python tchzoo train … \
-                         --distributed` or `srun tchzoo train … --distributed`"
+                        "⟨distributed⟩ needs RANK and WORLD_SIZE (set by torchrun) or SLURM_PROCID and SLURM_NTASKS \
+                         (set by srun); start each process under `torchrun --nproc-per-node N --no-python` or `srun`, \
+                         with ⟨distributed⟩"
                             .into(),
                     )),
                 }

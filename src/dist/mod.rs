@@ -31,7 +31,7 @@ impl Backend {
             "auto" | "" => Ok(if device.is_cuda() { Backend::Nccl } else { Backend::Gloo }),
             "gloo" => Ok(Backend::Gloo),
             "nccl" => Ok(Backend::Nccl),
-            other => Err(Error::config(format!("--dist-backend '{other}' is not a backend; use auto, gloo or nccl"))),
+            other => Err(Error::config(format!("⟨dist_backend⟩ '{other}' is not a backend; use auto, gloo or nccl"))),
         }
     }
     pub fn name(self) -> &'static str {
@@ -261,7 +261,7 @@ fn describe_join_error(env: &DistEnv, e: &str, timeout: std::time::Duration) -> 
         if env.rank == 0 {
             format!(
                 "rank 0 waited {}s at {}:{} for all WORLD_SIZE={} ranks to join; check that as many processes were \
-                 started and can reach it (--dist-timeout sets the wait)",
+                 started and can reach it (⟨dist_timeout⟩ sets the wait)",
                 timeout.as_secs(),
                 env.master_addr,
                 env.master_port,
@@ -270,7 +270,7 @@ fn describe_join_error(env: &DistEnv, e: &str, timeout: std::time::Duration) -> 
         } else {
             format!(
                 "rank {} could not join the group at {}:{} within {}s: is MASTER_ADDR right and rank 0 running, and \
-                 WORLD_SIZE={} the same on every rank? (--dist-timeout sets the wait)",
+                 WORLD_SIZE={} the same on every rank? (⟨dist_timeout⟩ sets the wait)",
                 env.rank,
                 env.master_addr,
                 env.master_port,
@@ -316,13 +316,13 @@ pub fn is_chief(dist: Option<&Distributed>) -> bool {
 /// Joins the group the launcher's variables describe (`--distributed`).
 pub fn start(backend: &str, device: Device, timeout_s: u64, sync_bn: bool, check: bool) -> Result<Distributed> {
     if timeout_s == 0 {
-        return Err(Error::config("--dist-timeout 0: give the seconds to wait for the other ranks, e.g. 300"));
+        return Err(Error::config("⟨dist_timeout⟩ 0: give the seconds to wait for the other ranks, e.g. 300"));
     }
     let env = DistEnv::from_env()?;
     let backend = Backend::parse(backend, device)?;
     if backend == Backend::Nccl && !device.is_cuda() {
         return Err(Error::config(
-            "--dist-backend nccl needs --device cuda (NCCL moves CUDA tensors); use gloo on the CPU",
+            "⟨dist_backend⟩ nccl needs ⟨device⟩ cuda (NCCL moves CUDA tensors); use gloo on the CPU",
         ));
     }
     let group = ProcessGroup::join(&env, backend, std::time::Duration::from_secs(timeout_s))?;

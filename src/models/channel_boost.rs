@@ -31,7 +31,7 @@ pub fn entries() -> Vec<ModelEntry> {
         name: "channel_boost",
         family: "channel_boost",
         description: "Channel-Boosted CNN (Khan et al. 2018): a frozen pretrained booster's feature maps as extra \
-                      input channels of a trainable learner CNN (--booster, --booster-weights)",
+                      input channels of a trainable learner CNN (⟨booster⟩, ⟨booster_weights⟩)",
         default_input: &[3, 32, 32],
         default_classes: 10,
         first_layer: "boost",
@@ -94,7 +94,7 @@ fn build(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
     let booster_config = ModelConfig::new(booster_classes, &c.input_shape);
     let bp = p.sub("booster");
     let booster = (booster_entry.build)(&bp, &booster_config)
-        .map_err(|e| Error::config(format!("channel_boost: booster {booster_name}: {e}")))?;
+        .map_err(|e| Error::config(format!("channel_boost: booster {booster_name}: {e:#}")))?;
     let store = p.store();
     let prefix = format!("{}.", bp.name());
     for (name, t) in store.named_parameters() {
@@ -105,7 +105,7 @@ fn build(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
     // The booster's feature channels, from one pass on a zero image (no autograd, eval mode).
     let probe = Tensor::zeros([1, channels, h, w], (tch::Kind::Float, p.device()));
     let features = crate::util::catch_torch(|| tch::no_grad(|| booster.forward_features(&probe, false)))
-        .map_err(|e| Error::config(format!("channel_boost: booster {booster_name} on {:?}: {e}", c.input_shape)))?;
+        .map_err(|e| Error::config(format!("channel_boost: booster {booster_name} on {:?}: {e:#}", c.input_shape)))?;
     if features.dim() != 4 {
         return Err(Error::config(format!(
             "channel_boost: booster {booster_name} gives features of shape {:?}; it needs feature maps [N, C, H, W] \
@@ -117,7 +117,7 @@ fn build(p: &Path, c: &ModelConfig) -> Result<Box<dyn Model>> {
     let learner_config = ModelConfig::new(c.num_outputs, &[channels + boost_channels, h, w]);
     let lp = p.sub("learner");
     let learner = (learner_entry.build)(&lp, &learner_config)
-        .map_err(|e| Error::config(format!("channel_boost: learner {learner_name}: {e}")))?;
+        .map_err(|e| Error::config(format!("channel_boost: learner {learner_name}: {e:#}")))?;
     let classifier = format!("{}.{}", lp.name(), learner_entry.classifier);
     Ok(Box::new(ChannelBoost { booster, boost, learner, classifier }))
 }

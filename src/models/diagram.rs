@@ -405,7 +405,7 @@ impl DiagramModel {
                     "{what} needs image data [C, H, W], but here the data is [{}]{}",
                     shape_text(shape),
                     if layers.is_empty() {
-                        "; give an image input (e.g. --input 1x28x28)"
+                        "; give an image input (e.g. ⟨input⟩ 1x28x28)"
                     } else {
                         " (after FC or FLATTEN)"
                     }
@@ -607,7 +607,7 @@ pub fn with_activation(spec: &str, activation: &str) -> Result<String> {
         let with: Vec<&str> =
             super::registry()?.iter().filter(|e| e.options.contains(&"activation")).map(|e| e.name).collect();
         return Err(Error::config(format!(
-            "--activation: model '{}' has no activation knob; these have one: {}, and diagrams with ACT",
+            "⟨activation⟩: model '{}' has no activation knob; these have one: {}, and diagrams with ACT",
             entry.name,
             with.join(", ")
         )));
@@ -615,7 +615,7 @@ pub fn with_activation(spec: &str, activation: &str) -> Result<String> {
     match parsed.options.get("activation") {
         Some(v) if v.parse::<Activation>()? == act => Ok(spec.to_string()),
         Some(v) => {
-            Err(Error::config(format!("--activation {act} contradicts activation={v} in the model spec '{spec}'")))
+            Err(Error::config(format!("⟨activation⟩ {act} contradicts activation={v} in the model spec '{spec}'")))
         }
         None => Ok(format!("{spec}{}activation={act}", if spec.contains(':') { ',' } else { ':' })),
     }

@@ -239,7 +239,7 @@ impl Model for TextClassifier {
         self.embedding
             .indices(xs)
             .map(|_| ())
-            .map_err(|e| Error::invalid(format!("{e} (model option vocab = input_dim − 2)")))
+            .map_err(|e| Error::invalid(format!("{e:#} (model option vocab = input_dim − 2)")))
     }
 }
 

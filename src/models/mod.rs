@@ -356,6 +356,7 @@ pub fn trace(model: &dyn Model, store: &VarStore, input_shape: &[i64]) -> Result
     let xs = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, store.device()));
     let (out, rows) =
         crate::nn::trace::capture(|| tch::no_grad(|| crate::util::catch_torch(|| model.forward_t(&xs, false))));
-    let _ = out.map_err(|e| Error::invalid(format!("the model does not take inputs of shape {input_shape:?}: {e}")))?;
+    let _ =
+        out.map_err(|e| Error::invalid(format!("the model does not take inputs of shape {input_shape:?}: {e:#}")))?;
     Ok(rows)
 }

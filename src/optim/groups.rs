@@ -40,27 +40,27 @@ impl GroupSpec {
 pub fn parse_lr_mult(s: &str) -> Result<Vec<(String, f64)>> {
     let mut out: Vec<(String, f64)> = Vec::new();
     let pairs = crate::util::parse_pairs(s, None, |part| {
-        Error::config(format!("--lr-mult '{part}': write PREFIX=MULTIPLIER, e.g. classifier=10,layer4=2"))
+        Error::config(format!("⟨lr_mult⟩ '{part}': write PREFIX=MULTIPLIER, e.g. classifier=10,layer4=2"))
     })?;
     for (name, value) in pairs {
         let part = format!("{name}={value}");
         let name = name.trim_end_matches('.').to_string();
         let m: f64 = value
             .parse()
-            .map_err(|_| Error::config(format!("--lr-mult {name}='{value}': the multiplier is not a number")))?;
+            .map_err(|_| Error::config(format!("⟨lr_mult⟩ {name}='{value}': the multiplier is not a number")))?;
         if !(m.is_finite() && m >= 0.0) {
-            return Err(Error::config(format!("--lr-mult {name}={value}: the multiplier must be finite and ≥ 0")));
+            return Err(Error::config(format!("⟨lr_mult⟩ {name}={value}: the multiplier must be finite and ≥ 0")));
         }
         if name.is_empty() {
-            return Err(Error::config(format!("--lr-mult '{part}': the parameter-name prefix is empty")));
+            return Err(Error::config(format!("⟨lr_mult⟩ '{part}': the parameter-name prefix is empty")));
         }
         if out.iter().any(|(n, _)| *n == name) {
-            return Err(Error::config(format!("--lr-mult names '{name}' twice")));
+            return Err(Error::config(format!("⟨lr_mult⟩ names '{name}' twice")));
         }
         out.push((name, m));
     }
     if out.is_empty() {
-        return Err(Error::config("--lr-mult is empty: give PREFIX=MULTIPLIER, e.g. classifier=10"));
+        return Err(Error::config("⟨lr_mult⟩ is empty: give PREFIX=MULTIPLIER, e.g. classifier=10"));
     }
     Ok(out)
 }
@@ -95,7 +95,7 @@ pub fn build(
             classifier.unwrap_or_default().to_string()
         } else {
             return Err(Error::config(format!(
-                "--lr-mult '{prefix}' matches no parameter; prefixes here: {}",
+                "⟨lr_mult⟩ '{prefix}' matches no parameter; prefixes here: {}",
                 real_prefixes(named, classifier)
             )));
         };
@@ -145,7 +145,7 @@ pub fn optimizer_for(
     let groups = build(&named, spec, c.hyper.lr, c.hyper.weight_decay, Some(classifier))?;
     if run.config.cuda_graph && groups.len() > 1 {
         return Err(Error::config(
-            "--cuda-graph captures one learning rate: it does not combine with --lr-mult or --no-decay-norm-bias yet",
+            "⟨cuda_graph⟩ captures one learning rate: it does not combine with ⟨lr_mult⟩ or ⟨no_decay_norm_bias⟩ yet",
         ));
     }
     super::Optimizer::with_groups(c, named.into_iter().map(|(_, t)| t).collect(), groups)

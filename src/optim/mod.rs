@@ -60,7 +60,7 @@ impl OptimizerImpl {
             "single" | "single_tensor" => Ok(OptimizerImpl::Single),
             "foreach" => Ok(OptimizerImpl::Foreach),
             "fused" => Ok(OptimizerImpl::Fused),
-            other => Err(Error::config(format!("--optimizer-impl '{other}': use single, foreach or fused"))),
+            other => Err(Error::config(format!("⟨optimizer_impl⟩ '{other}': use single, foreach or fused"))),
         }
     }
 
@@ -95,10 +95,10 @@ impl OptimizerConfig {
         let bad = |what: &str| Err(Error::config(what));
         match (self.implementation, self.kind) {
             (OptimizerImpl::Foreach, OptimizerKind::Rmsprop) => {
-                bad("tchzoo has no foreach RMSprop yet; use --optimizer-impl single")
+                bad("tchzoo has no foreach RMSprop yet; use ⟨optimizer_impl⟩ single")
             }
             (OptimizerImpl::Fused, OptimizerKind::Rmsprop) => {
-                bad("torch.optim.RMSprop has no fused implementation; use --optimizer-impl single")
+                bad("torch.optim.RMSprop has no fused implementation; use ⟨optimizer_impl⟩ single")
             }
             _ => Ok(()),
         }

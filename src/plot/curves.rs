@@ -63,7 +63,7 @@ pub fn plot_runs(runs: &[(&str, &History)], path: &Path, options: &CurveOptions)
                 // lr and epoch_time are not drawn by default, but may be asked for.
                 if !available.contains(w) && first.get(w).is_none_or(|v| v.is_empty()) {
                     return Err(Error::config(format!(
-                        "--metrics {w}: the history has no '{w}'{} (it has {})",
+                        "⟨metrics⟩ {w}: the history has no '{w}'{} (it has {})",
                         did_you_mean(w, available.iter().map(String::as_str)),
                         available.join(", ")
                     )));

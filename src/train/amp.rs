@@ -42,7 +42,7 @@ impl Precision {
             "fp32" | "32" | "float32" => Ok(Precision::Fp32),
             "bf16" | "bf16-mixed" | "bfloat16" => Ok(Precision::Bf16),
             "fp16" | "16" | "16-mixed" | "float16" | "half" => Ok(Precision::Fp16),
-            other => Err(Error::config(format!("--precision '{other}' is not a precision; use fp32, bf16 or fp16"))),
+            other => Err(Error::config(format!("⟨precision⟩ '{other}' is not a precision; use fp32, bf16 or fp16"))),
         }
     }
 }

@@ -23,34 +23,34 @@ pub fn check_supported(
     precision: crate::train::amp::Precision,
     distributed: bool,
 ) -> Result<()> {
-    let refuse = |what: &str| Err(Error::config(format!("--cuda-graph {what}")));
+    let refuse = |what: &str| Err(Error::config(format!("⟨cuda_graph⟩ {what}")));
     if !device.is_cuda() {
         return refuse(
-            "captures CUDA kernels, but this run is on the CPU; use --device cuda on a machine with an NVIDIA GPU, \
-             or leave out --cuda-graph",
+            "captures CUDA kernels, but this run is on the CPU; use ⟨device⟩ cuda on a machine with an NVIDIA GPU, \
+             or leave out ⟨cuda_graph⟩",
         );
     }
     if !cfg!(tchzoo_cuda) {
         return refuse(
             "needs tchzoo built with the CUDA runtime's headers (scripts/setup fetches them); rebuild after \
-             scripts/setup, or leave out --cuda-graph",
+             scripts/setup, or leave out ⟨cuda_graph⟩",
         );
     }
     if optimizer != crate::optim::OptimizerKind::Sgd {
         return refuse(&format!(
-            "supports --optimizer sgd only: {optimizer:?}'s step count and bias corrections are host numbers in the \
+            "supports ⟨optimizer⟩ sgd only: {optimizer:?}'s step count and bias corrections are host numbers in the \
              single-tensor step, fixed at capture (torch.optim's capturable=True form is not implemented); use \
-             --optimizer sgd or leave out --cuda-graph"
+             ⟨optimizer⟩ sgd or leave out ⟨cuda_graph⟩"
         ));
     }
     if precision == crate::train::amp::Precision::Fp16 {
         return refuse(
             "cannot capture float16's GradScaler, which skips a step when a gradient overflows (a decision taken on \
-             the host); use --precision bf16 or fp32",
+             the host); use ⟨precision⟩ bf16 or fp32",
         );
     }
     if distributed {
-        return refuse("is not supported with --distributed (collectives are not captured); leave out one of them");
+        return refuse("is not supported with ⟨distributed⟩ (collectives are not captured); leave out one of them");
     }
     Ok(())
 }

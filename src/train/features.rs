@@ -45,7 +45,7 @@ pub enum GradClip {
 impl GradClip {
     /// `--clip-grad-norm MAX[,norm_type=2|inf]` (also `max_norm=MAX,…`).
     pub fn parse_norm(spec: &str) -> Result<GradClip> {
-        let bad = |msg: String| Error::config(format!("--clip-grad-norm '{spec}': {msg}"));
+        let bad = |msg: String| Error::config(format!("⟨clip_grad_norm⟩ '{spec}': {msg}"));
         let (mut max_norm, mut norm_type) = (None, 2.0);
         for (k, v) in crate::util::parse_pairs(spec, Some("max_norm"), |kv| bad(format!("'{kv}'")))? {
             let v = v.as_str();
@@ -62,7 +62,7 @@ impl GradClip {
                 other => return Err(bad(format!("unknown option '{other}'; use MAX[,norm_type=2|inf]"))),
             }
         }
-        let max_norm = max_norm.ok_or_else(|| bad("no maximum norm; give e.g. --clip-grad-norm 1.0".into()))?;
+        let max_norm = max_norm.ok_or_else(|| bad("no maximum norm; give e.g. ⟨clip_grad_norm⟩ 1.0".into()))?;
         if !(max_norm > 0.0 && max_norm.is_finite()) {
             return Err(bad(format!("the maximum norm {max_norm} must be a finite number > 0")));
         }
@@ -75,7 +75,7 @@ impl GradClip {
     /// `--clip-grad-value V`: every gradient element clamped to [−V, V].
     pub fn value(v: f64) -> Result<GradClip> {
         if !(v > 0.0 && v.is_finite()) {
-            return Err(Error::config(format!("--clip-grad-value {v} must be a finite number > 0")));
+            return Err(Error::config(format!("⟨clip_grad_value⟩ {v} must be a finite number > 0")));
         }
         Ok(GradClip::Value(v))
     }
@@ -118,7 +118,7 @@ pub struct EmaConfig {
 
 impl EmaConfig {
     pub fn parse(spec: &str) -> Result<EmaConfig> {
-        let bad = |msg: String| Error::config(format!("--ema '{spec}': {msg}"));
+        let bad = |msg: String| Error::config(format!("⟨ema⟩ '{spec}': {msg}"));
         let mut c = EmaConfig { decay: 0.999, warmup: false, use_buffers: false };
         let flag = |v: &str| match v {
             "true" | "1" | "yes" => Ok(true),
@@ -348,7 +348,7 @@ impl Limit {
 
 /// `--max-time`: `HH:MM:SS` or `DD:HH:MM:SS` (Lightning's string form).
 pub fn parse_max_time(text: &str) -> Result<Duration> {
-    let bad = || Error::config(format!("--max-time '{text}' is not HH:MM:SS or DD:HH:MM:SS (e.g. 00:12:00)"));
+    let bad = || Error::config(format!("⟨max_time⟩ '{text}' is not HH:MM:SS or DD:HH:MM:SS (e.g. 00:12:00)"));
     let parts: Vec<u64> = text
         .trim()
         .split(':')
@@ -365,7 +365,7 @@ pub fn parse_max_time(text: &str) -> Result<Duration> {
     }
     let total = ((d * 24 + h) * 60 + m) * 60 + s;
     if total == 0 {
-        return Err(Error::config(format!("--max-time '{text}' is zero; give a time to train, e.g. 00:12:00")));
+        return Err(Error::config(format!("⟨max_time⟩ '{text}' is zero; give a time to train, e.g. 00:12:00")));
     }
     Ok(Duration::from_secs(total))
 }
@@ -395,7 +395,7 @@ impl NormSum {
 /// The checks of the config's trainer features, before any data is read (one line each).
 pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
     if config.accumulate_grad_batches == 0 {
-        return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
+        return Err(Error::config("⟨accumulate_grad_batches⟩ 0: give at least 1 (1 = a step every batch)"));
     }
     for (flag, limit) in [
         ("limit-train-batches", config.limit_train_batches),
@@ -407,16 +407,16 @@ pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
         }
     }
     if config.limit_train_batches.is_some_and(|l| l.is_zero()) {
-        return Err(Error::config("--limit-train-batches 0 trains on nothing; give at least 1 batch"));
+        return Err(Error::config("⟨limit_train_batches⟩ 0 trains on nothing; give at least 1 batch"));
     }
     if config.overfit_batches.is_some_and(|l| l.is_zero()) {
-        return Err(Error::config("--overfit-batches 0 is no batch; give e.g. 1 or 0.1, or leave it out"));
+        return Err(Error::config("⟨overfit_batches⟩ 0 is no batch; give e.g. 1 or 0.1, or leave it out"));
     }
     if config.fast_dev_run == Some(0) {
-        return Err(Error::config("--fast-dev-run 0 runs nothing; give N ≥ 1 batches, or leave it out"));
+        return Err(Error::config("⟨fast_dev_run⟩ 0 runs nothing; give N ≥ 1 batches, or leave it out"));
     }
     if config.fast_dev_run.is_some() && config.overfit_batches.is_some() {
-        return Err(Error::config("give --fast-dev-run or --overfit-batches, not both"));
+        return Err(Error::config("give ⟨fast_dev_run⟩ or ⟨overfit_batches⟩, not both"));
     }
     Ok(())
 }
@@ -424,7 +424,7 @@ pub fn validate(config: &crate::config::RunConfig) -> Result<()> {
 /// The clipping the config asks for (at most one of the two).
 pub fn grad_clip(config: &crate::config::RunConfig) -> Result<Option<GradClip>> {
     match (&config.clip_grad_norm, config.clip_grad_value) {
-        (Some(_), Some(_)) => Err(Error::config("give --clip-grad-norm or --clip-grad-value, not both")),
+        (Some(_), Some(_)) => Err(Error::config("give ⟨clip_grad_norm⟩ or ⟨clip_grad_value⟩, not both")),
         (Some(n), None) => GradClip::parse_norm(n).map(Some),
         (None, Some(v)) => GradClip::value(v).map(Some),
         (None, None) => Ok(None),

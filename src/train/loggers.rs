@@ -28,7 +28,7 @@ fn tensorboard_dir(dir: &str, run_dir: &Path) -> PathBuf {
 fn check_dir(path: &Path, given: &str) -> Result<()> {
     if path.exists() && !path.is_dir() {
         return Err(Error::config(format!(
-            "--tensorboard {given}: {} is a file, not a folder; give a folder for the event files",
+            "⟨tensorboard⟩ {given}: {} is a file, not a folder; give a folder for the event files",
             path.display()
         )));
     }
@@ -43,11 +43,11 @@ pub fn validate(config: &RunConfig) -> Result<()> {
         }
     }
     if config.tb_histograms.is_some() && config.tensorboard.is_none() {
-        return Err(Error::config("--tb-histograms writes into TensorBoard's files: add --tensorboard"));
+        return Err(Error::config("⟨tb_histograms⟩ writes into TensorBoard's files: add ⟨tensorboard⟩"));
     }
     if let Some(d) = &config.tensorboard {
         if d.trim().is_empty() {
-            return Err(Error::config("--tensorboard '': give a folder, or --tensorboard alone for RUN/tensorboard"));
+            return Err(Error::config("⟨tensorboard⟩ '': give a folder, or ⟨tensorboard⟩ alone for RUN/tensorboard"));
         }
         if let Some(out) = config.out.as_deref().map(Path::new).or(Path::new(d).is_absolute().then(|| Path::new(""))) {
             check_dir(&tensorboard_dir(d, out), d)?;

@@ -55,25 +55,25 @@ impl LrFinderConfig {
         let (lo, hi) = (self.min_lr, self.max_lr);
         if !(lo.is_finite() && lo > 0.0) {
             return Err(Error::config(format!(
-                "--min-lr {lo}: give a finite learning rate > 0 (the schedule is exponential), e.g. 1e-8"
+                "⟨min_lr⟩ {lo}: give a finite learning rate > 0 (the schedule is exponential), e.g. 1e-8"
             )));
         }
         if !(hi.is_finite() && hi > 0.0) {
-            return Err(Error::config(format!("--max-lr {hi}: give a finite learning rate > 0, e.g. 1")));
+            return Err(Error::config(format!("⟨max_lr⟩ {hi}: give a finite learning rate > 0, e.g. 1")));
         }
         if lo >= hi {
-            return Err(Error::config(format!("--min-lr {lo} is not below --max-lr {hi}; give min < max")));
+            return Err(Error::config(format!("⟨min_lr⟩ {lo} is not below ⟨max_lr⟩ {hi}; give min < max")));
         }
         if self.num_training < 2 {
             return Err(Error::config(format!(
-                "--num-steps {}: the range test needs at least 2 steps (Lightning's default is 100)",
+                "⟨num_steps⟩ {}: the range test needs at least 2 steps (Lightning's default is 100)",
                 self.num_training
             )));
         }
         if let Some(t) = self.early_stop_threshold {
             if !(t.is_finite() && t > 0.0) {
                 return Err(Error::config(format!(
-                    "--early-stop-threshold {t}: give a finite number > 0 (Lightning's default is 4), or none"
+                    "⟨early_stop_threshold⟩ {t}: give a finite number > 0 (Lightning's default is 4), or none"
                 )));
             }
         }
@@ -177,10 +177,10 @@ pub fn lr_find(
         return Err(Error::config("batch size must be at least 1"));
     }
     if fit.accumulate_grad_batches == 0 {
-        return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
+        return Err(Error::config("⟨accumulate_grad_batches⟩ 0: give at least 1 (1 = a step every batch)"));
     }
     if fit.distributed.is_some() {
-        return Err(Error::config("the learning-rate finder runs in one process; leave out --distributed"));
+        return Err(Error::config("the learning-rate finder runs in one process; leave out ⟨distributed⟩"));
     }
     trainer.check_fit(train, None, &[])?;
     let saved = Snapshot::take(trainer);
@@ -314,7 +314,7 @@ pub fn set_lr_flag(config: &mut crate::config::RunConfig, value: &str) -> Result
     } else {
         let lr = v
             .parse::<f64>()
-            .map_err(|_| Error::config(format!("--lr '{value}': give a number, e.g. 0.001, or auto")))?;
+            .map_err(|_| Error::config(format!("⟨lr⟩ '{value}': give a number, e.g. 0.001, or auto")))?;
         config.hyper.lr = Some(lr);
         config.lr_auto = false;
     }
@@ -327,8 +327,8 @@ pub fn fit_config(run: &crate::config::Run) -> Result<FitConfig> {
     let config = &run.config;
     if config.fast_dev_run.is_some() {
         return Err(Error::config(
-            "the learning-rate finder does not run with --fast-dev-run (Lightning skips it there); give --lr a \
-             number, or leave out --fast-dev-run",
+            "the learning-rate finder does not run with ⟨fast_dev_run⟩ (Lightning skips it there); give ⟨lr⟩ a \
+             number, or leave out ⟨fast_dev_run⟩",
         ));
     }
     Ok(super::features::configure_fit(
@@ -352,8 +352,8 @@ pub fn auto_lr(run: &mut crate::config::Run, trainer: &mut Trainer, train: &Data
     let result = lr_find(trainer, train, &fit, &finder)?;
     let lr = result.suggestion.ok_or_else(|| {
         Error::config(format!(
-            "--lr auto: the learning-rate finder made no suggestion ({} loss{} recorded; it needs 2 finite ones after \
-             skipping the first {} and the last {}); give --lr a number",
+            "⟨lr⟩ auto: the learning-rate finder made no suggestion ({} loss{} recorded; it needs 2 finite ones after \
+             skipping the first {} and the last {}); give ⟨lr⟩ a number",
             result.losses.len(),
             if result.losses.len() == 1 { "" } else { "es" },
             finder.skip_begin,

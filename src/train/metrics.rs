@@ -46,10 +46,10 @@ impl Loss {
         };
         match (loss, task) {
             (Loss::BinaryCrossEntropy, Task::Classification { n_classes }) if n_classes != 2 => Err(Error::config(
-                format!("binary cross-entropy needs 2 classes, the data has {n_classes}; use --loss cross_entropy"),
+                format!("binary cross-entropy needs 2 classes, the data has {n_classes}; use ⟨loss⟩ cross_entropy"),
             )),
             (Loss::CrossEntropy | Loss::BinaryCrossEntropy, Task::Regression { .. }) => {
-                Err(Error::config("a classification loss on regression targets; use --loss mse"))
+                Err(Error::config("a classification loss on regression targets; use ⟨loss⟩ mse"))
             }
             _ => Ok(loss),
         }

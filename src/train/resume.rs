@@ -104,8 +104,8 @@ pub fn lock(run_dir: &Path) -> Result<RunLock> {
             let pid = pid.trim();
             let holder = if pid.is_empty() { "another process".to_string() } else { format!("process {pid}") };
             return Err(Error::config(format!(
-                "{} is in use by {holder} (a train or --resume on the same folder); wait for it to end or choose \
-                 another --out",
+                "{} is in use by {holder} (a train or ⟨resume⟩ on the same folder); wait for it to end or choose \
+                 another ⟨out⟩",
                 run_dir.display()
             )));
         }

@@ -145,13 +145,13 @@ impl RunDir {
             dir = PathBuf::from(d.group.share_string("run_dir", &dir.display().to_string())?);
         }
         if dir.as_os_str().is_empty() {
-            return Err(Error::config("--out '' names no folder; give the run folder, e.g. --out runs/first"));
+            return Err(Error::config("⟨out⟩ '' names no folder; give the run folder, e.g. ⟨out⟩ runs/first"));
         }
         let run = RunDir::new(dir);
         if run.root.is_dir() && chief {
             let not_ours = || {
                 Error::config(format!(
-                    "{} is a folder that is not a tchzoo run folder and is not empty; choose a new or empty --out \
+                    "{} is a folder that is not a tchzoo run folder and is not empty; choose a new or empty ⟨out⟩ \
                      (tchzoo does not write into other folders)",
                     run.root.display()
                 ))
@@ -169,7 +169,7 @@ impl RunDir {
         }
         run.refuse_held_run()?;
         if let Some(p) = &config.csv_logger {
-            run.refuse_existing_outside(p, "--csv-logger")?;
+            run.refuse_existing_outside(p, "⟨csv_logger⟩")?;
         }
         Ok(run)
     }
@@ -209,7 +209,7 @@ impl RunDir {
     pub fn refuse_held_run(&self) -> Result<()> {
         if self.holds_run() {
             return Err(Error::config(format!(
-                "{} already holds a run; continue it with --resume {0}, or choose another --out",
+                "{} already holds a run; continue it with ⟨resume⟩ {0}, or choose another ⟨out⟩",
                 self.root.display()
             )));
         }

@@ -62,7 +62,7 @@ pub struct SwaConfig {
 
 impl SwaConfig {
     pub fn parse(spec: &str) -> Result<SwaConfig> {
-        let bad = |msg: String| Error::config(format!("--swa '{spec}': {msg}"));
+        let bad = |msg: String| Error::config(format!("⟨swa⟩ '{spec}': {msg}"));
         let form = "use start=E,lr=LR[,anneal_epochs=10][,anneal_strategy=cos|linear]";
         let (mut start, mut lr) = (None, None);
         let mut c = SwaConfig { start: 0, lr: 0.0, anneal_epochs: 10, anneal_strategy: AnnealStrategy::Cos };
@@ -105,7 +105,7 @@ impl SwaConfig {
     pub fn check_epochs(&self, spec: &str, epochs: usize) -> Result<()> {
         if self.start > epochs {
             return Err(Error::config(format!(
-                "--swa '{spec}': start {} is after the last epoch ({epochs}); give start ≤ {epochs}",
+                "⟨swa⟩ '{spec}': start {} is after the last epoch ({epochs}); give start ≤ {epochs}",
                 self.start
             )));
         }
@@ -136,11 +136,11 @@ pub fn resolve(config: &crate::config::RunConfig) -> Result<Option<SwaConfig>> {
     let swa = SwaConfig::parse(spec)?;
     swa.check_epochs(spec, config.epochs)?;
     if config.ema.is_some() {
-        return Err(Error::config("--swa and --ema are two averages of the weights; give one of them"));
+        return Err(Error::config("⟨swa⟩ and ⟨ema⟩ are two averages of the weights; give one of them"));
     }
     if config.cuda_graph {
         return Err(Error::config(
-            "--cuda-graph captures one plain step a batch: it does not yet combine with --swa; leave out one of them",
+            "⟨cuda_graph⟩ captures one plain step a batch: it does not yet combine with ⟨swa⟩; leave out one of them",
         ));
     }
     Ok(Some(swa))

@@ -326,7 +326,7 @@ impl Trainer {
                         "a callback monitors '{m}', {}{}; it logs: {}",
                         if needs_validation { "which needs validation data" } else { "which this run does not log" },
                         if needs_validation {
-                            "; add --validation-split or --validation-data".to_string()
+                            "; add ⟨validation_split⟩ or ⟨validation_data⟩".to_string()
                         } else {
                             crate::error::did_you_mean(&m, produced.iter().map(String::as_str))
                         },
@@ -362,7 +362,7 @@ impl Trainer {
             return Err(Error::config("batch size must be at least 1"));
         }
         if config.accumulate_grad_batches == 0 {
-            return Err(Error::config("--accumulate-grad-batches 0: give at least 1 (1 = a step every batch)"));
+            return Err(Error::config("⟨accumulate_grad_batches⟩ 0: give at least 1 (1 = a step every batch)"));
         }
         let validation = validation.filter(|_| !config.limit_val_batches.is_some_and(|l| l.is_zero()));
         self.check_fit(train, validation, callbacks)?;
@@ -490,7 +490,7 @@ impl Trainer {
                     progress.abandon();
                     return Err(Error::Interrupted(match &config.run_dir {
                         Some(dir) if epoch > config.initial_epoch || dir.holds_run() => format!(
-                            "stopped during epoch {}; {} epoch(s) are saved: continue with `tchzoo train --resume {}`",
+                            "stopped during epoch {}; {} epoch(s) are saved: continue with ⟨resume⟩ {}",
                             epoch + 1,
                             epoch,
                             dir.path().display()

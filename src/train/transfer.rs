@@ -226,7 +226,7 @@ pub fn frozen_names(store: &VarStore, spec: &str, classifier: &str) -> Result<Ve
     if spec == "features" {
         let names: Vec<String> = params.into_iter().filter(|k| !under(k, classifier)).collect();
         if names.is_empty() {
-            return Err(Error::config("--freeze features: the model has no parameters outside its classifier"));
+            return Err(Error::config("⟨freeze⟩ features: the model has no parameters outside its classifier"));
         }
         return Ok(names);
     }
@@ -237,7 +237,7 @@ pub fn frozen_names(store: &VarStore, spec: &str, classifier: &str) -> Result<Ve
             let roots: std::collections::BTreeSet<&str> =
                 params.iter().map(|k| k.split('.').next().unwrap_or(k)).collect();
             return Err(Error::config(format!(
-                "--freeze: no parameter is named '{prefix}' or starts with '{prefix}.'; give `features` or \
+                "⟨freeze⟩: no parameter is named '{prefix}' or starts with '{prefix}.'; give `features` or \
                  prefixes such as {}",
                 roots.into_iter().take(6).collect::<Vec<_>>().join(", ")
             )));

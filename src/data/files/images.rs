@@ -49,7 +49,7 @@ pub fn load_folder(dir: &Path, options: &BTreeMap<String, String>) -> Result<Dat
                 path.display(),
                 format!(
                     "the image is {}x{} but {} is {h}x{w}; give the size all images become, e.g. {name}:size={h}x{w}, \
-                     or train with the lazy pipeline (--train-crop-size)",
+                     or train with the lazy pipeline (⟨train_crop_size⟩)",
                     img.height(),
                     img.width(),
                     first.display()

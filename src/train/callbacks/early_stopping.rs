@@ -36,7 +36,7 @@ impl Default for EarlyStoppingConfig {
 impl EarlyStoppingConfig {
     /// `monitor=val_loss,patience=200,min_delta=0,mode=min,baseline=0.4,restore_best_weights=true`.
     pub fn parse(spec: &str) -> Result<Self> {
-        const WHAT: &str = "--early-stopping";
+        const WHAT: &str = "⟨early_stopping⟩";
         let o = parse_options(spec, WHAT)?;
         check_keys(
             &o,

@@ -71,7 +71,7 @@ impl ModelCheckpointConfig {
     }
     /// `best_model.pt,monitor=val_accuracy,mode=max,save_best_only=true`.
     pub fn parse(spec: &str) -> Result<Self> {
-        const WHAT: &str = "--checkpoint";
+        const WHAT: &str = "⟨checkpoint⟩";
         let (path, rest) = match spec.split_once(',') {
             Some((p, r)) if !p.contains('=') => (p, r),
             _ if !spec.contains('=') => (spec, ""),
@@ -153,7 +153,7 @@ impl ModelCheckpointConfig {
     /// Fails now, not at epoch 200, on a template that cannot be filled.
     pub fn check_template(&self) -> Result<()> {
         if self.save_freq == 0 {
-            return Err(Error::config("--checkpoint: period must be at least 1"));
+            return Err(Error::config("⟨checkpoint⟩: period must be at least 1"));
         }
         self.check_lightning()?;
         let keys = template_keys(&self.filepath)?;
@@ -178,7 +178,7 @@ impl ModelCheckpointConfig {
     /// Lightning's options, checked as its `__validate_init_configuration` and more strictly where a value would
     /// silently do nothing.
     fn check_lightning(&self) -> Result<()> {
-        const WHAT: &str = "--checkpoint";
+        const WHAT: &str = "⟨checkpoint⟩";
         if let Some(k) = self.save_top_k {
             if !self.save_best_only {
                 return Err(Error::config(format!(
@@ -224,7 +224,7 @@ pub fn check_extension(template: &str) -> Result<()> {
     let ext = Path::new(template).extension().and_then(|e| e.to_str()).map(|e| e.to_lowercase());
     if let Some(ext @ ("h5" | "hdf5" | "keras")) = ext.as_deref() {
         return Err(Error::config(format!(
-            "--checkpoint {template}: .{ext} is a Keras format, which tchzoo does not write; use .pt (a PyTorch \
+            "⟨checkpoint⟩ {template}: .{ext} is a Keras format, which tchzoo does not write; use .pt (a PyTorch \
              checkpoint) or .safetensors (with save_weights_only=true)"
         )));
     }

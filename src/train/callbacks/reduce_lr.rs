@@ -35,7 +35,7 @@ impl Default for ReduceLrOnPlateauConfig {
 
 impl ReduceLrOnPlateauConfig {
     pub fn parse(spec: &str) -> Result<Self> {
-        const WHAT: &str = "--reduce-lr-on-plateau";
+        const WHAT: &str = "⟨reduce_lr_on_plateau⟩";
         let o = parse_options(spec, WHAT)?;
         check_keys(&o, &["monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown", "min_lr"], WHAT)?;
         let d = Self::default();
