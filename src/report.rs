@@ -24,6 +24,13 @@ pub enum Message {
     Epoch(String),
     /// What the run is about to do: the data it found, the learning rate the range test chose.
     Summary(String),
+    /// An epoch's batches begin (for a progress bar; sent only to a reporter that [`Reporter::wants_progress`]).
+    EpochBegin { epoch: usize, epochs: usize, batches: usize },
+    /// Where the epoch is, a few times a second: batches done, the running mean loss (Keras' progbar), the mean
+    /// gradient norm when clipping by norm, the learning rate, and the share of the time spent waiting for data.
+    Batch { done: usize, loss: f64, grad_norm: Option<f64>, lr: Option<f64>, data_wait: Option<f64> },
+    /// The epoch begun will not finish (the run was stopped or failed in it).
+    EpochAbandoned,
 }
 
 impl Message {
@@ -36,6 +43,11 @@ impl Message {
 /// Receives the library's messages (the CLI's printer, a GUI, a test's recorder).
 pub trait Reporter: Send + Sync {
     fn report(&self, message: &Message);
+    /// Whether it shows progress within an epoch (a terminal's bar): only then does the library send
+    /// `EpochBegin`, `Batch` and `EpochAbandoned`, and read the running loss from the device for them.
+    fn wants_progress(&self) -> bool {
+        false
+    }
 }
 
 /// Where a run's messages go, and how much of them: the verbosity decides the progress bar and, when `Silent`,
@@ -56,6 +68,10 @@ impl Output {
     }
     pub fn is_silent(&self) -> bool {
         self.verbosity == Verbosity::Silent
+    }
+    /// Whether the run should report its progress within epochs: at `Auto`, to a reporter that shows it.
+    pub fn wants_progress(&self) -> bool {
+        self.verbosity == Verbosity::Auto && self.reporter.as_ref().is_some_and(|r| r.wants_progress())
     }
     /// The same reporter with another verbosity (a distributed run's other ranks are silent).
     pub fn with_verbosity(&self, verbosity: Verbosity) -> Self {
@@ -96,19 +112,29 @@ impl fmt::Debug for Output {
 
 /// Keeps every message (tests, and callers that show them later).
 #[derive(Default)]
-pub struct Recorder(std::sync::Mutex<Vec<Message>>);
+pub struct Recorder {
+    messages: std::sync::Mutex<Vec<Message>>,
+    progress: bool,
+}
 
 impl Recorder {
+    /// One that also asks for the progress within epochs.
+    pub fn with_progress() -> Self {
+        Recorder { progress: true, ..Default::default() }
+    }
     pub fn messages(&self) -> Vec<Message> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
 impl Reporter for Recorder {
     fn report(&self, message: &Message) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.messages.lock() {
             m.push(message.clone());
         }
+    }
+    fn wants_progress(&self) -> bool {
+        self.progress
     }
 }
 

@@ -376,3 +376,82 @@ fn callbacks_say_their_lines_through_the_output() {
     quiet.say(Message::SkippedImages { count: 2, first: "a.jpg".into() });
     assert_eq!(recorder.messages(), [Message::SkippedImages { count: 2, first: "a.jpg".into() }]);
 }
+
+/// The progress within an epoch is a message too (the CLI draws its bar from them): sent only to a reporter that
+/// shows it, at `Auto`; the batches done count up to the epoch's, the running loss is finite, the epoch line
+/// follows; an epoch left by an error is said to be abandoned. The library draws nothing itself.
+#[test]
+fn progress_within_an_epoch_goes_to_a_reporter_that_wants_it() {
+    use std::sync::Arc;
+    use tchzoo::report::{Message, Output, Recorder, Verbosity};
+    /// Fails in the second epoch's third batch.
+    struct FailAt(usize);
+    impl Callback for FailAt {
+        fn on_epoch_begin(&mut self, epoch: usize, _ctx: &mut CallbackContext) -> tchzoo::Result<()> {
+            self.0 = epoch;
+            Ok(())
+        }
+        fn on_batch_end(&mut self, batch: usize, _ctx: &mut CallbackContext) -> tchzoo::Result<()> {
+            if self.0 == 1 && batch == 2 {
+                return Err(tchzoo::Error::invalid("failed on purpose"));
+            }
+            Ok(())
+        }
+    }
+    let dir = common::tempdir();
+    let run = |recorder: Recorder, verbosity: Verbosity, name: &str, fail: bool| {
+        let recorder = Arc::new(recorder);
+        let config = tchzoo::config::RunConfig {
+            model: "mlp:hidden=8".into(),
+            data: "moons:n_samples=200".into(),
+            epochs: 2,
+            batch_size: 16,
+            threads: Some(1),
+            out: Some(dir.path().join(name).display().to_string()),
+            ..Default::default()
+        };
+        let callbacks: Vec<Box<dyn Callback>> = if fail { vec![Box::new(FailAt(0))] } else { vec![] };
+        let result = tchzoo::run::train(&config, Output::new(verbosity, recorder.clone()), callbacks);
+        assert_eq!(result.is_err(), fail);
+        recorder.messages()
+    };
+    let is_progress =
+        |m: &Message| matches!(m, Message::EpochBegin { .. } | Message::Batch { .. } | Message::EpochAbandoned);
+
+    let said = run(Recorder::with_progress(), Verbosity::Auto, "bar", false);
+    let epochs: Vec<usize> =
+        said.iter().enumerate().filter(|(_, m)| matches!(m, Message::Epoch(_))).map(|(i, _)| i).collect();
+    assert_eq!(epochs.len(), 2, "{said:#?}");
+    let Some(Message::EpochBegin { epoch: 0, epochs: 2, batches }) = said.iter().find(|m| is_progress(m)).cloned()
+    else {
+        panic!("no EpochBegin first: {said:#?}")
+    };
+    // 160 training samples (a fifth validates) in batches of 16.
+    assert_eq!(batches, 10);
+    let first_epoch: Vec<&Message> = said[..epochs[0]].iter().filter(|m| matches!(m, Message::Batch { .. })).collect();
+    assert!(!first_epoch.is_empty(), "{said:#?}");
+    let mut last = 0;
+    for m in first_epoch {
+        let Message::Batch { done, loss, lr, .. } = m else { unreachable!() };
+        assert!(*done > last && *done <= batches && loss.is_finite() && lr.is_some(), "{m:?}");
+        last = *done;
+    }
+    assert!(said[epochs[0] + 1..].iter().any(|m| matches!(m, Message::EpochBegin { epoch: 1, .. })), "{said:#?}");
+    assert!(!said.iter().any(|m| matches!(m, Message::EpochAbandoned)), "{said:#?}");
+
+    // A reporter that does not show progress, or a run at `Lines`, gets the epoch lines only.
+    for (recorder, verbosity, name) in
+        [(Recorder::default(), Verbosity::Auto, "plain"), (Recorder::with_progress(), Verbosity::Lines, "lines")]
+    {
+        let said = run(recorder, verbosity, name, false);
+        assert!(!said.iter().any(is_progress), "{said:#?}");
+        assert_eq!(said.iter().filter(|m| matches!(m, Message::Epoch(_))).count(), 2, "{said:#?}");
+    }
+
+    // An epoch left by an error is abandoned once, after its beginning, and no epoch line follows it.
+    let said = run(Recorder::with_progress(), Verbosity::Auto, "failed", true);
+    let begun = said.iter().rposition(|m| matches!(m, Message::EpochBegin { epoch: 1, .. })).expect("second epoch");
+    assert_eq!(said.iter().filter(|m| matches!(m, Message::EpochAbandoned)).count(), 1, "{said:#?}");
+    assert_eq!(said.last(), Some(&Message::EpochAbandoned), "{said:#?}");
+    assert!(said[begun..].iter().all(|m| !matches!(m, Message::Epoch(_))), "{said:#?}");
+}

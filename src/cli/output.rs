@@ -4,6 +4,10 @@
 //! The library names settings by their config key (`⟨lr_mult⟩`, see `report::name_settings`); here each is worded as
 //! the flag that sets it, `--lr-mult`: clap derives every flag from its field's name, and the library's keys are those
 //! field names (`tests` checks each key the library uses against the flags clap knows).
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
 use crate::error::Error;
 use crate::report::{name_settings, Message, Reporter};
 
@@ -22,23 +26,81 @@ pub fn error_words(e: &Error) -> String {
     e.words(flag)
 }
 
-pub struct Printer;
+/// Prints the library's messages; on a terminal it draws the epoch's progress bar (indicatif, on stderr) from the
+/// progress messages.
+#[derive(Default)]
+pub struct Printer {
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
 
-impl Reporter for Printer {
-    fn report(&self, message: &Message) {
-        match message {
-            Message::Note(text) => eprintln!("{}", words(text)),
-            Message::SkippedImages { count, first } => {
-                eprintln!("warning: skipped {count} image(s) that did not decode this epoch (first: {first})")
+impl Printer {
+    /// Runs `print` with the bar, if one is drawn, hidden meanwhile; `finish` ends the bar first.
+    fn with_bar(&self, finish: Option<fn(&ProgressBar)>, print: impl FnOnce()) {
+        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        match (finish, bar.as_ref()) {
+            (Some(end), Some(b)) => {
+                end(b);
+                *bar = None;
+                print()
             }
-            Message::Callback(line) | Message::Epoch(line) | Message::Summary(line) => println!("{}", words(line)),
+            (None, Some(b)) => b.suspend(print),
+            (_, None) => print(),
         }
     }
 }
 
+impl Reporter for Printer {
+    fn report(&self, message: &Message) {
+        match message {
+            Message::Note(text) => self.with_bar(None, || eprintln!("{}", words(text))),
+            Message::SkippedImages { count, first } => self.with_bar(None, || {
+                eprintln!("warning: skipped {count} image(s) that did not decode this epoch (first: {first})")
+            }),
+            Message::Epoch(line) => self.with_bar(Some(ProgressBar::finish_and_clear), || println!("{}", words(line))),
+            Message::Callback(line) | Message::Summary(line) => self.with_bar(None, || println!("{}", words(line))),
+            Message::EpochBegin { epoch, epochs, batches } => {
+                let b = ProgressBar::new(*batches as u64);
+                let style = ProgressStyle::with_template("Epoch {prefix} [{bar:30}] {pos}/{len} - ETA {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                b.set_style(style);
+                b.set_prefix(format!("{}/{}", epoch + 1, epochs));
+                if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(b) {
+                    old.finish_and_clear();
+                }
+            }
+            Message::Batch { done, loss, grad_norm, lr, data_wait } => {
+                if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    b.set_position(*done as u64);
+                    b.set_message(progress_figures(*loss, *grad_norm, *lr, *data_wait));
+                }
+            }
+            Message::EpochAbandoned => self.with_bar(Some(ProgressBar::abandon), || {}),
+        }
+    }
+    fn wants_progress(&self) -> bool {
+        std::io::stderr().is_terminal()
+    }
+}
+
+/// The bar's figures: `- loss: 0.4120 - grad_norm: 1.2000 - lr: 0.0100 - data 3%`.
+pub fn progress_figures(loss: f64, grad_norm: Option<f64>, lr: Option<f64>, data_wait: Option<f64>) -> String {
+    let mut msg = format!("- loss: {loss:.4}");
+    if let Some(n) = grad_norm {
+        msg.push_str(&format!(" - grad_norm: {n:.4}"));
+    }
+    if let Some(lr) = lr {
+        msg.push_str(&format!(" - lr: {}", crate::train::progress::format_lr(lr)));
+    }
+    if let Some(share) = data_wait {
+        msg.push_str(&format!(" - data {:.0}%", share * 100.0));
+    }
+    msg
+}
+
 /// The CLI's output at a verbosity.
 pub fn printer(verbosity: crate::report::Verbosity) -> crate::report::Output {
-    crate::report::Output::new(verbosity, std::sync::Arc::new(Printer))
+    crate::report::Output::new(verbosity, std::sync::Arc::new(Printer::default()))
 }
 
 #[cfg(test)]

@@ -1,35 +1,36 @@
-//! Per-epoch progress: a bar on a terminal, one Keras-style line per epoch otherwise.
+//! Per-epoch progress, as messages: one Keras-style line per epoch and, for a reporter that shows a bar (the CLI's
+//! on a terminal), where the epoch is a few times a second. The library draws nothing.
 use std::cell::Cell;
-use std::io::IsTerminal;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::Logs;
+use crate::report::Message;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
     Silent,
-    /// A bar on a terminal, lines elsewhere.
+    /// The epoch lines, and the progress within epochs for a reporter that shows it (a bar on a terminal).
     Auto,
     /// One line per epoch.
     Lines,
 }
 
 pub struct Progress {
-    verbosity: Verbosity,
-    /// Where the epoch lines go.
+    /// Where the messages go.
     output: crate::report::Output,
-    bar: Option<ProgressBar>,
-    /// The bar's running loss, as Keras' progbar: the sum of the epoch's batch losses on the device (read only
-    /// when the bar is redrawn, a few times a second), and their count.
+    /// Whether the output shows the progress within epochs (else only the epoch lines are said).
+    within: bool,
+    /// Inside an epoch that has begun and not ended.
+    open: bool,
+    /// The running loss, as Keras' progbar: the sum of the epoch's batch losses on the device (read only when
+    /// progress is said, a few times a second), and their count.
     loss_sum: Option<tch::Tensor>,
     batches: usize,
-    shown: Option<std::time::Instant>,
-    /// The share of the epoch the model waited for data (image pipelines), shown as `data 3%`.
+    shown: Option<Instant>,
+    /// The share of the epoch the model waited for data (image pipelines), on the epoch line as `data 3%`.
     data_wait: Option<f64>,
-    /// The bar's learning rate and running mean gradient norm (sum on the device, steps).
+    /// The learning rate of the last step and the running mean gradient norm (sum on the device, steps).
     lr: Option<f64>,
     norm_sum: Option<(tch::Tensor, usize)>,
     /// The time the epoch so far waited for its batches (see [`timed`]), and when it began.
@@ -69,14 +70,10 @@ pub fn format_lr(lr: f64) -> String {
 
 impl Progress {
     pub fn new(output: crate::report::Output) -> Self {
-        let verbosity = match output.verbosity {
-            Verbosity::Auto if !std::io::stderr().is_terminal() => Verbosity::Lines,
-            v => v,
-        };
         Progress {
-            verbosity,
+            within: output.wants_progress(),
             output,
-            bar: None,
+            open: false,
             loss_sum: None,
             batches: 0,
             shown: None,
@@ -91,7 +88,7 @@ impl Progress {
     pub fn set_data_wait(&mut self, share: f64) {
         self.data_wait = Some(share);
     }
-    /// A clock the epoch's batch iterator adds its waiting time to (see [`timed`]), shown on the bar as `data 3%`.
+    /// A clock the epoch's batch iterator adds its waiting time to (see [`timed`]), in the progress as `data 3%`.
     pub fn data_clock(&mut self) -> Rc<Cell<Duration>> {
         let clock = Rc::new(Cell::new(Duration::ZERO));
         self.clock = Some(clock.clone());
@@ -99,7 +96,7 @@ impl Progress {
     }
     /// The learning rate of the step just taken and, when clipping by norm, its gradient norm.
     pub fn step_end(&mut self, lr: f64, grad_norm: Option<&tch::Tensor>) {
-        if self.bar.is_none() {
+        if !self.open {
             return;
         }
         self.lr = Some(lr);
@@ -114,65 +111,68 @@ impl Progress {
     pub fn epoch_begin(&mut self, epoch: usize, epochs: usize, batches: usize) {
         self.epoch_started = Some(Instant::now());
         self.norm_sum = None;
-        if self.verbosity == Verbosity::Auto {
-            let bar = ProgressBar::new(batches as u64);
-            let style = ProgressStyle::with_template("Epoch {prefix} [{bar:30}] {pos}/{len} - ETA {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            bar.set_style(style);
-            bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
-            self.bar = Some(bar);
-            self.loss_sum = None;
-            self.batches = 0;
-            self.shown = None;
+        self.loss_sum = None;
+        self.batches = 0;
+        self.shown = None;
+        self.lr = None;
+        self.open = self.within;
+        if self.open {
+            self.output.say(Message::EpochBegin { epoch, epochs, batches });
         }
     }
-    /// One batch done; `loss` is its mean loss (shown as the epoch's running mean).
+    /// One batch done; `loss` is its mean loss (said as the epoch's running mean).
     pub fn batch_end(&mut self, loss: &tch::Tensor) {
-        let Some(bar) = &self.bar else { return };
+        if !self.open {
+            return;
+        }
         let loss = loss.detach().to_kind(tch::Kind::Double);
         self.loss_sum = Some(match self.loss_sum.take() {
             Some(sum) => sum + loss,
             None => loss,
         });
         self.batches += 1;
-        bar.inc(1);
         if self.shown.is_none_or(|t| t.elapsed().as_millis() >= 250) {
             if let Some(sum) = &self.loss_sum {
-                let mut msg = format!("- loss: {:.4}", sum.double_value(&[]) / self.batches as f64);
-                if let Some((sum, k)) = &self.norm_sum {
-                    msg.push_str(&format!(" - grad_norm: {:.4}", sum.double_value(&[]) / *k as f64));
-                }
-                if let Some(lr) = self.lr {
-                    msg.push_str(&format!(" - lr: {}", format_lr(lr)));
-                }
-                if let (Some(clock), Some(t)) = (&self.clock, self.epoch_started) {
-                    let share = clock.get().as_secs_f64() / t.elapsed().as_secs_f64().max(1e-9);
-                    msg.push_str(&format!(" - data {:.0}%", share * 100.0));
-                }
-                bar.set_message(msg);
+                let data_wait = match (&self.clock, self.epoch_started) {
+                    (Some(clock), Some(t)) => Some(clock.get().as_secs_f64() / t.elapsed().as_secs_f64().max(1e-9)),
+                    _ => None,
+                };
+                self.output.say(Message::Batch {
+                    done: self.batches,
+                    loss: sum.double_value(&[]) / self.batches as f64,
+                    grad_norm: self.norm_sum.as_ref().map(|(sum, k)| sum.double_value(&[]) / *k as f64),
+                    lr: self.lr,
+                    data_wait,
+                });
             }
-            self.shown = Some(std::time::Instant::now());
+            self.shown = Some(Instant::now());
         }
     }
-    /// Clears the bar of an epoch that will not finish.
+    /// Says that the epoch begun will not finish.
     pub fn abandon(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.abandon();
+        if std::mem::take(&mut self.open) {
+            self.output.say(Message::EpochAbandoned);
         }
     }
     pub fn epoch_end(&mut self, epoch: usize, epochs: usize, logs: &Logs, seconds: f64) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.open = false;
         self.clock = None;
-        if self.verbosity != Verbosity::Silent {
+        self.loss_sum = None;
+        self.norm_sum = None;
+        if !self.output.is_silent() {
             let mut line = epoch_line(epoch, epochs, logs, seconds);
             if let Some(share) = self.data_wait.take() {
                 line.push_str(&format!(" - data {:.0}%", share * 100.0));
             }
-            self.output.say(crate::report::Message::Epoch(line));
+            self.output.say(Message::Epoch(line));
         }
+    }
+}
+
+/// An epoch left by an error (`?` in the batch loop) is abandoned too, so a bar does not stay open under the error.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
