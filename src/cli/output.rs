@@ -1,5 +1,6 @@
 //! The words of what the library says (`report::Message`): epoch, callback and summary lines on stdout, notes and
-//! warnings on stderr. `-q` gives the library a silent `Output`, which passes on only the warnings.
+//! warnings on stderr, and on a terminal the epoch's progress bar drawn from the progress messages. `-q` gives the
+//! library a silent `Output`, which passes on only the warnings.
 //!
 //! The library names settings by their config key (`⟨lr_mult⟩`, see `report::name_settings`); here each is worded as
 //! the flag that sets it, `--lr-mult`: clap derives every flag from its field's name, and the library's keys are those
