@@ -1,7 +1,7 @@
-//! The CUDA path (issue #20). Without a GPU only the first two tests run: `--cuda-graph` is refused in one line
-//! on the CPU, and what it cannot capture is refused before training. The tests marked `#[ignore]` need a CUDA
-//! device; `scripts/gpu-check` runs them (`cargo test --test cuda -- --ignored`). On a machine without one they
-//! are reported as ignored, never as passed.
+//! The CUDA path (issue #20, and #16's pinned copy of the image workers' batches). Without a GPU only the first
+//! two tests run: `--cuda-graph` is refused in one line on the CPU, and what it cannot capture is refused before
+//! training. The tests marked `#[ignore]` need a CUDA device; `scripts/gpu-check` runs them (`cargo test --test
+//! cuda -- --ignored`). On a machine without one they are reported as ignored, never as passed.
 mod common;
 
 use tch::{Device, Kind, Tensor};
@@ -177,5 +177,50 @@ fn graphed_steps_give_the_eager_weights() {
     for ((name, a), (_, b)) in eager.iter().zip(&graphed) {
         let d = common::rel_diff(b, a);
         assert!(d == 0.0, "{name}: graphed weights differ from eager by {d:e}");
+    }
+}
+
+/// Issue #16 point 2: on CUDA the image workers' uint8 batch is pinned and copied with `non_blocking`, then
+/// normalised on the device. The copy is on the step's stream, so the batches must arrive whole: from the same
+/// weights (CUDA's generator would draw other initial ones), a run on a folder of JPEGs with 2 workers gives the
+/// CPU run's history within float rounding, since the batches and their random crops depend on (seed, epoch, index)
+/// only.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_image_folder_trains_on_cuda_through_the_pinned_copy_as_on_the_cpu() {
+    cuda();
+    let dir = common::tempdir();
+    let data = dir.path().join("images");
+    for (class, seed0) in [("a", 0u32), ("b", 100)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..24 {
+            common::picture(40 + i % 5, 36 + i % 7, seed0 + i).save(data.join(class).join(format!("{i}.jpg"))).unwrap();
+        }
+    }
+    let train = |name: &str, device: &str, weights: Option<&std::path::Path>| {
+        let run = dir.path().join(name);
+        let mut cmd = common::tchzoo();
+        cmd.args(["train", "--model", "mlp:hidden=16", "--data", data.to_str().unwrap(), "--train-crop-size", "16"]);
+        cmd.args(["--epochs", "2", "--batch-size", "8", "-j", "2", "--seed", "3", "--device", device, "-q"]);
+        if let Some(w) = weights {
+            cmd.arg("--weights").arg(w);
+        }
+        let out = cmd.arg("--out").arg(&run).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        run
+    };
+    let start = train("start", "cpu", None).join("model.pt");
+    let history = |device: &str| {
+        let text = std::fs::read_to_string(train(device, device, Some(&start)).join("history.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        ["loss", "val_loss"]
+            .map(|k| v["history"][k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>())
+    };
+    let (gpu, cpu) = (history("cuda"), history("cpu"));
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert_eq!(g.len(), 2);
+        for (a, b) in g.iter().zip(c) {
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "cuda {gpu:?} vs cpu {cpu:?}");
+        }
     }
 }
