@@ -36,11 +36,28 @@ impl Error {
             Error::Config(msg) => format!("config: {msg}"),
             Error::UnknownModel { name, hint } => format!("unknown model '{name}'{hint}; `tchzoo models` lists them"),
             Error::Device(msg) => format!("device: {msg}"),
-            Error::Io { path, source } => format!("{path}: {source}"),
+            Error::Io { path, source } => format!("{path}: {}", io_words(source)),
             Error::Checkpoint { path, msg } => format!("checkpoint {path}: {msg}"),
             Error::Invalid(msg) | Error::Interrupted(msg) => msg.clone(),
             Error::Distributed(msg) => format!("distributed: {msg}"),
             Error::Torch(msg) => format!("torch: {msg}"),
+        }
+    }
+
+    /// The same error with the path `from` named as `to` wherever it appears (a temporary file reported under the
+    /// name the user gave).
+    pub fn naming(self, from: &Path, to: &Path) -> Error {
+        let (from, to) = (from.display().to_string(), to.display().to_string());
+        let fix = |s: String| s.replace(&from, &to);
+        match self {
+            Error::Data { source_name, msg } => Error::Data { source_name: fix(source_name), msg: fix(msg) },
+            Error::Config(msg) => Error::Config(fix(msg)),
+            Error::Device(msg) => Error::Device(fix(msg)),
+            Error::Io { path, source } => Error::Io { path: fix(path), source },
+            Error::Checkpoint { path, msg } => Error::Checkpoint { path: fix(path), msg: fix(msg) },
+            Error::Invalid(msg) => Error::Invalid(fix(msg)),
+            Error::Torch(msg) => Error::Torch(fix(msg)),
+            other => other,
         }
     }
 
@@ -70,6 +87,27 @@ impl std::error::Error for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An I/O error in words: the system's reason without its "(os error N)", and what to do where the kind says it.
+fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let text = e.to_string();
+    let reason = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text.as_str(),
+    };
+    let hint = match e.kind() {
+        K::NotFound => "check the path",
+        K::PermissionDenied => "check its permissions, or choose another path",
+        K::AlreadyExists => "choose another path",
+        K::StorageFull | K::QuotaExceeded => "free some disk space, or choose another disk",
+        K::ReadOnlyFilesystem => "choose a writable place",
+        K::NotADirectory => "a part of the path is a file, not a folder",
+        K::IsADirectory => "give a file, not a folder",
+        _ => return reason.to_string(),
+    };
+    format!("{reason}; {hint}")
+}
 
 impl Error {
     pub fn data(source_name: impl std::fmt::Display, msg: impl Into<String>) -> Self {

@@ -77,6 +77,7 @@ impl Predictor {
     /// The model's outputs (logits, or with `proba` probabilities) for a batch read from `path`. A shape the model
     /// cannot take is one error naming it.
     pub fn predict(&mut self, xs: &Tensor, proba: bool, batch_size: usize, path: &Path) -> Result<Tensor> {
+        refuse_empty_batches(batch_size)?;
         let shape = xs.size()[1..].to_vec();
         if self.source.run.is_none() && shape != self.base.input_shape && !self.by_shape.contains_key(&shape) {
             let loaded = load_named_at(&self.source, &shape)?;
@@ -145,8 +146,16 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
+fn refuse_empty_batches(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::config("⟨batch_size⟩ 0: give at least 1 sample a batch"));
+    }
+    Ok(())
+}
+
 /// `evaluate`: the loss and metrics of a saved model on data (see [`evaluation_data`]).
 pub fn evaluate(source: &ModelSource, spec: Option<&str>, batch_size: usize) -> Result<Evaluation> {
+    refuse_empty_batches(batch_size)?;
     let (loaded, data) = match &source.run {
         Some(_) => {
             let loaded = load_model(source)?;

@@ -94,6 +94,17 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
     let mut notes = vec![];
     // An image folder is read lazily by workers, with the run's transforms; other data is loaded in memory.
     let data::inputs::RunData { train, validation, transforms } = data::inputs::run_data(run)?;
+    if let data::Task::Classification { n_classes: 1 } = train.task {
+        // Softmax over one class is 1 whatever the input: the loss is 0 from the start and nothing is learnt.
+        let class = train.class_names.as_ref().and_then(|c| c.first()).map_or("0".to_string(), |c| format!("'{c}'"));
+        return Err(Error::data(
+            &train.name,
+            format!(
+                "every sample is of one class ({class}); a classifier needs at least 2: add samples (or a class \
+                 folder) of another class"
+            ),
+        ));
+    }
     let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
     if let Some(v) = &validation {
         // A lazy folder's evaluation crop may differ from its training crop (models that pool globally take both).

@@ -20,15 +20,15 @@ static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// power cut. On any failure the temporary file is removed and `path` keeps its previous content.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    create_dir_all(dir)?;
     if path.is_dir() {
         return Err(Error::io(path, std::io::Error::other("is a directory")));
     }
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    let result = write(&tmp).map_err(|e| e.naming(&tmp, path)).and_then(|()| {
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     });
     if result.is_err() {
@@ -36,6 +36,20 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         return result;
     }
     sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// `std::fs::create_dir_all`, with an error that names the file standing where a folder of the path should be.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| match dir.ancestors().find(|a| a.exists()) {
+        Some(file) if !file.is_dir() => Error::io(
+            file,
+            std::io::Error::other(format!(
+                "is a file, where {} needs a folder; move it, or choose another path",
+                dir.display()
+            )),
+        ),
+        _ => Error::io(dir, e),
+    })
 }
 
 /// fsync of a folder, which makes a rename or a removal in it durable.

@@ -260,5 +260,68 @@ fn out_is_an_existing_file() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error:") && stderr.contains(&file), "{stderr}");
+    assert!(stderr.contains("is a file, not a folder"), "the line does not say what is wrong: {stderr}");
     assert!(!Path::new(&file).with_file_name("model.safetensors").exists());
+}
+
+#[test]
+fn data_of_one_class_is_refused_before_a_run_folder_is_made() {
+    // Softmax over one class is 1 for every input: the loss would be 0 from the first step and nothing learnt.
+    let case = Case::new();
+    let csv = case.file("one.csv", b"x1,x2,label\n1,2,0\n3,1,0\n2,2,0\n1,1,0\n0,1,0\n");
+    case.fails(&["--model", "mlp", "--data", &csv], &[&csv, "one class (0)", "at least 2"]);
+    assert!(!case.out().exists(), "a run folder was made");
+    let folder = case.path("images");
+    for i in 0..4u8 {
+        let p = folder.join("cat").join(format!("{i}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        image::RgbImage::from_pixel(8, 8, image::Rgb([i * 60, 0, 0])).save(&p).unwrap();
+    }
+    let folder = folder.display().to_string();
+    case.fails(&["--model", "lenet5", "--data", &folder, "--workers", "1"], &["one class ('cat')"]);
+}
+
+#[test]
+fn an_unwritable_checkpoint_fails_before_the_first_epoch_naming_the_file_in_the_way() {
+    // A file stands where the checkpoint's folder should be: the run fails at its start (as Lightning makes its
+    // dirpath at setup), not after an epoch, naming that file and not a temporary one.
+    for flag in ["--checkpoint", "--csv-logger"] {
+        let case = Case::new();
+        let blocker = case.file("blocker", b"a file");
+        let target = format!("{blocker}/sub/log-file.pt");
+        let output = tchzoo()
+            .args(["train", "--model", "mlp", "--data", "moons:n_samples=60", "--epochs", "1", "--out"])
+            .arg(case.out())
+            .args([flag, &target])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flag}: {stderr}");
+        assert!(stderr.starts_with(&format!("error: {blocker}: is a file")), "{flag}: {stderr}");
+        assert!(!stderr.contains("log-file.pt.tmp") && !stderr.contains("os error"), "{flag}: {stderr}");
+        assert!(!stdout.contains("Epoch 1/1"), "{flag}: an epoch ran before the failure:\n{stdout}");
+    }
+}
+
+#[test]
+fn weights_that_do_not_match_point_to_strict_false_and_unreadable_ones_do_not() {
+    let case = Case::new();
+    // A real state dict of another model: loading only what matches is the way out, and the line says so.
+    let other = case.path("other.safetensors");
+    tchzoo::checkpoint::write_state_dict(
+        &other,
+        &[("a".to_string(), tch::Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu)))],
+    )
+    .unwrap();
+    let other = other.display().to_string();
+    case.fails(
+        &["--model", "mlp", "--data", "moons:n_samples=60", "--weights", &other],
+        &["missing keys", "--strict false"],
+    );
+    // A file cut in half does not load at all, whatever --strict says: no such hint.
+    let bytes = std::fs::read(&other).unwrap();
+    let cut = case.file("cut.safetensors", &bytes[..bytes.len() / 2]);
+    let line = case.fails(&["--model", "mlp", "--data", "moons:n_samples=60", "--weights", &cut], &[&cut]);
+    assert!(!line.contains("--strict"), "{line}");
 }

@@ -67,6 +67,12 @@ fn evaluate_and_predict_a_saved_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("[2, 3]"), "{err}");
+
+    // A batch of 0 samples is refused in one line by both (it used to be taken as 1 without a word).
+    for args in [&["evaluate", "--run", run_s][..], &["predict", "--run", run_s, "--input", input.to_str().unwrap()]] {
+        let err = run_err(&[args, &["--batch-size", "0"]].concat());
+        assert!(err.contains("--batch-size 0: give at least 1"), "{err}");
+    }
 }
 
 /// `predict --model resnet18 --input a.png` applies torchvision's ResNet eval transform (Resize(256),

@@ -674,8 +674,11 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
 fn image_bombs_are_refused_from_their_headers() {
     let tmp = tempdir();
     let big = tmp.path().join("big");
-    std::fs::create_dir_all(big.join("a")).unwrap();
-    std::fs::write(big.join("a/huge.png"), png_header_only(20000, 20000)).unwrap();
+    // Two classes (data of one class is refused before any image is read).
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(big.join(class)).unwrap();
+        std::fs::write(big.join(class).join("huge.png"), png_header_only(20000, 20000)).unwrap();
+    }
     let out = limited(
         cap(),
         &[

@@ -293,6 +293,13 @@ fn bad_shards_fail_in_one_line() {
     );
     let o = run(py.join("w-000000.tar").to_str().unwrap(), &[]);
     fails_in_one_line(&o, &["w-000000.tar", "class01_img0002", ".cls"]);
+
+    // `pack` of a folder that is not there, or of a file.
+    for (dir, what) in [(tmp.path().join("nope"), "no such folder"), (second.clone(), "is not a folder")] {
+        let mut cmd = common::tchzoo();
+        cmd.args(["pack", dir.to_str().unwrap(), tmp.path().join("p/x").to_str().unwrap()]);
+        fails_in_one_line(&run_limited(cmd, Duration::from_secs(60)), &[dir.to_str().unwrap(), what, "sub-folder"]);
+    }
 }
 
 #[test]

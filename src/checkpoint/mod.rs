@@ -242,7 +242,10 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     match format_of(path)? {
         Format::Pt => write_pt(path, &Object::from_state_dict(tensors)),
         Format::Safetensors => write_atomically(path, |tmp| {
-            safetensors::write(tmp, tensors).map_err(|e| ckpt_err(path, crate::util::first_line(&e.to_string())))
+            safetensors::write(tmp, tensors).map_err(|e| match e {
+                e @ Error::Io { .. } => e,
+                e => ckpt_err(path, crate::util::first_line(&e.to_string())),
+            })
         }),
     }
 }

@@ -60,6 +60,8 @@ pub(crate) fn write(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         .iter()
         .map(|(k, t)| Ok((k.as_str(), t.detach().f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
         .collect::<Result<_>>()?;
+    // Opening the file first gives a plain I/O error (a missing folder, no permission) rather than tch's wrapped one.
+    std::fs::File::create(path).map_err(|e| crate::error::Error::io(path, e))?;
     Tensor::write_safetensors(&named, path)?;
     Ok(())
 }

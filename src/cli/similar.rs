@@ -89,7 +89,8 @@ pub fn load_run_embeddings(run: &Path, table: &str, weights: Option<&Path>) -> R
         }
         _ => {
             return Err(Error::config(format!(
-                "{}: trained on '{}' data; similar needs a run on pairs: data (entity_embedding) or text: data",
+                "{}: trained on '{}' data, which has no entity embeddings; give a run on pairs: data (entity_embedding) or \
+                 text: data",
                 run.display(),
                 data.name()
             )))

@@ -408,8 +408,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     super::install_signal_handler();
     let weights = args.weights.clone();
     let (outcome, chief) = crate::run::launch(start, super::output::printer(verbosity), dist).map_err(|e| match e {
-        // The library reports what did not match; the flag that loads only what does is the CLI's to name.
-        crate::error::Error::Checkpoint { path, msg } if weights.as_deref() == Some(path.as_str()) => {
+        // The library reports what did not match; the flag that loads only what does is the CLI's to name (not for
+        // a file that does not read at all: loading less of it would not help).
+        crate::error::Error::Checkpoint { path, msg }
+            if weights.as_deref() == Some(path.as_str())
+                && ["missing keys", "unexpected keys", "shape mismatches"].iter().any(|k| msg.starts_with(k)) =>
+        {
             crate::error::Error::Checkpoint {
                 path,
                 msg: format!("{msg}; use --strict false to load only what matches"),

@@ -96,7 +96,7 @@ fn lr(args: LrArgs) -> Result<()> {
     let dir = match &config.out {
         Some(out) => {
             let dir = PathBuf::from(out);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            crate::util::create_dir_all(&dir)?;
             dir
         }
         None => crate::run::claim_default_dir(&config)?,

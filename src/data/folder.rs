@@ -32,6 +32,10 @@ impl ImageIndex {
 
 /// Indexes `dir` (one sub-folder per class).
 pub fn index(dir: &Path) -> Result<ImageIndex> {
+    if !dir.is_dir() {
+        let what = if dir.exists() { "is not a folder" } else { "no such folder" };
+        return Err(Error::data(dir.display(), format!("{what}; give an image folder with one sub-folder per class")));
+    }
     let mut classes: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

@@ -973,7 +973,7 @@ pub fn pack(dir: &Path, out_prefix: &str, max_side: u32, shard_size: u64) -> Res
     let index = folder::index(dir)?;
     let prefix = PathBuf::from(out_prefix);
     if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::util::create_dir_all(parent)?;
     }
     let shard_path = |i: usize| PathBuf::from(format!("{out_prefix}-{i:06}.tar"));
     let mut shards: Vec<PathBuf> = Vec::new();

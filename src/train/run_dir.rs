@@ -121,7 +121,7 @@ impl RunDir {
     pub fn claim_default(config: &RunConfig) -> Result<RunDir> {
         let base = Self::name_for(&RunConfig { out: None, ..config.clone() });
         let parent = base.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::util::create_dir_all(parent)?;
         for n in 1.. {
             let dir = if n == 1 { base.clone() } else { PathBuf::from(format!("{}-{n}", base.display())) };
             match std::fs::create_dir(&dir) {
@@ -148,6 +148,12 @@ impl RunDir {
             return Err(Error::config("⟨out⟩ '' names no folder; give the run folder, e.g. ⟨out⟩ runs/first"));
         }
         let run = RunDir::new(dir);
+        if run.root.exists() && !run.root.is_dir() {
+            return Err(Error::config(format!(
+                "⟨out⟩ {} is a file, not a folder; give a new or empty folder for the run",
+                run.root.display()
+            )));
+        }
         if run.root.is_dir() && chief {
             let not_ours = || {
                 Error::config(format!(
@@ -250,7 +256,7 @@ impl RunDir {
 
     /// Creates the folder (and its parents).
     pub fn create(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
+        crate::util::create_dir_all(&self.root)
     }
 
     /// The folder's lock, held while the value lives (see [`resume::lock`]).
@@ -334,7 +340,7 @@ impl RunDir {
                 std::fs::remove_file(&dir).map_err(|e| Error::io(&dir, e))?;
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::util::create_dir_all(&dir)?;
         let loss = history.last("loss").unwrap_or(f64::NAN);
         let TrainingState { store, optimizer, grad_scaler, ema } = state;
         if let Some(ema) = ema {

@@ -191,7 +191,7 @@ impl EventWriter {
     /// A new event file in `dir` (made if missing). Its name sorts after every event file already there, as
     /// TensorBoard reads a folder's files in name order.
     pub fn create(dir: &Path) -> Result<EventWriter> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::util::create_dir_all(dir)?;
         let mut secs = now() as u64;
         let existing = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in existing.flatten() {

@@ -52,6 +52,10 @@ impl Callback for CsvLogger {
             // A kill between this row and the resume state leaves rows of epochs the resumed run repeats.
             self.truncate(ctx.history.len())?;
         }
+        if let (true, Some(folder)) = (ctx.is_chief, self.path.parent()) {
+            // A folder that cannot be made fails now, not after the first epoch.
+            crate::util::create_dir_all(folder)?;
+        }
         // In a distributed run only rank 0 writes the log.
         if !self.append && ctx.is_chief {
             let _ = std::fs::remove_file(&self.path);

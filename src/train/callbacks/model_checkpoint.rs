@@ -363,6 +363,16 @@ impl Callback for ModelCheckpoint {
     }
     fn on_train_begin(&mut self, ctx: &mut CallbackContext) -> Result<()> {
         self.chief = ctx.is_chief;
+        // The template's folder is made now (as Lightning makes its dirpath at setup): a path that cannot be a
+        // folder fails before the first epoch, not after it. A folder named by the template's keys waits.
+        let folder = Path::new(&self.config.filepath).parent().filter(|p| !p.to_string_lossy().contains('{'));
+        if let (true, Some(folder)) = (self.chief, folder) {
+            let folder = match &self.base_dir {
+                Some(base) if folder.is_relative() => base.join(folder),
+                _ => folder.to_path_buf(),
+            };
+            crate::util::create_dir_all(&folder)?;
+        }
         if !self.restored {
             self.state = ModelCheckpointState {
                 best: self.config.initial_value_threshold,
