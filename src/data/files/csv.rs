@@ -2,7 +2,6 @@
 //! option `label=NAME` (or a 0-based index, negative from the end), by default the last column.
 //! String labels become classes in sorted order (like scikit-learn's `LabelEncoder`) with `class_names` set;
 //! `task=regression` reads the label as a real number.
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -14,8 +13,37 @@ use crate::error::{did_you_mean, Error, Result};
 
 const MAX_FILE: u64 = 2 << 30;
 
-/// One parsed record: the file line it starts on and its fields.
-type Record<'a> = (usize, Vec<Cow<'a, str>>);
+/// A parsed table: every cell a span of the text (8 bytes a cell, however many rows), or for a quoted cell with
+/// `""` escapes an index into `owned`. Rows have the header's width, checked while parsing.
+struct Table<'a> {
+    text: &'a str,
+    header: Vec<String>,
+    /// (start, end) in `text`; `start == OWNED` marks `end` as an index into `owned`.
+    cells: Vec<(u32, u32)>,
+    owned: Vec<String>,
+    /// The file line each data row starts on.
+    lines: Vec<usize>,
+    /// The first row of another width than the header's (its line and width); such rows are not kept.
+    ragged: Option<(usize, usize)>,
+}
+
+const OWNED: u32 = u32::MAX;
+
+impl<'a> Table<'a> {
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+    fn cell(&self, row: usize, col: usize) -> &str {
+        match self.cells[row * self.header.len() + col] {
+            (OWNED, i) => &self.owned[i as usize],
+            (start, end) => &self.text[start as usize..end as usize],
+        }
+    }
+    /// The cells of one column with their rows' lines.
+    fn column(&self, col: usize) -> impl Iterator<Item = (usize, &str)> + '_ {
+        (0..self.len()).map(move |r| (self.lines[r], self.cell(r, col)))
+    }
+}
 
 /// Loads a CSV (or `.tsv`) table. Options: `label`, `task=classification|regression`, `classes=N`,
 /// `sep=comma|tab|semicolon|pipe`.
@@ -40,14 +68,14 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
     if text.trim().is_empty() {
         return Err(Error::data(&name, "the file is empty; expected a header row and one row per sample"));
     }
-    // Every field costs a parsed cell (about 32 bytes) however short it is: a file of separators is a bomb.
+    // Every field costs a parsed cell (8 bytes) however short it is, and a header field a name (a 24-byte String
+    // and its text): a file of separators is a bomb.
     let cells = bytes.iter().filter(|&&b| b == sep || b == b'\n').count() as u64 + 1;
-    crate::util::check_memory(cells * 40, &name)?;
-    let mut records = parse(text, sep, &name)?.into_iter();
-    let (_, header) = records.next().ok_or_else(|| Error::data(&name, "the file is empty"))?;
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
-    let rows: Vec<Record> = records.collect();
-    if rows.is_empty() {
+    let header_fields = text.bytes().take_while(|&b| b != b'\n').filter(|&b| b == sep).count() as u64 + 1;
+    crate::util::check_memory(cells * 8 + header_fields * 32, &name)?;
+    let table = parse(text, sep, &name)?;
+    let header = &table.header;
+    if table.len() == 0 && table.ragged.is_none() {
         return Err(Error::data(&name, "the file has a header row but no data rows"));
     }
     let n_cols = header.len();
@@ -62,34 +90,30 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
             ),
         ));
     }
-    for (line, fields) in &rows {
-        if fields.len() != n_cols {
-            return Err(Error::data(
-                &name,
-                format!(
-                    "line {line} has {} fields but the header has {n_cols}; quote fields that contain '{}'",
-                    fields.len(),
-                    sep as char
-                ),
-            ));
-        }
+    if let Some((line, width)) = table.ragged {
+        return Err(Error::data(
+            &name,
+            format!(
+                "line {line} has {width} fields but the header has {n_cols}; quote fields that contain '{}'",
+                sep as char
+            ),
+        ));
     }
-    let label_col = label_column(&name, &header, options.get("label"))?;
+    let label_col = label_column(&name, header, options.get("label"))?;
     let label_name = &header[label_col];
     let shown_label = show(label_name);
 
     // Feature columns: every other column with numbers in it; a column with no number at all is text, skipped.
     let mut feature_cols = Vec::new();
     for col in (0..n_cols).filter(|&c| c != label_col) {
-        if rows.iter().any(|(_, f)| number(&f[col]).is_some()) {
+        if table.column(col).any(|(_, f)| number(f).is_some()) {
             feature_cols.push(col);
         }
     }
     // A column of numbers that are all NaN or infinite is no text column to skip quietly.
     for col in (0..n_cols).filter(|&c| c != label_col && !feature_cols.contains(&c)) {
-        let parsed =
-            rows.iter().filter(|(_, f)| !f[col].trim().is_empty()).all(|(_, f)| f[col].trim().parse::<f64>().is_ok());
-        if parsed && rows.iter().any(|(_, f)| !f[col].trim().is_empty()) {
+        let filled = || table.column(col).map(|(_, f)| f.trim()).filter(|f| !f.is_empty());
+        if filled().all(|f| f.parse::<f64>().is_ok()) && filled().next().is_some() {
             return Err(Error::data(
                 &name,
                 format!(
@@ -105,59 +129,56 @@ pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Dataset> 
             format!("no numeric feature columns besides the label '{shown_label}'; features must be numbers"),
         ));
     }
-    let n = rows.len();
+    let n = table.len();
     let mut xs: Vec<f32> = Vec::with_capacity(n * feature_cols.len());
-    for (line, fields) in &rows {
+    for row in 0..n {
         for &col in &feature_cols {
-            xs.push(cell_number(&name, *line, &header[col], &fields[col])? as f32);
+            xs.push(cell_number(&name, table.lines[row], &header[col], table.cell(row, col))? as f32);
         }
     }
     let xs = Tensor::from_slice(&xs).reshape([n as i64, feature_cols.len() as i64]);
 
-    let labels: Vec<&str> = rows.iter().map(|(_, f)| f[label_col].trim()).collect();
     if regression {
         let mut ys = Vec::with_capacity(n);
-        for (line, fields) in &rows {
-            ys.push(cell_number(&name, *line, label_name, &fields[label_col])? as f32);
+        for (line, cell) in table.column(label_col) {
+            ys.push(cell_number(&name, line, label_name, cell)? as f32);
         }
         return Dataset::new(&name, xs, Tensor::from_slice(&ys), Task::Regression { n_outputs: 1 });
     }
-    if let Some((line, _)) = rows.iter().zip(&labels).find(|(_, l)| l.is_empty()).map(|(r, _)| r) {
+    let labels = || table.column(label_col).map(|(line, l)| (line, l.trim()));
+    if let Some((line, _)) = labels().find(|(_, l)| l.is_empty()) {
         return Err(Error::data(&name, format!("line {line}: the label '{shown_label}' is empty; fill it in")));
     }
     // Labels that all read as numbers but are not all finite: a NaN label, not a set of text classes.
-    if labels.iter().all(|l| l.parse::<f64>().is_ok()) {
-        if let Some(((line, _), l)) = rows.iter().zip(&labels).find(|(_, l)| number(l).is_none()) {
+    if labels().all(|(_, l)| l.parse::<f64>().is_ok()) {
+        if let Some((line, l)) = labels().find(|(_, l)| number(l).is_none()) {
             return Err(Error::data(
                 &name,
                 format!("line {line}: the label '{shown_label}' is {}; class labels must be finite numbers", show(l)),
             ));
         }
     }
-    let numeric: Option<Vec<f64>> = labels.iter().map(|l| number(l)).collect();
-    let (ys, class_names) = match numeric {
-        Some(values) => {
-            let mut ys = Vec::with_capacity(n);
-            for ((line, _), v) in rows.iter().zip(&values) {
-                if v.fract() != 0.0 || v.abs() > 1e15 {
-                    return Err(Error::data(
-                        &name,
-                        format!(
-                            "line {line}, column '{shown_label}': {v} is not a class number; pass task=regression \
-                             for real-valued targets"
-                        ),
-                    ));
-                }
-                ys.push(*v as i64);
+    let (ys, class_names) = if labels().all(|(_, l)| number(l).is_some()) {
+        let mut ys = Vec::with_capacity(n);
+        for (line, l) in labels() {
+            let v = number(l).unwrap_or_default();
+            if v.fract() != 0.0 || v.abs() > 1e15 {
+                return Err(Error::data(
+                    &name,
+                    format!(
+                        "line {line}, column '{shown_label}': {v} is not a class number; pass task=regression for \
+                         real-valued targets"
+                    ),
+                ));
             }
-            (ys, None)
+            ys.push(v as i64);
         }
-        None => {
-            let classes: Vec<&str> = labels.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-            let index: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (*c, i as i64)).collect();
-            let ys = labels.iter().map(|l| index[l]).collect();
-            (ys, Some(classes.into_iter().map(String::from).collect::<Vec<_>>()))
-        }
+        (ys, None)
+    } else {
+        let classes: Vec<&str> = labels().map(|(_, l)| l).collect::<BTreeSet<_>>().into_iter().collect();
+        let index: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (*c, i as i64)).collect();
+        let ys = labels().map(|(_, l)| index[l]).collect();
+        (ys, Some(classes.into_iter().map(String::from).collect::<Vec<_>>()))
     };
     let ys = Tensor::from_slice(&ys);
     let n_classes = class_count(&name, options, &ys, class_names.as_ref().map(Vec::len))?;
@@ -219,16 +240,20 @@ fn cell_number(name: &str, line: usize, column: &str, cell: &str) -> Result<f64>
     })
 }
 
-/// Splits `text` into records (RFC 4180 quoting: `"a,b"`, `""` for a quote, newlines inside quotes);
-/// blank lines are skipped.
-fn parse<'a>(text: &'a str, sep: u8, name: &str) -> Result<Vec<Record<'a>>> {
+/// Splits `text` into a header and rows of cells (RFC 4180 quoting: `"a,b"`, `""` for a quote, newlines inside
+/// quotes); blank lines are skipped, and the first row of another width than the header's is noted.
+fn parse<'a>(text: &'a str, sep: u8, name: &str) -> Result<Table<'a>> {
     let b = text.as_bytes();
+    if b.len() >= OWNED as usize {
+        return Err(Error::data(name, "the file is 4 GiB or more; split it, or save the table as .npy"));
+    }
     let mut i = 0;
     let mut line = 1;
-    let mut out = Vec::new();
+    let mut table = Table { text, header: vec![], cells: vec![], owned: vec![], lines: vec![], ragged: None };
+    let mut fields: Vec<(u32, u32)> = Vec::new();
     while i < b.len() {
         let start_line = line;
-        let mut fields: Vec<Cow<'a, str>> = Vec::new();
+        fields.clear();
         loop {
             // Leading spaces before a quote are allowed.
             let mut j = i;
@@ -271,13 +296,15 @@ fn parse<'a>(text: &'a str, sep: u8, name: &str) -> Result<Vec<Record<'a>>> {
                         format!("line {line}: text after a closing quote; quote the whole field or escape \" as \"\""),
                     ));
                 }
-                fields.push(Cow::Owned(s));
+                fields.push((OWNED, table.owned.len() as u32));
+                table.owned.push(s);
             } else {
                 let start = i;
                 while i < b.len() && b[i] != sep && b[i] != b'\n' {
                     i += 1;
                 }
-                fields.push(Cow::Borrowed(text[start..i].trim_end_matches('\r')));
+                let end = if i > start && b[i - 1] == b'\r' { i - 1 } else { i };
+                fields.push((start as u32, end as u32));
             }
             if i < b.len() && b[i] == sep {
                 i += 1;
@@ -289,12 +316,30 @@ fn parse<'a>(text: &'a str, sep: u8, name: &str) -> Result<Vec<Record<'a>>> {
             }
             break;
         }
-        if fields.len() == 1 && fields[0].trim().is_empty() {
+        let cell = |&(start, end): &(u32, u32)| -> String {
+            match start {
+                OWNED => table.owned[end as usize].clone(),
+                _ => text[start as usize..end as usize].to_string(),
+            }
+        };
+        if fields.len() == 1 && cell(&fields[0]).trim().is_empty() {
             continue;
         }
-        out.push((start_line, fields));
+        if table.header.is_empty() {
+            table.header = fields.iter().map(|f| cell(f).trim().to_string()).collect();
+            continue;
+        }
+        if fields.len() != table.header.len() {
+            table.ragged = table.ragged.or(Some((start_line, fields.len())));
+            continue;
+        }
+        table.cells.extend_from_slice(&fields);
+        table.lines.push(start_line);
     }
-    Ok(out)
+    if table.header.is_empty() {
+        return Err(Error::data(name, "the file is empty"));
+    }
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -303,10 +348,14 @@ mod tests {
 
     #[test]
     fn quoting() {
-        let recs = parse("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n\n1,2", b',', "t").unwrap();
-        assert_eq!(recs.len(), 3);
-        assert_eq!(recs[1].1, vec!["x, y", "say \"hi\""]);
-        assert_eq!(recs[2].0, 4);
+        let t = parse("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n\n1,2", b',', "t").unwrap();
+        assert_eq!(t.header, vec!["a", "b"]);
+        assert_eq!(t.len(), 2);
+        assert_eq!((t.cell(0, 0), t.cell(0, 1)), ("x, y", "say \"hi\""));
+        assert_eq!((t.cell(1, 0), t.cell(1, 1)), ("1", "2"));
+        assert_eq!(t.lines, vec![2, 4]);
         assert!(parse("a\n\"open", b',', "t").is_err());
+        let ragged = parse("a,b\n1,2\n3\n4,5,6\n", b',', "t").unwrap();
+        assert_eq!((ragged.len(), ragged.ragged), (1, Some((3, 1))));
     }
 }
