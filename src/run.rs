@@ -106,6 +106,9 @@ pub fn prepare_in(run: &Run, dist: Option<&crate::dist::Distributed>) -> Result<
         ));
     }
     let validation = validation.map(|v| conform_validation(v, &train)).transpose()?;
+    if let (Some(v), None, None, Some(f)) = (&validation, &run.validation_data, &transforms, config.validation_split) {
+        notes.extend(data::inputs::grouped_split_note(&train, v, f));
+    }
     if let Some(v) = &validation {
         // A lazy folder's evaluation crop may differ from its training crop (models that pool globally take both).
         if v.sample_shape() != train.sample_shape() && transforms.is_none() {

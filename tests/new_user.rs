@@ -830,3 +830,35 @@ fn every_subcommand_ends_with_0_or_2() {
     let swept: Vec<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(listed, swept);
 }
+
+/// scikit-learn's iris as pandas writes it is ordered by species: Keras' validation_split (the last 20 %) is all
+/// virginica, while training holds 50 setosa, 50 versicolor and 20 virginica. The run goes on as Keras' would, with
+/// a warning that says why and what to do; the same rows shuffled give no warning.
+#[test]
+fn a_split_of_rows_grouped_by_label_is_said() {
+    let tmp = tempdir();
+    let iris = common::root().join("data/iris.csv");
+    let run_of = |data: &Path, out: &str| {
+        let args = ["train", "--model", "mlp:hidden=8", "--data", s(data), "--epochs", "1", "--out"];
+        let out = run(&[&args[..], &[s(&tmp.path().join(out))]].concat());
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).1
+    };
+    let stderr = run_of(&iris, "sorted");
+    let warning = stderr.lines().find(|l| l.starts_with("warning: the rows of")).unwrap_or_else(|| {
+        panic!("no warning:\n{stderr}");
+    });
+    for part in ["grouped by label", "last 20%", "only class 'virginica' of 3", "--validation-data"] {
+        assert!(warning.contains(part), "'{part}' not in: {warning}");
+    }
+    let text = std::fs::read_to_string(&iris).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // A fixed shuffle of the 150 rows: i ↦ 7·i mod 150 is a permutation (7 is prime to 150).
+    let rows: Vec<&str> = (0..150).map(|i| lines[1 + (i * 7) % 150]).collect();
+    lines.truncate(1);
+    lines.extend(rows);
+    let shuffled = tmp.path().join("iris_shuffled.csv");
+    std::fs::write(&shuffled, lines.join("\n")).unwrap();
+    let stderr = run_of(&shuffled, "shuffled");
+    assert!(!stderr.contains("grouped by label"), "{stderr}");
+}

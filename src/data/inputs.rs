@@ -39,6 +39,40 @@ pub fn run_data(run: &Run) -> Result<RunData> {
     Ok(RunData { train, validation, transforms: None })
 }
 
+/// A warning when Keras' last-fraction split is drawn from rows grouped by label (each class one block, as
+/// scikit-learn's iris written by pandas): the validation part then holds only the last classes, in other
+/// proportions than training. Keras splits the same way without a word; the run goes on, as Keras' would.
+pub fn grouped_split_note(train: &Dataset, validation: &Dataset, fraction: f64) -> Option<String> {
+    if !matches!(train.task, super::Task::Classification { .. }) {
+        return None;
+    }
+    let labels = |d: &Dataset| Vec::<i64>::try_from(d.ys.flatten(0, -1).to_kind(Kind::Int64)).unwrap_or_default();
+    let (t, v) = (labels(train), labels(validation));
+    let rows: Vec<i64> = t.iter().chain(&v).copied().collect();
+    let changes = rows.windows(2).filter(|w| w[0] != w[1]).count();
+    let classes = rows.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if classes < 2 || changes != classes - 1 {
+        return None;
+    }
+    let mut held: Vec<i64> = v.clone();
+    held.dedup();
+    let name = |c: i64| match train.class_names.as_ref().and_then(|n| n.get(c as usize)) {
+        Some(n) => format!("'{n}'"),
+        None => c.to_string(),
+    };
+    let shown: Vec<String> = held.iter().take(5).map(|&c| name(c)).collect();
+    let more = if held.len() > 5 { format!(" and {} more", held.len() - 5) } else { String::new() };
+    Some(format!(
+        "warning: the rows of {} are grouped by label, so the last {}% that the validation split holds out (as \
+         Keras' validation_split does) holds only class{} {}{more} of {classes}; shuffle the rows, or give \
+         ⟨validation_data⟩",
+        train.name,
+        (fraction * 100.0 * 100.0).round() / 100.0,
+        if held.len() == 1 { "" } else { "es" },
+        shown.join(", "),
+    ))
+}
+
 /// The data a saved run is evaluated on by default: its validation data, split as in training, with the
 /// evaluation transform; without validation data, all its training data (an image folder's with the evaluation
 /// transform).
