@@ -675,6 +675,18 @@ fn similar_and_its_map_show_the_same_neighbours() {
     let mut drawn = highlighted.clone();
     drawn.sort();
     assert_eq!(drawn, listed, "{listing}");
+
+    // The model's default tables (1000 entities and links) are larger than the graph: the rows no index reaches
+    // are left out, and `similar` and the map read the graph's 7 people.
+    let wide = tmp.path().join("wide");
+    let data = format!("pairs:path={},negatives=1", csv.display());
+    let args = ["train", "--model", "entity_embedding:dim=4", "--data", &data, "--epochs", "1", "--no-validation"];
+    ok(&[&args[..], &["-q", "--out", s(&wide)]].concat());
+    let listing = ok(&["similar", s(&wide), "--query", "ann", "-k", "7"]);
+    let mut names: Vec<&str> = listing.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["ann", "bob", "cat", "dan", "eve", "fay", "gus"], "{listing}");
+    ok(&["plot", s(&wide), "--embeddings", "-o", s(&tmp.path().join("wide.svg"))]);
 }
 
 /// On a terminal (a pseudo-terminal from `script`) the bar shows the running loss and an ETA.

@@ -112,12 +112,9 @@ pub fn load_run_embeddings(run: &Path, table: &str, weights: Option<&Path>) -> R
         Error::config(format!("{}: no tensor '{tensor_name}' (is it an embedding model's run?)", weights.display()))
     })?;
     let rows = table.size().first().copied().unwrap_or(0);
-    // A corpus with fewer words than `vocab` leaves the last rows of a text model's table unused.
-    let table = if named == Some(Named::Text) && rows > names.len() as i64 {
-        table.narrow(0, 0, names.len() as i64)
-    } else {
-        table
-    };
+    // A corpus with fewer words than `vocab`, or a graph with fewer entities or links than the model's `entities`
+    // and `links` (1000 by default), leaves the last rows of the table unused: no index of the data reaches them.
+    let table = if rows > names.len() as i64 { table.narrow(0, 0, names.len() as i64) } else { table };
     if table.size().first().copied() != Some(names.len() as i64) {
         return Err(Error::config(format!(
             "{tensor_name} in {} has {} rows but the data has {} names; the data changed since training?",
