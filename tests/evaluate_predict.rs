@@ -303,6 +303,15 @@ fn predict_and_evaluate_a_folder_run_as_training_evaluates() {
     assert_eq!(got.size(), vec![9, 3]);
     assert!(common::rel_diff(&got, &expected) < 1e-5, "{got} vs {expected}");
     assert!(got.argmax(1, false).equal(&expected.argmax(1, false)));
+    // The images go through the model --batch-size at a time (groups of 4 cross the folders), in name order.
+    for batch in ["1", "4"] {
+        let out = dir.path().join(format!("p{batch}.npy"));
+        let folders = [a.to_str().unwrap(), b.to_str().unwrap(), c3.to_str().unwrap()];
+        let args = ["predict", "--run", run_s, "--proba", "--batch-size", batch, "--output", out.to_str().unwrap()];
+        run_ok(&[&args[..], &["--input"], &folders[..]].concat());
+        let again = Tensor::read_npy(&out).unwrap();
+        assert!(common::rel_diff(&again, &expected) < 1e-5, "--batch-size {batch}: {again} vs {expected}");
+    }
 
     // The comparison can fail: the same images with the default statistics (mean 0, std 1) give other outputs.
     let mut other = tchzoo::data::inputs::recorded_transforms(&c.resolve().unwrap()).unwrap().unwrap();

@@ -86,9 +86,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let mut labels: Vec<String> = vec![];
     let mut shown = 0i64;
     let several = files.len() > 1;
-    for file in &files {
-        let xs = predictor.read(file)?;
-        let ys = predictor.predict(&xs, args.proba, args.batch_size, file)?;
+    // Prints (the first 50) and keeps the outputs of `files`: one file of many samples, or one sample a file.
+    let mut emit = |files: &[&PathBuf], ys: Tensor| {
         let n = ys.size()[0];
         for i in 0..n {
             let row = Vec::<f32>::try_from(ys.get(i).reshape([-1])).unwrap_or_default();
@@ -100,16 +99,37 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 shown += 1;
                 let values: Vec<String> = row.iter().take(10).map(|v| format!("{v:.4}")).collect();
                 let more = if row.len() > 10 { " …" } else { "" };
-                let which = match (several, n) {
+                let which = match (several, files.len() > 1 || n == 1) {
                     (false, _) => i.to_string(),
-                    (true, 1) => file.display().to_string(),
-                    (true, _) => format!("{}[{i}]", file.display()),
+                    (true, true) => files[(i as usize).min(files.len() - 1)].display().to_string(),
+                    (true, false) => format!("{}[{i}]", files[0].display()),
                 };
                 let label = label.map(|l| format!("{l}  ")).unwrap_or_default();
                 println!("{which}: {label}[{}{more}]", values.join(", "));
             }
         }
         all.push(ys);
+    };
+    // Files of one sample each (images) of one shape go through the model together, --batch-size at a time.
+    let mut group: Vec<(&PathBuf, Tensor)> = vec![];
+    for file in &files {
+        let xs = predictor.read(file)?;
+        let joins = xs.size()[0] == 1
+            && group.first().is_some_and(|(_, g)| g.size() == xs.size())
+            && group.len() < args.batch_size;
+        if !joins && !group.is_empty() {
+            let (names, xs): (Vec<&PathBuf>, Vec<Tensor>) = group.drain(..).unzip();
+            emit(&names, predictor.predict(&Tensor::cat(&xs, 0), args.proba, args.batch_size, names[0])?);
+        }
+        if xs.size()[0] == 1 {
+            group.push((file, xs));
+        } else {
+            emit(&[file], predictor.predict(&xs, args.proba, args.batch_size, file)?);
+        }
+    }
+    if !group.is_empty() {
+        let (names, xs): (Vec<&PathBuf>, Vec<Tensor>) = group.drain(..).unzip();
+        emit(&names, predictor.predict(&Tensor::cat(&xs, 0), args.proba, args.batch_size, names[0])?);
     }
     let total: i64 = all.iter().map(|y| y.size()[0]).sum();
     match &args.output {
@@ -118,7 +138,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 Error::data(out.display(), format!("the inputs' outputs differ in shape and cannot be stacked: {e}"))
             })?;
             match out.extension().and_then(|e| e.to_str()) {
-                Some("npy") => ys.write_npy(out).map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))?,
+                Some("npy") => crate::util::write_atomic_with(out, |tmp| {
+                    ys.write_npy(tmp).map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))
+                })?,
                 Some("pt") | Some("pth") => crate::checkpoint::write_pt(out, &Object::Tensor(ys.shallow_clone()))?,
                 _ => return Err(Error::config(format!("--output {}: use a .pt or .npy file", out.display()))),
             }
