@@ -25,7 +25,8 @@ pub struct TrainArgs {
     /// Explicit validation data (a data spec as --data).
     #[arg(long, alias = "validation_data")]
     pub validation_data: Option<String>,
-    /// Hold out the last fraction (before shuffling) for validation [default: 0.2].
+    /// Hold out a fraction for validation [default: 0.2]: the last fraction (before shuffling) of data held in memory,
+    /// as Keras; a seeded draw, stratified by class, from an image folder.
     #[arg(long, alias = "validation_split", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
     /// Train without validation data.
