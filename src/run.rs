@@ -355,9 +355,17 @@ pub fn train_in(
     callbacks: Vec<Box<dyn Callback>>,
     dist: Option<crate::dist::Distributed>,
 ) -> Result<RunOutcome> {
+    // A folder this process makes (the default name, or a new --out) goes again if the run fails before writing
+    // anything into it: bad data refused at the start leaves no empty folder behind.
+    let made_here =
+        crate::dist::is_chief(dist.as_ref()) && !run.config.out.as_ref().is_some_and(|o| Path::new(o).exists());
     let dir = RunDir::for_new_run(&run.config, dist.as_ref())?;
     run.config.out = Some(dir.path().display().to_string());
-    execute(run, output, callbacks, None, dist)
+    let result = execute(run, output, callbacks, None, dist);
+    if result.is_err() && made_here {
+        dir.remove_if_unused();
+    }
+    result
 }
 
 /// Continues the run in `dir` from its last completed epoch: weights, optimizer state, learning rate, callbacks'

@@ -325,3 +325,19 @@ fn weights_that_do_not_match_point_to_strict_false_and_unreadable_ones_do_not() 
     let line = case.fails(&["--model", "mlp", "--data", "moons:n_samples=60", "--weights", &cut], &[&cut]);
     assert!(!line.contains("--strict"), "{line}");
 }
+
+#[test]
+fn a_refused_run_leaves_no_folder_behind() {
+    // Without --out the run claims `runs/<model>-<data>-<time>` before it reads its data; refused, it takes the
+    // folder back (it holds only the lock). A new --out folder is not made at all.
+    let case = Case::new();
+    let csv = case.file("empty.csv", b"");
+    let output =
+        tchzoo().current_dir(case.dir.path()).args(["train", "--model", "mlp", "--data", &csv]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let left: Vec<_> =
+        std::fs::read_dir(case.path("runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "a refused run left {left:?}");
+    case.fails(&["--model", "mlp", "--data", &csv], &["empty"]);
+    assert!(!case.out().exists(), "the refused run made its --out folder");
+}

@@ -162,12 +162,7 @@ impl RunDir {
                     run.root.display()
                 ))
             };
-            // Our lock file and temporary files (of a run killed before it wrote config.json) do not count.
-            let empty = std::fs::read_dir(&run.root).map_err(|e| Error::io(&run.root, e))?.flatten().all(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name == resume::LOCK_FILE || (name.starts_with('.') && name.contains(".tmp"))
-            });
-            if !empty && RunConfig::from_json_file(&run.join(CONFIG_FILE)).is_err() {
+            if !run.holds_nothing()? && RunConfig::from_json_file(&run.join(CONFIG_FILE)).is_err() {
                 return Err(not_ours());
             }
             // A folder another process trains in is refused naming that process.
@@ -212,6 +207,31 @@ impl RunDir {
     }
 
     /// A new run may not take a folder that holds one.
+    /// Whether the folder holds nothing but our lock file and temporary files (of a run killed before it wrote
+    /// config.json).
+    pub fn holds_nothing(&self) -> Result<bool> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        Ok(entries.flatten().all(|e| Self::is_ours_only(&e.file_name().to_string_lossy())))
+    }
+
+    fn is_ours_only(name: &str) -> bool {
+        name == resume::LOCK_FILE || (name.starts_with('.') && name.contains(".tmp"))
+    }
+
+    /// Removes the folder of a run that failed before it wrote anything (a folder this process made, holding
+    /// only the lock and temporary files), so a refused run leaves no empty `runs/…` behind. Anything else stays.
+    pub fn remove_if_unused(&self) {
+        if !self.holds_nothing().unwrap_or(false) {
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+
     pub fn refuse_held_run(&self) -> Result<()> {
         if self.holds_run() {
             return Err(Error::config(format!(
