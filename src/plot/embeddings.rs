@@ -103,14 +103,18 @@ impl Figure for EmbeddingFigure {
             let pad = ((hi - lo) * 0.08).max(1e-6);
             (lo - pad)..(hi + pad)
         };
+        let (xs, ys) = (span(|p| p.0), span(|p| p.1));
+        let (x_tick, y_tick) = (tick_label(xs.end - xs.start), tick_label(ys.end - ys.start));
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FONT, 22))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d(span(|p| p.0), span(|p| p.1))?;
+            .build_cartesian_2d(xs, ys)?;
         chart
             .configure_mesh()
+            .x_label_formatter(&x_tick)
+            .y_label_formatter(&y_tick)
             .x_desc(format!("PC1 ({:.0}% of the variance)", 100.0 * self.variance[0]))
             .y_desc(format!("PC2 ({:.0}%)", 100.0 * self.variance[1]))
             .label_style((FONT, 14))
@@ -164,4 +168,27 @@ impl Figure for EmbeddingFigure {
 /// Writes the figure to `path` (.png or .svg).
 pub fn plot_embeddings(figure: &EmbeddingFigure, path: &Path) -> Result<()> {
     render_panels(path, 1, 1, figure)
+}
+
+/// An axis label with as many decimals as ticks over `span` need (about ten ticks), and never "-0.0": a tick a
+/// rounding error below zero reads 0.
+fn tick_label(span: f64) -> impl Fn(&f64) -> String {
+    let decimals = if span > 0.0 { (-(span / 10.0).log10().floor()).max(0.0) as usize } else { 2 };
+    move |v: &f64| {
+        let text = format!("{v:.decimals$}");
+        match text.strip_prefix('-') {
+            Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+            _ => text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tick_tests {
+    #[test]
+    fn ticks_have_the_decimals_of_their_span_and_no_negative_zero() {
+        let t = super::tick_label(0.25);
+        assert_eq!((t(&-0.0000001), t(&0.05), t(&-0.1)), ("0.00".into(), "0.05".into(), "-0.10".into()));
+        assert_eq!(super::tick_label(200.0)(&-0.3), "0");
+    }
 }
