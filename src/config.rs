@@ -261,7 +261,7 @@ impl RunConfig {
 
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {}", path.display(), with_keys(e))))
+        serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {}", path.display(), explain(&text, e))))
     }
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self).map_err(|e| Error::config(format!("the run config does not serialise: {e}")))
@@ -287,6 +287,34 @@ impl RunConfig {
 
 /// A JSON error, an unknown key's with the known ones as serde words it (`#[serde(flatten)]`, which takes in the
 /// hyper-parameters, leaves them out).
+/// A config file's error in words: an unknown key with the known ones ([`with_keys`]), and a value of the wrong
+/// type with the key that holds it (serde reports only a line and column) and the type in words.
+fn explain(text: &str, e: serde_json::Error) -> String {
+    let key = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+        Ok(map) if e.is_data() => map.into_iter().find_map(|(k, v)| {
+            let one = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
+            serde_json::from_value::<RunConfig>(one).is_err().then_some(k)
+        }),
+        _ => None,
+    };
+    let mut words = with_keys(e);
+    for (rust, plain) in [
+        ("expected usize", "expected a whole number ≥ 0"),
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected u32", "expected a whole number ≥ 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected struct RunConfig", "expected a JSON object of settings (`tchzoo train --help` lists them)"),
+    ] {
+        words = words.replace(rust, plain);
+    }
+    match key {
+        Some(k) if !words.starts_with("unknown field") => format!("`{k}`: {words}"),
+        _ => words,
+    }
+}
+
 fn with_keys(e: serde_json::Error) -> String {
     let text = e.to_string();
     // The keys in their order: the top level of the pretty JSON, indented by two spaces.
@@ -356,5 +384,17 @@ mod tests {
             e.contains("`optimizer`, `lr`, `momentum`, `dampening`, ") && e.contains("`decode_scaling` at line 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let explain = |text: &str| super::explain(text, serde_json::from_str::<RunConfig>(text).unwrap_err());
+        let e = explain(r#"{"model": "mlp", "epochs": "3"}"#);
+        assert!(e.starts_with(r#"`epochs`: invalid type: string "3", expected a whole number ≥ 0"#), "{e}");
+        let e = explain(r#"{"lr": "fast"}"#);
+        assert!(e.starts_with(r#"`lr`: invalid type: string "fast", expected a number"#), "{e}");
+        let e = explain("[1, 2]");
+        assert!(e.starts_with("invalid type: sequence, expected a JSON object of settings"), "{e}");
+        assert!(explain(r#"{"momentun": 0.9}"#).starts_with("unknown field `momentun`"));
     }
 }
