@@ -36,7 +36,11 @@ pub enum Message {
 impl Message {
     /// A problem the run went on despite (said even when quiet).
     pub fn is_warning(&self) -> bool {
-        matches!(self, Message::SkippedImages { .. })
+        match self {
+            Message::SkippedImages { .. } => true,
+            Message::Note(text) => text.starts_with("warning:"),
+            _ => false,
+        }
     }
 }
 

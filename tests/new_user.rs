@@ -856,6 +856,20 @@ fn a_split_of_rows_grouped_by_label_is_said() {
         assert!(out.status.success(), "{}", text(&out).1);
         text(&out).1
     };
+    // Said even under -q, as the skipped-images warning is.
+    let quiet = run(&[
+        "train",
+        "--model",
+        "mlp:hidden=8",
+        "--data",
+        s(&iris),
+        "--epochs",
+        "1",
+        "-q",
+        "--out",
+        s(&tmp.path().join("quiet")),
+    ]);
+    assert!(text(&quiet).1.starts_with("warning: the rows of"), "{}", text(&quiet).1);
     let stderr = run_of(&iris, "sorted");
     let warning = stderr.lines().find(|l| l.starts_with("warning: the rows of")).unwrap_or_else(|| {
         panic!("no warning:\n{stderr}");
