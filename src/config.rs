@@ -285,8 +285,6 @@ impl RunConfig {
     }
 }
 
-/// A JSON error, an unknown key's with the known ones as serde words it (`#[serde(flatten)]`, which takes in the
-/// hyper-parameters, leaves them out).
 /// A config file's error in words: an unknown key with the known ones ([`with_keys`]), and a value of the wrong
 /// type with the key that holds it (serde reports only a line and column) and the type in words.
 fn explain(text: &str, e: serde_json::Error) -> String {
@@ -315,6 +313,8 @@ fn explain(text: &str, e: serde_json::Error) -> String {
     }
 }
 
+/// A JSON error, an unknown key's with the known ones as serde words it (`#[serde(flatten)]`, which takes in the
+/// hyper-parameters, leaves them out).
 fn with_keys(e: serde_json::Error) -> String {
     let text = e.to_string();
     // The keys in their order: the top level of the pretty JSON, indented by two spaces.

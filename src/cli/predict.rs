@@ -110,26 +110,24 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
         all.push(ys);
     };
-    // Files of one sample each (images) of one shape go through the model together, --batch-size at a time.
+    // Files of one sample each (images) of one shape go through the model together, --batch-size at a time; the
+    // `None` after the last file sends the last group.
     let mut group: Vec<(&PathBuf, Tensor)> = vec![];
-    for file in &files {
-        let xs = predictor.read(file)?;
-        let joins = xs.size()[0] == 1
-            && group.first().is_some_and(|(_, g)| g.size() == xs.size())
+    for file in files.iter().map(Some).chain([None]) {
+        let xs = file.map(|f| predictor.read(f)).transpose()?;
+        let single = xs.as_ref().is_some_and(|x| x.size()[0] == 1);
+        let joins = single
+            && group.first().is_some_and(|(_, g)| xs.as_ref().is_some_and(|x| g.size() == x.size()))
             && group.len() < args.batch_size;
         if !joins && !group.is_empty() {
             let (names, xs): (Vec<&PathBuf>, Vec<Tensor>) = group.drain(..).unzip();
             emit(&names, predictor.predict(&Tensor::cat(&xs, 0), args.proba, args.batch_size, names[0])?);
         }
-        if xs.size()[0] == 1 {
-            group.push((file, xs));
-        } else {
-            emit(&[file], predictor.predict(&xs, args.proba, args.batch_size, file)?);
+        match (file, xs) {
+            (Some(f), Some(xs)) if single => group.push((f, xs)),
+            (Some(f), Some(xs)) => emit(&[f], predictor.predict(&xs, args.proba, args.batch_size, f)?),
+            _ => {}
         }
-    }
-    if !group.is_empty() {
-        let (names, xs): (Vec<&PathBuf>, Vec<Tensor>) = group.drain(..).unzip();
-        emit(&names, predictor.predict(&Tensor::cat(&xs, 0), args.proba, args.batch_size, names[0])?);
     }
     let total: i64 = all.iter().map(|y| y.size()[0]).sum();
     match &args.output {

@@ -48,13 +48,13 @@ pub fn grouped_split_note(train: &Dataset, validation: &Dataset, fraction: f64) 
     }
     let labels = |d: &Dataset| Vec::<i64>::try_from(d.ys.flatten(0, -1).to_kind(Kind::Int64)).unwrap_or_default();
     let (t, v) = (labels(train), labels(validation));
-    let rows: Vec<i64> = t.iter().chain(&v).copied().collect();
-    let changes = rows.windows(2).filter(|w| w[0] != w[1]).count();
-    let classes = rows.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let rows = || t.iter().chain(&v);
+    let changes = rows().zip(rows().skip(1)).filter(|(a, b)| a != b).count();
+    let classes = rows().collect::<std::collections::BTreeSet<_>>().len();
     if classes < 2 || changes != classes - 1 {
         return None;
     }
-    let mut held: Vec<i64> = v.clone();
+    let mut held = v;
     held.dedup();
     let name = |c: i64| match train.class_names.as_ref().and_then(|n| n.get(c as usize)) {
         Some(n) => format!("'{n}'"),

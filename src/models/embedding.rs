@@ -9,7 +9,8 @@
 //!
 //! Inputs: [N, 2] int64 (entity index, link index). Options: `entities`, `links` (table sizes, 1000 by default;
 //! at least the data's counts, or training refuses the first index beyond; rows beyond the data's stay untrained
-//! and `tchzoo similar` leaves them out), `dim` (50, the seed's), `cosine` (true), `head` (true), `init` (uniform ±0.05 as Keras).
+//! and `tchzoo similar` leaves them out), `dim` (50, the seed's), `cosine` (true), `head` (true), `init` (uniform
+//! ±0.05 as Keras).
 use tch::{Kind, Tensor};
 
 use super::{forward_head_of_features, Model, ModelConfig, ModelEntry};

@@ -206,7 +206,6 @@ impl RunDir {
         Ok(())
     }
 
-    /// A new run may not take a folder that holds one.
     /// Whether the folder holds nothing but our lock file and temporary files (of a run killed before it wrote
     /// config.json).
     pub fn holds_nothing(&self) -> Result<bool> {
@@ -232,6 +231,7 @@ impl RunDir {
         let _ = std::fs::remove_dir(&self.root);
     }
 
+    /// A new run may not take a folder that holds one.
     pub fn refuse_held_run(&self) -> Result<()> {
         if self.holds_run() {
             return Err(Error::config(format!(
